@@ -1,0 +1,46 @@
+# ravdess-tfrecords. Every target installs what it needs into .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
+DEMO_DIR ?= demo_output
+RAVDESS_DIR ?=
+TFRECORDS_DIR ?= tfrecords
+VOCAL_CHANNELS ?= speech
+
+.PHONY: install test demo tfrecords bench lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check ravdess_tfrecords trainers tools tests
+
+tfrecords: install
+	@if [ -z "$(RAVDESS_DIR)" ]; then \
+	  echo "make tfrecords needs RAVDESS_DIR: the RAVDESS download (zenodo record 1188976)."; \
+	  echo "  Get Video_Speech_Actor_01.zip .. Video_Speech_Actor_24.zip from https://zenodo.org/record/1188976,"; \
+	  echo "  then: make tfrecords RAVDESS_DIR=/path/to/zips-or-folders TFRECORDS_DIR=/path/to/out"; \
+	  echo "No download? 'make demo' runs everything on a synthetic RAVDESS-shaped corpus."; \
+	  exit 2; fi
+	$(BIN)/python -m ravdess_tfrecords.convert --input="$(RAVDESS_DIR)" --output="$(TFRECORDS_DIR)" \
+	  --workers=$(WORKERS) --vocal_channels=$(VOCAL_CHANNELS)
+
+demo: install
+	$(BIN)/python -m tools.demo --output=$(DEMO_DIR) --workers=$(WORKERS)
+
+bench: install
+	$(BIN)/python -m tools.bench_convert
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,35 @@
+"""ravdess-tfrecords: RAVDESS audio-visual emotion clips as sharded TFRecords.
+
+Reading (needs only TensorFlow and numpy)::
+
+    import ravdess_tfrecords as rt
+    ds = rt.load("/data/ravdess-tfrecords", split="train")   # ((audio, video), label)
+    builder = rt.Builder("/data/ravdess-tfrecords"); builder.info
+
+Writing: ``python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output=DIR``.
+
+The reading API is imported lazily (PEP 562), so ``import ravdess_tfrecords``
+is cheap and the converter's worker processes never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ravdess_tfrecords.labels import CLASS_NAMES, CLASS_NAMES_8, NUM_CLASSES
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Builder": "ravdess_tfrecords.builder",
+    "DatasetInfo": "ravdess_tfrecords.builder",
+    "load": "ravdess_tfrecords.builder",
+}
+
+__all__ = ["CLASS_NAMES", "CLASS_NAMES_8", "NUM_CLASSES", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ravdess_tfrecords' has no attribute {name!r}")

@@ -1,0 +1,112 @@
+"""Audio: decode with ffmpeg, find the speech interval, MFCCs, standardize, pad.
+
+Everything but ``decode`` and ``mfcc`` is pure numpy, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ravdess_tfrecords import ffmpeg
+from ravdess_tfrecords.errors import ClipError
+
+
+def decode(path: str, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate``, straight from a pipe.
+
+    Returns:
+      float32 ``(samples,)`` in [-1, 1].
+    """
+    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+    raw = ffmpeg.run_to_bytes(
+        ["-i", path, *limit, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
+         "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
+        "audio",
+    )
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def frame_rms_db(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """RMS level in dBFS of each frame (frames start at ``i * hop_length``).
+
+    Args:
+      y: float32 ``(samples,)``.
+
+    Returns:
+      float64 ``(frames,)``; -inf-free (floored at -200 dB).
+    """
+    if len(y) < frame_length:
+        y = np.pad(y, (0, frame_length - len(y)))
+    frames = np.lib.stride_tricks.sliding_window_view(y.astype(np.float64), frame_length)[::hop_length]
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+
+
+def speech_interval(
+    y: np.ndarray,
+    sample_rate: int,
+    top_db: float,
+    silence_dbfs: float,
+    frame_seconds: float = 0.025,
+    hop_seconds: float = 0.010,
+) -> tuple[float, float]:
+    """The interval, in seconds, from the first to the last frame within ``top_db`` of the loudest.
+
+    Like ``librosa.effects.trim`` but on short frames (10 ms hop), so the edges
+    land within a frame of the truth.
+
+    Raises:
+      ClipError: ``silent`` when even the loudest frame is below ``silence_dbfs``.
+    """
+    frame = int(round(frame_seconds * sample_rate))
+    hop = int(round(hop_seconds * sample_rate))
+    db = frame_rms_db(y, frame, hop)
+    peak = float(db.max()) if len(db) else -200.0
+    if peak < silence_dbfs:
+        raise ClipError("silent", f"audio is silent (loudest frame {peak:.0f} dBFS < {silence_dbfs:.0f} dBFS)")
+    loud = np.flatnonzero(db >= peak - top_db)
+    start = loud[0] * hop / sample_rate
+    end = min((loud[-1] * hop + frame) / sample_rate, len(y) / sample_rate)
+    return float(start), float(end)
+
+
+def mfcc(y: np.ndarray, sample_rate: int, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
+    """librosa MFCCs.
+
+    Returns:
+      float32 ``(n_mfcc, frames)``.
+    """
+    import librosa  # writing half only: the reader never needs librosa
+
+    return librosa.feature.mfcc(
+        y=y, sr=sample_rate, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+    ).astype(np.float32)
+
+
+def standardize(features: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the whole sample (all coefficients and frames).
+
+    Returns:
+      float32, same shape. A constant input becomes all zeros.
+    """
+    x = features.astype(np.float64)
+    std = x.std()
+    return ((x - x.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
+def pad_or_cut(features: np.ndarray, frames: int) -> np.ndarray:
+    """Pre-pad with 0 (the mean after standardization) or cut the earliest frames.
+
+    Args:
+      features: ``(n, T)``.
+      frames: M, the target length.
+
+    Returns:
+      float32 ``(n, M)``: real frames at the end, zeros (if any) at the start.
+    """
+    n, t = features.shape
+    if t >= frames:
+        return np.ascontiguousarray(features[:, t - frames:], dtype=np.float32)
+    out = np.zeros((n, frames), dtype=np.float32)
+    out[:, frames - t:] = features
+    return out

@@ -1,0 +1,81 @@
+"""The bundled ffmpeg binary (``imageio-ffmpeg``): probing and piping into numpy."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import subprocess
+
+from ravdess_tfrecords.errors import ClipError
+
+
+@functools.lru_cache(maxsize=1)
+def executable() -> str:
+    """Path of the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What ffmpeg says of a media file. ``fps``/``width``/``height`` are 0 without video."""
+
+    duration: float
+    has_audio: bool
+    has_video: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #.*?Video:.*?, (\d{2,5})x(\d{2,5})[,\s].*?(\d+(?:\.\d+)?) (?:fps|tbr)")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def probe(path: str) -> Probe:
+    """Read duration and streams from ``ffmpeg -i`` (no ffprobe in the wheel).
+
+    Raises:
+      ClipError: ``unreadable`` when ffmpeg cannot open or parse the file.
+    """
+    proc = subprocess.run(
+        [executable(), "-hide_banner", "-nostdin", "-i", path],
+        capture_output=True, text=True, errors="replace", check=False,
+    )
+    err = proc.stderr
+    duration = _DURATION.search(err)
+    if "Stream #" not in err or duration is None:
+        raise ClipError("unreadable", f"ffmpeg cannot read it ({_last_line(err)})")
+    h, m, s = duration.groups()
+    video = _VIDEO.search(err)
+    return Probe(
+        duration=int(h) * 3600 + int(m) * 60 + float(s),
+        has_audio=re.search(r"Stream #.*?Audio:", err) is not None,
+        has_video=video is not None,
+        width=int(video.group(1)) if video else 0,
+        height=int(video.group(2)) if video else 0,
+        fps=float(video.group(3)) if video else 0.0,
+    )
+
+
+def run_to_bytes(args: list[str], what: str) -> bytes:
+    """Run ffmpeg with ``args`` writing to stdout; return stdout.
+
+    Raises:
+      ClipError: ``unreadable`` with ffmpeg's last stderr line.
+    """
+    proc = subprocess.run(
+        [executable(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+        capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        detail = _last_line(proc.stderr.decode(errors="replace"))
+        raise ClipError("unreadable", f"ffmpeg failed decoding {what} ({detail})")
+    return proc.stdout

@@ -1,0 +1,116 @@
+"""One clip in, model-ready arrays out: the converter's and ``predict``'s shared preprocessing.
+
+Steps: probe -> decode audio -> speech interval -> MFCCs of that interval,
+standardized -> 6 frame times spread over the same interval -> decode only those
+frames (downscaled) -> dlib face per frame -> square crop, 64x64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ravdess_tfrecords import audio, faces, ffmpeg, schema, video
+from ravdess_tfrecords.errors import ClipError
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Preprocessing settings; stored in ``dataset_info.json`` and beside every exported model.
+
+    Attributes:
+      sample_rate: Hz the audio is resampled to (16 kHz: speech band, small MFCC cost).
+      n_fft, hop_length, n_mels: MFCC analysis (64 ms window, 32 ms hop at 16 kHz).
+      top_db: speech is every frame within this many dB of the loudest one.
+      silence_dbfs: a clip whose loudest frame is quieter than this is ``silent``.
+      work_width: frames wider than this are downscaled inside ffmpeg before face
+        detection and cropping. 480 keeps a RAVDESS face (about 300 px tall at
+        720p) above dlib HOG's 80-pixel window.
+      face_margin: the square crop extends the face box by this fraction per side.
+      face_upsample: dlib upsampling passes (finds smaller faces, 4x slower each).
+      allow_center_crop: a clip with no face in any frame is centre-cropped
+        instead of skipped.
+      max_clip_seconds: only the first this-many seconds of a clip are read.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 40
+    top_db: float = 30.0
+    silence_dbfs: float = -50.0
+    work_width: int = 480
+    face_margin: float = 0.1
+    face_upsample: int = 0
+    allow_center_crop: bool = False
+    max_clip_seconds: float = 30.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Settings:
+        """Build from a stored dict; unknown keys (newer writers) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessedClip:
+    """The preprocessing result of one clip.
+
+    Attributes:
+      audio: float32 ``(24, T)`` standardized MFCCs, unpadded (T = true frame count).
+      video: uint8 ``(6, 64, 64, 3)`` RGB face crops.
+      interval: ``(start, end)`` seconds of speech; audio and video both use it.
+      boxes: float64 ``(6, 4)`` face boxes (left, top, right, bottom) in
+        original-frame pixels (the crop is a square around each).
+    """
+
+    audio: np.ndarray
+    video: np.ndarray
+    interval: tuple[float, float]
+    boxes: np.ndarray
+
+
+def preprocess_clip(path: str, settings: Settings = Settings()) -> ProcessedClip:
+    """Preprocess one audio-video clip.
+
+    Raises:
+      ClipError: with the reason (unreadable, no_audio, no_video, silent, no_face).
+    """
+    info = ffmpeg.probe(path)
+    if not info.has_video:
+        raise ClipError("no_video", "no video stream")
+    if not info.has_audio:
+        raise ClipError("no_audio", "no audio stream")
+    seconds = min(info.duration, settings.max_clip_seconds)
+
+    y = audio.decode(path, settings.sample_rate, settings.max_clip_seconds)
+    if y.size == 0:
+        raise ClipError("no_audio", "the audio stream decodes to no samples")
+    start, end = audio.speech_interval(y, settings.sample_rate, settings.top_db, settings.silence_dbfs)
+    sr = settings.sample_rate
+    speech = y[int(start * sr): int(np.ceil(end * sr))]
+    mfcc = audio.standardize(
+        audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels)
+    )
+
+    times = video.frame_times(start, end, schema.NUM_FRAMES)
+    indices = video.frame_indices(times, info.fps, seconds)
+    frames = video.decode_frames(path, indices, info.width, info.height, settings.work_width)
+    found = [faces.detect(f, settings.face_upsample) for f in frames]
+    boxes = faces.fill_missing(found)
+    if boxes is None:
+        if not settings.allow_center_crop:
+            raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames")
+        boxes = [faces.center_box(*frames.shape[1:3])] * len(frames)
+    crops = np.stack(
+        [faces.crop_resize(f, faces.square_box(b, settings.face_margin), schema.FACE_SIZE)
+         for f, b in zip(frames, boxes, strict=True)]
+    )
+    scale = info.width / frames.shape[2]
+    return ProcessedClip(
+        audio=mfcc, video=crops, interval=(start, end), boxes=np.asarray(boxes, dtype=np.float64) * scale
+    )

@@ -1,0 +1,171 @@
+"""The example schema: declared once, used by the writer and the reader.
+
+This module is where the writing half (``convert``) and the reading half
+(``builder``/``load``) meet. It holds the feature declarations, the shard and
+metadata file names, and the functions that encode one example and decode a
+batch of them. It needs only TensorFlow and numpy, and imports TensorFlow only
+inside those functions, so the converter's worker processes can read the
+constants without loading it.
+
+Stored per example (``tf.train.Example``):
+
+======================  =========  ==================  ====================================
+feature                 dtype      shape               meaning
+======================  =========  ==================  ====================================
+``audio``               float32    (24, M, 1)          standardized MFCCs, pre-padded with 0
+``video``               uint8      (6, 64, 64, 3)      face crops, RGB
+``label``               int64      ()                  0..6, neutral and calm merged
+``emotion``             int64      ()                  corpus emotion code 1..8
+``audio_frames``        int64      ()                  MFCC frames before padding/cutting
+``actor``               int64      ()                  1..24
+``gender``              string     ()                  ``male`` / ``female``
+``intensity``           int64      ()                  1 normal, 2 strong
+``statement``           int64      ()                  1 or 2
+``repetition``          int64      ()                  1 or 2
+``vocal_channel``       string     ()                  ``speech`` / ``song``
+``clip_id``             string     ()                  ``MM-VV-EE-II-SS-RR-AA``
+``source``              string     ()                  source file name (no directory)
+======================  =========  ==================  ====================================
+
+``audio`` and ``video`` are stored as raw little-endian bytes, so a whole batch
+decodes with one ``tf.io.decode_raw``. ``M`` (``audio_frames`` in
+``dataset_info.json``) is the corpus' mean MFCC frame count, fixed at conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+# Bump when the stored features change incompatibly; the reader refuses others.
+SCHEMA_VERSION = 1
+
+INFO_FILENAME = "dataset_info.json"
+FAILURES_FILENAME = "failures.jsonl"
+SHARD_PREFIX = "ravdess"
+
+NUM_MFCC = 24
+NUM_FRAMES = 6
+FACE_SIZE = 64
+VIDEO_SHAPE = (NUM_FRAMES, FACE_SIZE, FACE_SIZE, 3)
+
+
+def audio_shape(audio_frames: int) -> tuple[int, int, int]:
+    """``(24, M, 1)``: coefficients x frames x channel."""
+    return (NUM_MFCC, audio_frames, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One stored feature: ``kind`` is ``tensor`` (raw bytes), ``int`` or ``str``."""
+
+    kind: str
+    dtype: np.dtype | None = None
+
+
+FEATURES: dict[str, Feature] = {
+    "audio": Feature("tensor", np.dtype("<f4")),
+    "video": Feature("tensor", np.dtype("u1")),
+    "label": Feature("int"),
+    "emotion": Feature("int"),
+    "audio_frames": Feature("int"),
+    "actor": Feature("int"),
+    "gender": Feature("str"),
+    "intensity": Feature("int"),
+    "statement": Feature("int"),
+    "repetition": Feature("int"),
+    "vocal_channel": Feature("str"),
+    "clip_id": Feature("str"),
+    "source": Feature("str"),
+}
+
+# The metadata fields a reader may attach to each example for analysis.
+METADATA_KEYS = tuple(k for k in FEATURES if k not in ("audio", "video", "label"))
+
+
+def shard_name(actor: int, index: int, num_shards: int) -> str:
+    """``ravdess-actor01.tfrecord-00000-of-00002`` (tensorflow_datasets style)."""
+    return f"{SHARD_PREFIX}-actor{actor:02d}.tfrecord-{index:05d}-of-{num_shards:05d}"
+
+
+def shard_glob(actor: int | None = None) -> str:
+    """A glob matching the shards of one actor, or of all actors."""
+    who = f"actor{actor:02d}" if actor is not None else "actor[0-9][0-9]"
+    return f"{SHARD_PREFIX}-{who}.tfrecord-*-of-*"
+
+
+def _check_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
+    if value.shape != shape:
+        raise ValueError(f"feature {name!r} has shape {value.shape}, schema wants {shape}")
+
+
+def serialize(values: Mapping[str, object], audio_frames: int) -> bytes:
+    """Encode one example as a deterministic serialized ``tf.train.Example``.
+
+    Args:
+      values: every key of ``FEATURES``; ``audio`` float32 ``(24, M, 1)``,
+        ``video`` uint8 ``(6, 64, 64, 3)``, ints and strs for the rest.
+      audio_frames: M, the padded frame count of this dataset.
+    """
+    import tensorflow as tf
+
+    missing = set(FEATURES) - set(values)
+    extra = set(values) - set(FEATURES)
+    if missing or extra:
+        raise ValueError(f"example keys differ from schema: missing {sorted(missing)}, unknown {sorted(extra)}")
+    feature = {}
+    for name, spec in FEATURES.items():
+        value = values[name]
+        if spec.kind == "tensor":
+            array = np.asarray(value)
+            if array.dtype != spec.dtype.newbyteorder("="):
+                raise ValueError(f"feature {name!r} has dtype {array.dtype}, schema wants {spec.dtype}")
+            _check_shape(name, array, audio_shape(audio_frames) if name == "audio" else VIDEO_SHAPE)
+            data = array.astype(spec.dtype, copy=False).tobytes()
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
+        elif spec.kind == "int":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # Map fields serialize in arbitrary order unless asked: byte-identical shards need this.
+    return example.SerializeToString(deterministic=True)
+
+
+def parse_spec() -> dict:
+    """The ``tf.io.parse_example`` spec for every stored feature."""
+    import tensorflow as tf
+
+    spec = {}
+    for name, feature in FEATURES.items():
+        dtype = tf.int64 if feature.kind == "int" else tf.string
+        spec[name] = tf.io.FixedLenFeature([], dtype)
+    return spec
+
+
+def decode(parsed: Mapping, audio_frames: int) -> dict:
+    """Decode the raw tensors of a parsed batch (or single example).
+
+    Args:
+      parsed: the output of ``tf.io.parse_example(serialized, parse_spec())``
+        for a batch ``(B,)`` or ``tf.io.parse_single_example`` for one example.
+      audio_frames: M from ``dataset_info.json``.
+
+    Returns:
+      The same dict with ``audio`` float32 ``(..., 24, M, 1)`` and ``video``
+      uint8 ``(..., 6, 64, 64, 3)``; scalars unchanged.
+    """
+    import tensorflow as tf
+
+    out = dict(parsed)
+    lead = tf.shape(parsed["audio"])
+    audio = tf.io.decode_raw(parsed["audio"], tf.float32, little_endian=True)
+    video = tf.io.decode_raw(parsed["video"], tf.uint8)
+    out["audio"] = tf.reshape(audio, tf.concat([lead, audio_shape(audio_frames)], 0))
+    out["video"] = tf.reshape(video, tf.concat([lead, VIDEO_SHAPE], 0))
+    # Keep whatever static batch size the input had, so Keras sees static shapes.
+    out["audio"].set_shape(parsed["audio"].shape.concatenate(audio_shape(audio_frames)))
+    out["video"].set_shape(parsed["video"].shape.concatenate(VIDEO_SHAPE))
+    return out

@@ -1,0 +1,106 @@
+"""Finding clips: folders (searched recursively), ``Actor_NN/`` folders and zip files.
+
+A zip member is copied to a temporary file only while its clip is processed,
+so zips are never extracted whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+
+MEDIA_EXTENSIONS = (".mp4", ".wav", ".mov", ".avi", ".mkv", ".m4v")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Source:
+    """One media file: on disk (``member`` None) or inside a zip.
+
+    ``display`` names it in messages: a path relative to the input it was found
+    under, with ``zip:member`` for zip members (never an absolute path, so
+    ``dataset_info.json`` does not depend on where the corpus lies).
+    ``fingerprint`` changes when the content may have: size + mtime, or zip CRC.
+    """
+
+    display: str
+    path: str
+    member: str | None
+    fingerprint: str
+
+    @property
+    def basename(self) -> str:
+        return os.path.basename(self.member if self.member else self.path)
+
+
+def _is_media(name: str) -> bool:
+    return name.lower().endswith(MEDIA_EXTENSIONS) and not os.path.basename(name).startswith("._")
+
+
+def _zip_sources(path: str, display: str) -> list[Source]:
+    with zipfile.ZipFile(path) as archive:
+        return [
+            Source(f"{display}:{info.filename}", path, info.filename, f"zip:{info.file_size}:{info.CRC:08x}")
+            for info in archive.infolist()
+            if not info.is_dir() and _is_media(info.filename)
+        ]
+
+
+def discover(inputs: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
+    """All media files under ``inputs`` (files, folders or zips), sorted.
+
+    Returns:
+      (sources, problems): ``problems`` are ``(display, reason)`` for zips that
+      cannot be opened.
+
+    Raises:
+      FileNotFoundError: an input path that does not exist.
+    """
+    sources, problems = [], []
+    for root in inputs:
+        if not os.path.exists(root):
+            raise FileNotFoundError(f"input {root!r} does not exist")
+        if os.path.isfile(root):
+            files = [(root, os.path.basename(root))]
+        else:
+            files = []
+            for folder, dirs, names in os.walk(root):
+                dirs.sort()
+                for n in sorted(names):
+                    full = os.path.join(folder, n)
+                    files.append((full, os.path.relpath(full, root)))
+        for full, display in files:
+            if full.lower().endswith(".zip"):
+                try:
+                    sources.extend(_zip_sources(full, display))
+                except (zipfile.BadZipFile, OSError) as e:
+                    problems.append((display, f"cannot open zip ({e})"))
+            elif _is_media(full):
+                try:
+                    st = os.stat(full)
+                except OSError as e:
+                    problems.append((display, f"cannot stat ({e.strerror})"))
+                    continue
+                sources.append(Source(display, full, None, f"file:{st.st_size}:{st.st_mtime_ns}"))
+    return sorted(sources), problems
+
+
+@contextlib.contextmanager
+def local_path(source: Source, tmp_dir: str | None = None) -> Iterator[str]:
+    """A path ffmpeg can open: the file itself, or a temporary copy of a zip member."""
+    if source.member is None:
+        yield source.path
+        return
+    suffix = os.path.splitext(source.member)[1]
+    fd, tmp = tempfile.mkstemp(prefix="ravdess-member-", suffix=suffix, dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(source.path) as archive:
+            with archive.open(source.member) as member:
+                shutil.copyfileobj(member, out, 1 << 20)
+        yield tmp
+    finally:
+        os.unlink(tmp)
