@@ -11,19 +11,35 @@ from ravdess_tfrecords import ffmpeg
 from ravdess_tfrecords.errors import ClipError
 
 
+def _decode_args(path: str, sample_rate: int, max_seconds: float | None) -> list[str]:
+    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+    return ["-i", path, *limit, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
+            "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+
+
 def decode(path: str, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Decode the first audio stream to mono float32 at ``sample_rate``, straight from a pipe.
 
     Returns:
       float32 ``(samples,)`` in [-1, 1].
     """
-    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
-    raw = ffmpeg.run_to_bytes(
-        ["-i", path, *limit, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
-         "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
-        "audio",
-    )
+    raw = ffmpeg.run_to_bytes(["-loglevel", "error", *_decode_args(path, sample_rate, max_seconds)], "audio")
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def probe_and_decode(path: str, sample_rate: int, max_seconds: float | None = None
+                     ) -> tuple[ffmpeg.Probe, np.ndarray]:
+    """``decode`` and ``ffmpeg.probe`` in one ffmpeg process.
+
+    Raises:
+      ClipError: ``unreadable``, or ``no_audio`` when the file has no audio stream.
+    """
+    info, raw, code = ffmpeg.run_with_probe(_decode_args(path, sample_rate, max_seconds))
+    if not info.has_audio:
+        raise ClipError("no_audio", "no audio stream")
+    if code != 0:
+        raise ClipError("unreadable", f"ffmpeg exited with {code} decoding the audio")
+    return info, np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
 def frame_rms_db(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:

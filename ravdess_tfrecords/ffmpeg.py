@@ -39,30 +39,45 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def probe(path: str) -> Probe:
-    """Read duration and streams from ``ffmpeg -i`` (no ffprobe in the wheel).
+def parse_probe(stderr: str) -> Probe:
+    """Read duration and streams from the header ``ffmpeg -i`` prints (no ffprobe in the wheel).
 
     Raises:
-      ClipError: ``unreadable`` when ffmpeg cannot open or parse the file.
+      ClipError: ``unreadable`` when the header is not there.
     """
-    proc = subprocess.run(
-        [executable(), "-hide_banner", "-nostdin", "-i", path],
-        capture_output=True, text=True, errors="replace", check=False,
-    )
-    err = proc.stderr
-    duration = _DURATION.search(err)
-    if "Stream #" not in err or duration is None:
-        raise ClipError("unreadable", f"ffmpeg cannot read it ({_last_line(err)})")
+    duration = _DURATION.search(stderr)
+    if "Stream #" not in stderr or duration is None:
+        raise ClipError("unreadable", f"ffmpeg cannot read it ({_last_line(stderr)})")
     h, m, s = duration.groups()
-    video = _VIDEO.search(err)
+    video = _VIDEO.search(stderr)
     return Probe(
         duration=int(h) * 3600 + int(m) * 60 + float(s),
-        has_audio=re.search(r"Stream #.*?Audio:", err) is not None,
+        has_audio=re.search(r"Stream #.*?Audio:", stderr) is not None,
         has_video=video is not None,
         width=int(video.group(1)) if video else 0,
         height=int(video.group(2)) if video else 0,
         fps=float(video.group(3)) if video else 0.0,
     )
+
+
+def probe(path: str) -> Probe:
+    """Duration and streams of a media file.
+
+    Raises:
+      ClipError: ``unreadable`` when ffmpeg cannot open or parse the file.
+    """
+    proc = subprocess.run([executable(), "-hide_banner", "-nostdin", "-i", path],
+                          capture_output=True, text=True, errors="replace", check=False)
+    return parse_probe(proc.stderr)
+
+
+def run_with_probe(args: list[str]) -> tuple[Probe, bytes, int]:
+    """Run ``ffmpeg -i ...`` once, returning the input's probe, stdout and the exit code.
+
+    Saves a separate probe process per clip: the header ffmpeg prints anyway is parsed.
+    """
+    proc = subprocess.run([executable(), "-hide_banner", "-nostdin", *args], capture_output=True, check=False)
+    return parse_probe(proc.stderr.decode(errors="replace")), proc.stdout, proc.returncode
 
 
 def run_to_bytes(args: list[str], what: str) -> bytes:
@@ -79,3 +94,9 @@ def run_to_bytes(args: list[str], what: str) -> bytes:
         detail = _last_line(proc.stderr.decode(errors="replace"))
         raise ClipError("unreadable", f"ffmpeg failed decoding {what} ({detail})")
     return proc.stdout
+
+
+def open_pipe(args: list[str]) -> subprocess.Popen:
+    """Start ffmpeg writing to a stdout pipe, to read while it decodes; stderr goes to the void."""
+    return subprocess.Popen([executable(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)

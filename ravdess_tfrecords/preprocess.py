@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ravdess_tfrecords import audio, faces, ffmpeg, schema, video
+from ravdess_tfrecords import audio, faces, schema, video
 from ravdess_tfrecords.errors import ClipError
 
 
@@ -80,27 +80,24 @@ def preprocess_clip(path: str, settings: Settings = Settings()) -> ProcessedClip
     Raises:
       ClipError: with the reason (unreadable, no_audio, no_video, silent, no_face).
     """
-    info = ffmpeg.probe(path)
+    info, y = audio.probe_and_decode(path, settings.sample_rate, settings.max_clip_seconds)
     if not info.has_video:
         raise ClipError("no_video", "no video stream")
-    if not info.has_audio:
-        raise ClipError("no_audio", "no audio stream")
-    seconds = min(info.duration, settings.max_clip_seconds)
-
-    y = audio.decode(path, settings.sample_rate, settings.max_clip_seconds)
     if y.size == 0:
         raise ClipError("no_audio", "the audio stream decodes to no samples")
     start, end = audio.speech_interval(y, settings.sample_rate, settings.top_db, settings.silence_dbfs)
-    sr = settings.sample_rate
-    speech = y[int(start * sr): int(np.ceil(end * sr))]
-    mfcc = audio.standardize(
-        audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels)
-    )
 
+    # ffmpeg decodes the frames while the MFCCs are computed and each decoded frame's face is found.
     times = video.frame_times(start, end, schema.NUM_FRAMES)
-    indices = video.frame_indices(times, info.fps, seconds)
-    frames = video.decode_frames(path, indices, info.width, info.height, settings.work_width)
-    found = [faces.detect(f, settings.face_upsample) for f in frames]
+    indices = video.frame_indices(times, info.fps, min(info.duration, settings.max_clip_seconds))
+    with video.FrameStream(path, indices, info.width, info.height, settings.work_width) as stream:
+        sr = settings.sample_rate
+        speech = y[int(start * sr): int(np.ceil(end * sr))]
+        mfcc = audio.standardize(
+            audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels))
+        decoded = [(frame, faces.detect(frame, settings.face_upsample)) for frame in stream]
+    frames = np.stack([frame for frame, _ in video.expand(decoded, indices)])
+    found = [box for _, box in video.expand(decoded, indices)]
     boxes = faces.fill_missing(found)
     if boxes is None:
         if not settings.allow_center_crop:

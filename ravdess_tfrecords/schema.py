@@ -35,6 +35,7 @@ decodes with one ``tf.io.decode_raw``. ``M`` (``audio_frames`` in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -94,6 +95,15 @@ def shard_glob(actor: int | None = None) -> str:
     """A glob matching the shards of one actor, or of all actors."""
     who = f"actor{actor:02d}" if actor is not None else "actor[0-9][0-9]"
     return f"{SHARD_PREFIX}-{who}.tfrecord-*-of-*"
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file, as listed for each shard in ``dataset_info.json``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:

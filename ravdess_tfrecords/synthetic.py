@@ -20,6 +20,7 @@ Each modality alone tops out near 60 % (7 classes), fusion near 100 %.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -35,7 +36,8 @@ from ravdess_tfrecords import ffmpeg
 from ravdess_tfrecords.filenames import NUM_ACTORS, ClipName
 
 TRUTH_FILENAME = "truth.json"
-AUDIO_RATE = 48000  # RAVDESS's own rate
+AUDIO_RATE = 48000  # RAVDESS's own rate, of the AAC track
+SYNTH_RATE = 16000  # the voice is made at 16 kHz (harmonics stop at 7 kHz) and resampled by ffmpeg
 
 # lfw_subset faces that dlib finds under every tint below, best first; one per actor.
 _FACE_INDICES = (74, 1, 63, 80, 66, 5, 20, 24, 3, 75, 89, 46, 25, 48, 92, 62, 19, 41, 93, 51, 78, 34, 65, 79)
@@ -100,12 +102,20 @@ def speech_names(actor: int, vocal_channel: int = 1) -> list[ClipName]:
     return [names[k] for k in range(longest) for names in by_emotion if k < len(names)]
 
 
+@functools.lru_cache(maxsize=1)
+def _lfw_faces() -> np.ndarray:
+    """scikit-image's 100 real face crops (25x25 grey, float in [0, 1])."""
+    from skimage.data import lfw_subset
+
+    return lfw_subset()
+
+
 def _rng(name: ClipName, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, *dataclasses.astuple(name)])
 
 
 def synthesize_voice(name: ClipName, duration: float, speech: tuple[float, float],
-                     rng: np.random.Generator, rate: int = AUDIO_RATE) -> np.ndarray:
+                     rng: np.random.Generator, rate: int = SYNTH_RATE) -> np.ndarray:
     """A voiced, formant-filtered utterance inside ``speech``; a -70 dBFS floor elsewhere.
 
     Returns:
@@ -172,9 +182,7 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
     -70 dBFS floor: the no-face and silent clips the converter must skip.
     """
     if faces is None:
-        from skimage.data import lfw_subset
-
-        faces = lfw_subset()
+        faces = _lfw_faces()
     rng = _rng(name, seed)
     duration = float(rng.uniform(3.0, 5.0))
     speech = (float(rng.uniform(0.3, 0.8)), 0.0)
@@ -198,22 +206,24 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
         with wave.open(wav, "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
-            out.setframerate(AUDIO_RATE)
+            out.setframerate(SYNTH_RATE)
             out.writeframes((sound * 32767).astype("<i2").tobytes())
         partial = os.path.join(tmp, "clip.mp4")
         proc = subprocess.Popen(
             [ffmpeg.executable(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
              "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", "30000/1001", "-i", "pipe:0",
              "-i", wav, "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-             "-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", partial],
+             "-c:a", "aac", "-ar", str(AUDIO_RATE), "-b:a", "96k", "-shortest", "-movflags", "+faststart", partial],
             stdin=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        background = np.clip(scene.background, 0, 255).astype(np.uint8)
+        face_pixels = np.clip(scene.face, 0, 255).astype(np.uint8)
         for i in range(int(round(duration * fps))):
-            frame = scene.background.copy()
+            frame = background.copy()
             left, top, right, bottom = (int(v) for v in truth.face_box(i / fps))
             if face:
-                frame[top:bottom, left:right] = scene.face
-            proc.stdin.write(np.clip(frame, 0, 255).astype(np.uint8).tobytes())
+                frame[top:bottom, left:right] = face_pixels
+            proc.stdin.write(frame.tobytes())
         _, err = proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"ffmpeg failed writing {path}: {err.decode(errors='replace').strip()}")

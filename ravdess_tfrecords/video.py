@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ravdess_tfrecords import ffmpeg
@@ -33,32 +35,67 @@ def work_size(width: int, height: int, work_width: int) -> tuple[int, int]:
     return int(w) // 2 * 2, int(round(h / 2)) * 2
 
 
-def decode_frames(path: str, indices: np.ndarray, width: int, height: int, work_width: int) -> np.ndarray:
-    """Decode frames ``indices`` in one ffmpeg pass, downscaled to ``work_width``.
+class FrameStream:
+    """Decode frames ``indices`` in one ffmpeg process, started at construction.
 
-    ffmpeg stops after the last wanted frame, and scaling happens inside ffmpeg,
-    so a 4K clip never reaches Python at full size.
+    ffmpeg selects the wanted frames, scales them to ``work_width`` inside ffmpeg
+    (a 4K clip never reaches Python at full size) and stops after the last one.
+    Iterating yields each frame as soon as it is decoded, so the caller's work
+    (MFCCs, face detection) overlaps the decoding. Use as a context manager.
 
-    Returns:
-      uint8 ``(len(indices), h, w, 3)`` RGB.
+    Yields:
+      uint8 ``(h, w, 3)`` RGB frames of ``np.unique(indices)``, fewer if the
+      stream ends early.
+    """
+
+    def __init__(self, path: str, indices: np.ndarray, width: int, height: int, work_width: int):
+        self.wanted = np.unique(indices)
+        self.width, self.height = work_size(width, height, work_width)
+        select = "+".join(f"eq(n\\,{int(i)})" for i in self.wanted)
+        self._proc = ffmpeg.open_pipe(
+            ["-i", path, "-map", "0:v:0", "-an",
+             "-vf", f"select='{select}',scale={self.width}:{self.height}:flags=area",
+             "-fps_mode", "passthrough", "-frames:v", str(len(self.wanted)),
+             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        )
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        size = self.height * self.width * 3
+        for _ in self.wanted:
+            buf = self._proc.stdout.read(size)
+            if len(buf) < size:
+                return
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
+
+    def close(self) -> None:
+        self._proc.stdout.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def expand(items: list, indices: np.ndarray) -> list:
+    """Map per-unique-frame ``items`` back onto ``indices`` (duplicates repeat).
+
+    A stream shorter than its header claims yields fewer frames: the last one
+    stands in for the missing ones.
 
     Raises:
-      ClipError: ``no_video`` when no frame could be decoded.
+      ClipError: ``no_video`` when no frame was decoded.
     """
-    wanted = np.unique(indices)
-    w, h = work_size(width, height, work_width)
-    select = "+".join(f"eq(n\\,{int(i)})" for i in wanted)
-    raw = ffmpeg.run_to_bytes(
-        ["-i", path, "-map", "0:v:0", "-an", "-vf", f"select='{select}',scale={w}:{h}:flags=area",
-         "-fps_mode", "passthrough", "-frames:v", str(len(wanted)),
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-        "video",
-    )
-    got = np.frombuffer(raw, dtype=np.uint8)
-    count = got.size // (h * w * 3)
-    if count == 0:
+    if not items:
         raise ClipError("no_video", "no video frame could be decoded")
-    frames = got[: count * h * w * 3].reshape(count, h, w, 3)
-    # A stream shorter than its header claims: reuse the last decoded frame.
-    position = np.minimum(np.searchsorted(wanted, indices), count - 1)
-    return frames[position]
+    position = np.minimum(np.searchsorted(np.unique(indices), indices), len(items) - 1)
+    return [items[i] for i in position]
+
+
+def decode_frames(path: str, indices: np.ndarray, width: int, height: int, work_width: int) -> np.ndarray:
+    """Frames ``indices`` at once: uint8 ``(len(indices), h, w, 3)``."""
+    with FrameStream(path, indices, width, height, work_width) as stream:
+        return np.stack(expand(list(stream), indices))

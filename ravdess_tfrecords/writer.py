@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -30,14 +29,6 @@ def write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def num_shards(num_examples: int, examples_per_shard: int) -> int:
@@ -68,5 +59,5 @@ def write_actor_shards(output_dir: str, actor: int, records: Iterable[bytes], nu
             with tf.io.TFRecordWriter(tmp) as out:
                 for _ in range(size):
                     out.write(next(iterator))
-        shards.append({"file": name, "actor": actor, "num_examples": size, "sha256": sha256(path)})
+        shards.append({"file": name, "actor": actor, "num_examples": size, "sha256": schema.file_sha256(path)})
     return shards

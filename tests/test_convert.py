@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ravdess_tfrecords import convert, filenames, labels, schema, synthetic, writer
+from ravdess_tfrecords import convert, filenames, labels, schema, synthetic
 from tests.conftest import CLIPS_PER_ACTOR
 
 
@@ -41,7 +41,7 @@ def test_one_shard_set_per_actor_with_counts(tfrecords_dir):
         listed = [s["file"] for s in info["shards"] if s["actor"] == actor]
         assert on_disk == listed == [schema.shard_name(actor, 0, 1)]
     for shard in info["shards"]:
-        assert writer.sha256(os.path.join(tfrecords_dir, shard["file"])) == shard["sha256"]
+        assert schema.file_sha256(os.path.join(tfrecords_dir, shard["file"])) == shard["sha256"]
         assert sum(1 for _ in tf.data.TFRecordDataset(os.path.join(tfrecords_dir, shard["file"]))) == 3
 
 

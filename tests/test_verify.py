@@ -1,0 +1,57 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ravdess_tfrecords import schema, verify
+
+
+@pytest.fixture
+def copy_dir(tfrecords_dir, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(tfrecords_dir, out, ignore=shutil.ignore_patterns(".cache"))
+    return out
+
+
+def _first_shard(data_dir):
+    with open(data_dir / schema.INFO_FILENAME) as f:
+        return json.load(f)["shards"][0]["file"]
+
+
+def test_sound_directory_verifies(copy_dir):
+    problems, records = verify.verify(str(copy_dir))
+    assert problems == [] and records == 72
+
+
+def test_flipped_byte_is_caught_with_its_file(copy_dir):
+    shard = copy_dir / _first_shard(copy_dir)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    problems, _ = verify.verify(str(copy_dir))
+    assert any(p.startswith(shard.name) and "sha256" in p for p in problems)
+    assert any(p.startswith(shard.name) and "cannot be parsed" in p for p in problems)
+
+
+def test_deleted_shard_and_cli_exit_code(copy_dir):
+    name = _first_shard(copy_dir)
+    os.unlink(copy_dir / name)
+    problems, _ = verify.verify(str(copy_dir))
+    assert f"{name}: missing" in problems
+    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", f"--data_dir={copy_dir}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"{name}: missing" in proc.stderr
+
+
+def test_wrong_schema_version_and_missing_info(copy_dir, tmp_path):
+    info_path = copy_dir / schema.INFO_FILENAME
+    info = json.loads(info_path.read_text())
+    info["schema_version"] = 99
+    info_path.write_text(json.dumps(info))
+    (problem,), _ = verify.verify(str(copy_dir))
+    assert "schema version 99" in problem and "ravdess_tfrecords.convert" in problem
+    (problem,), _ = verify.verify(str(tmp_path / "nowhere"))
+    assert "missing" in problem and "ravdess_tfrecords.convert" in problem
