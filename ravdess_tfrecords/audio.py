@@ -10,6 +10,9 @@ import numpy as np
 from ravdess_tfrecords import ffmpeg
 from ravdess_tfrecords.errors import ClipError
 
+# Decoded audio may fall this far short of the header's duration (codec priming, rounding).
+TRUNCATION_SLACK = 0.25
+
 
 def _decode_args(path: str, sample_rate: int, max_seconds: float | None) -> list[str]:
     limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
@@ -32,14 +35,19 @@ def probe_and_decode(path: str, sample_rate: int, max_seconds: float | None = No
     """``decode`` and ``ffmpeg.probe`` in one ffmpeg process.
 
     Raises:
-      ClipError: ``unreadable``, or ``no_audio`` when the file has no audio stream.
+      ClipError: ``unreadable``; ``no_audio`` when the file has no audio stream;
+        ``truncated`` when the audio ends well before the duration in the header.
     """
     info, raw, code = ffmpeg.run_with_probe(_decode_args(path, sample_rate, max_seconds))
     if not info.has_audio:
         raise ClipError("no_audio", "no audio stream")
     if code != 0:
         raise ClipError("unreadable", f"ffmpeg exited with {code} decoding the audio")
-    return info, np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    y = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    expected = min(info.duration, max_seconds or info.duration)
+    if len(y) / sample_rate < expected - TRUNCATION_SLACK:
+        raise ClipError("truncated", f"audio ends at {len(y) / sample_rate:.2f} s, the header says {expected:.2f} s")
+    return info, y
 
 
 def frame_rms_db(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:

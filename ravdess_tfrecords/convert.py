@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -68,6 +70,8 @@ def _preprocess_job(job: tuple) -> dict:
             clip = preprocess_clip(path, settings)
     except ClipError as e:
         return {**result, "status": e.code, "reason": e.message}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # a corrupt or unreadable zip member
+        return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
     with writer.atomic_path(cache_path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
@@ -211,6 +215,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
             os.unlink(old)  # from an earlier conversion with other actors or shard counts
 
     failures.sort(key=lambda f: (f["file"], f["code"]))
+    reused = sum(r["status"] == "cached" for _, _, r in done)
     summary = {
         "found": len(found) + len(problems),
         "converted": len(done),
@@ -241,7 +246,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME),
                       "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
     writer.write_text(os.path.join(output_dir, schema.INFO_FILENAME), json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return {**summary, "failures": failures, "info": info}
+    return {**summary, "failures": failures, "info": info, "reused": reused}
 
 
 def _count(values) -> dict[str, int]:
@@ -256,7 +261,7 @@ def format_summary(summary: dict, output_dir: str) -> str:
         f"found {summary['found']} media files",
         f"converted {summary['converted']} clips of {len(info['counts']['per_actor'])} actors into "
         f"{len(info['shards'])} shards (audio {tuple(info['audio_shape'])}, video {tuple(info['video_shape'])})"
-        f" -> {output_dir}",
+        f" -> {output_dir}" + (f" ({summary['reused']} reused from an earlier run)" if summary["reused"] else ""),
     ]
     if summary["skipped"]:
         parts = ", ".join(f"{code} {n} ({REASONS[code]})" for code, n in summary["skipped"].items())
@@ -279,6 +284,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished clips are cached; run the same command again to resume", file=sys.stderr)
+        return 130
     print(format_summary(summary, FLAGS.output))
     return 0
 

@@ -9,11 +9,11 @@ REASONS = {
     "filtered": "vocal channel not selected",
     "duplicate": "same clip already found elsewhere",
     "unreadable": "ffmpeg cannot read the file",
+    "truncated": "the file ends before its header says",
     "no_audio": "no audio stream",
     "no_video": "no video stream",
     "silent": "audio is silent",
     "no_face": "no face found",
-    "too_long": "longer than --max_clip_seconds",
 }
 
 

@@ -17,7 +17,8 @@ def _clip_path(corpus, clip_id):
     return os.path.join(corpus, f"Actor_{filenames.parse(clip_id).actor:02d}", f"{clip_id}.mp4")
 
 
-def _check_clip(path, t, settings=preprocess.Settings()):
+def _check_clip(path, t, settings=None):
+    settings = settings or preprocess.Settings()
     clip = preprocess.preprocess_clip(path, settings)
     assert clip.audio.dtype == np.float32 and clip.audio.shape[0] == 24
     assert abs(clip.audio.mean()) < 1e-4 and abs(clip.audio.std() - 1) < 1e-3

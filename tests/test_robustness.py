@@ -1,0 +1,148 @@
+"""Conversion that survives real corpora: every bad input skipped with its reason, resume after SIGKILL."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from ravdess_tfrecords import convert, ffmpeg, filenames, schema, synthetic
+
+
+def _clip(root, clip_id, **kwargs):
+    name = filenames.parse(clip_id)
+    path = os.path.join(root, f"Actor_{name.actor:02d}", f"{clip_id}.mp4")
+    synthetic.make_clip(path, name, **kwargs)
+    return path
+
+
+def _ffmpeg(*args):
+    subprocess.run([ffmpeg.executable(), "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """A corpus with two good clips and one of every kind of bad input."""
+    root = tmp_path_factory.mktemp("messy")
+    corpus = root / "in"
+    good = _clip(str(corpus), "01-01-03-01-01-01-01")
+    _clip(str(corpus / "Actor 02 ünïcödé"), "01-01-05-01-01-01-02")  # spaces and non-ASCII in the path
+    a1 = corpus / "Actor_01"
+    (a1 / "01-01-04-01-01-01-01.mp4").write_bytes(b"")                                   # zero bytes
+    (a1 / "01-01-04-01-01-02-01.mp4").write_bytes(open(good, "rb").read()[:20000])       # truncated
+    (a1 / "01-01-04-01-02-01-01.mp4").write_bytes(b"<html>not a video</html>" * 50)     # not a video
+    _ffmpeg("-i", good, "-an", "-c", "copy", str(a1 / "01-01-04-01-02-02-01.mp4"))     # no audio stream
+    _ffmpeg("-i", good, "-vn", "-c", "copy", str(a1 / "01-01-04-02-01-01-01.mp4"))     # no video stream
+    shutil.copy(good, a1 / "02-01-03-01-01-01-01.mp4")                                   # video-only modality
+    _ffmpeg("-i", good, "-vn", str(a1 / "03-01-03-01-01-01-01.wav"))                    # audio-only modality
+    _clip(str(corpus), "01-01-06-01-01-01-01", face=False)                               # no face
+    _clip(str(corpus), "01-01-06-01-01-02-01", voice=False)                              # silent
+    shutil.copy(good, a1 / "clip_final(1).mp4")                                          # not a RAVDESS name
+    os.symlink(str(root / "gone.mp4"), a1 / "01-01-07-01-01-01-01.mp4")                  # unreadable
+    with zipfile.ZipFile(corpus / "Video_Speech_Actor_01.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(good, "Actor_01/01-01-03-01-01-01-01.mp4")                               # duplicate of the folder's
+        z.write(good, "Actor_01/01-01-08-01-01-01-01.mp4")                               # corrupt member (below)
+    data = bytearray((corpus / "Video_Speech_Actor_01.zip").read_bytes())
+    with zipfile.ZipFile(corpus / "Video_Speech_Actor_01.zip") as z:
+        info = z.getinfo("Actor_01/01-01-08-01-01-01-01.mp4")
+    start = info.header_offset + 30 + len(info.filename) + 100
+    data[start: start + 200] = bytes(200)
+    (corpus / "Video_Speech_Actor_01.zip").write_bytes(bytes(data))
+    out = root / "out"
+    summary = convert.convert([str(corpus)], str(out), workers=2, progress=False)
+    reasons = {f["file"]: (f["code"], f["reason"]) for f in summary["failures"]}
+    return summary, reasons, out
+
+
+@pytest.mark.parametrize("file, code, words", [
+    ("Actor_01/01-01-04-01-01-01-01.mp4", "unreadable", "Invalid data"),
+    ("Actor_01/01-01-04-01-01-02-01.mp4", "truncated", "the header says"),
+    ("Actor_01/01-01-04-01-02-01-01.mp4", "unreadable", "ffmpeg cannot read it"),
+    ("Actor_01/01-01-04-01-02-02-01.mp4", "no_audio", "no audio stream"),
+    ("Actor_01/01-01-04-02-01-01-01.mp4", "no_video", "no video stream"),
+    ("Actor_01/02-01-03-01-01-01-01.mp4", "not_audio_video", "modality 02 (video-only)"),
+    ("Actor_01/03-01-03-01-01-01-01.wav", "not_audio_video", "modality 03 (audio-only)"),
+    ("Actor_01/01-01-06-01-01-01-01.mp4", "no_face", "no face found"),
+    ("Actor_01/01-01-06-01-01-02-01.mp4", "silent", "audio is silent"),
+    ("Actor_01/clip_final(1).mp4", "bad_name", "is not a RAVDESS name"),
+    ("Actor_01/01-01-07-01-01-01-01.mp4", "unreadable", "cannot stat"),
+    ("Video_Speech_Actor_01.zip:Actor_01/01-01-03-01-01-01-01.mp4", "duplicate",
+     "already taken from Actor_01/01-01-03-01-01-01-01.mp4"),
+    ("Video_Speech_Actor_01.zip:Actor_01/01-01-08-01-01-01-01.mp4", "unreadable", "cannot read it"),
+])
+def test_each_bad_input_has_its_reason(messy, file, code, words):
+    _, reasons, _ = messy
+    assert file.replace("/", os.sep) in reasons or file in reasons, sorted(reasons)
+    got_code, reason = reasons.get(file) or reasons[file.replace("/", os.sep)]
+    assert got_code == code and words in reason, reason
+
+
+def test_good_clips_beside_bad_ones_all_convert(messy):
+    summary, reasons, out = messy
+    assert summary["converted"] == 2 and len(reasons) == 13
+    info = json.loads((out / schema.INFO_FILENAME).read_text())
+    assert info["counts"]["per_actor"] == {"1": 1, "2": 1}
+    assert not glob.glob(str(out / "**" / "*.tmp-*"), recursive=True)
+    assert not glob.glob(str(out / ".cache" / "ravdess-member-*"))
+
+
+def test_long_and_4k_clips_convert(tmp_path):
+    corpus = tmp_path / "in"
+    _clip(str(corpus), "01-01-03-01-01-01-03", duration=60.0)
+    _clip(str(corpus), "01-01-03-01-01-01-04", width=3840, height=2160, duration=2.5)
+    summary = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False,
+                              settings=convert.Settings(max_clip_seconds=30.0))
+    assert summary["converted"] == 2, summary["failures"]
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path):
+    corpus = tmp_path / "in"
+    _clip(str(corpus), "01-01-03-01-01-01-01")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="is not writable"):
+        convert.convert([str(corpus)], str(blocker / "out"), progress=False)
+
+
+def _run(corpus, out, **popen):
+    return subprocess.Popen([sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={corpus}",
+                             f"--output={out}", "--workers=1", "--noprogress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_sigkill_then_resume_gives_identical_output(tmp_path):
+    corpus = tmp_path / "in"
+    for k in range(6):
+        _clip(str(corpus), f"01-01-0{3 + k % 5}-01-0{1 + k // 5}-01-0{1 + k % 2}")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = _run(corpus, killed)
+    deadline = time.time() + 240
+    while len(glob.glob(str(killed / ".cache" / "*.npz"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cached = len(glob.glob(str(killed / ".cache" / "*.npz")))
+    assert 2 <= cached < 6 and not (killed / schema.INFO_FILENAME).exists()
+    out, err = _run(corpus, killed).communicate(timeout=300)
+    assert f"({cached} reused from an earlier run)" in out, out + err
+    assert _run(corpus, clean).wait(timeout=300) == 0
+    names = sorted(os.path.basename(p) for p in glob.glob(str(clean / "ravdess-*")))
+    for name in [*names, schema.INFO_FILENAME, schema.FAILURES_FILENAME]:
+        assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_changed_setting_invalidates_the_cache(tmp_path):
+    corpus = tmp_path / "in"
+    _clip(str(corpus), "01-01-03-01-01-01-01")
+    first = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False)
+    again = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False)
+    other = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False,
+                            settings=convert.Settings(face_margin=0.3))
+    assert (first["reused"], again["reused"], other["reused"]) == (0, 1, 0)
+    assert first["info"]["shards"] == again["info"]["shards"] != other["info"]["shards"]
