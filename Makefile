@@ -41,6 +41,7 @@ demo: install
 
 bench: install
 	$(BIN)/python -m tools.bench_convert
+	$(BIN)/python -m tools.bench_pipeline
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

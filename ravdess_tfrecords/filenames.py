@@ -10,12 +10,7 @@ import dataclasses
 import os
 
 from ravdess_tfrecords import labels
-
-MODALITIES = {1: "audio-video", 2: "video-only", 3: "audio-only"}
-VOCAL_CHANNELS = {1: "speech", 2: "song"}
-INTENSITIES = {1: "normal", 2: "strong"}
-STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the door"}
-NUM_ACTORS = 24
+from ravdess_tfrecords.labels import INTENSITIES, MODALITIES, NUM_ACTORS, STATEMENTS, VOCAL_CHANNELS
 
 # Field name and the codes it may take, in file-name order.
 _FIELDS: tuple[tuple[str, range | dict], ...] = (

@@ -1,4 +1,4 @@
-"""Emotion codes and class labels: the single source of truth for both halves.
+"""The corpus' codes and the class labels: the single source of truth for both halves.
 
 RAVDESS names eight emotions (codes 1..8). The product trains on seven classes by
 default, merging neutral (1) and calm (2), which the corpus authors themselves
@@ -6,6 +6,14 @@ describe as nearly indistinguishable; ``num_classes=8`` keeps them apart.
 """
 
 from __future__ import annotations
+
+NUM_ACTORS = 24  # actors 1..24, odd male, even female
+
+# Code -> name tables of the fields of a RAVDESS file name (MM-VV-EE-II-SS-RR-AA).
+MODALITIES = {1: "audio-video", 2: "video-only", 3: "audio-only"}
+VOCAL_CHANNELS = {1: "speech", 2: "song"}
+INTENSITIES = {1: "normal", 2: "strong"}
+STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the door"}
 
 # Code -> name, in the corpus' own order (the EE field of a file name).
 EMOTIONS: dict[int, str] = {

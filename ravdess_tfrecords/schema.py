@@ -52,6 +52,9 @@ NUM_FRAMES = 6
 FACE_SIZE = 64
 VIDEO_SHAPE = (NUM_FRAMES, FACE_SIZE, FACE_SIZE, 3)
 
+# Keras input names: the models' Input layers and the pipeline's as_dict keys.
+INPUT_NAMES = ("audio", "video")
+
 
 def audio_shape(audio_frames: int) -> tuple[int, int, int]:
     """``(24, M, 1)``: coefficients x frames x channel."""

@@ -122,16 +122,53 @@ def _bench_workers(paths: list[str], root: str) -> None:
     print(f"  1 worker  {serial:7.2f} s   {len(paths) / serial:5.2f} clips/s")
     print(f"  2 workers {parallel:7.2f} s   {len(paths) / parallel:5.2f} clips/s   speed-up = "
           f"{serial / parallel:4.2f}x   target >= 1.8  {'OK' if serial / parallel >= 1.8 else 'MISSED'}")
-    times = {}
+    times, peaks = {}, {}
     for workers in (1, 2):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={os.path.dirname(paths[0])}/..",
-                        f"--output={os.path.join(root, f'out-w{workers}')}", f"--workers={workers}", "--noprogress"],
-                       check=True, capture_output=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={os.path.dirname(paths[0])}/..",
+             f"--output={os.path.join(root, f'out-w{workers}')}", f"--workers={workers}", "--noprogress"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peaks[workers] = _peak_tree_rss(proc)
         times[workers] = time.perf_counter() - start
-    print("whole converter runs (new process: start-up, TensorFlow import and shard writing included)")
-    print(f"  1 worker  {times[1]:7.1f} s")
-    print(f"  2 workers {times[2]:7.1f} s   speed-up = {times[1] / times[2]:4.2f}x")
+    print("whole converter runs (new process: start-up, TensorFlow import and shard writing included);")
+    print("peak memory = the largest sum of resident memory over the converter and its workers, sampled every 50 ms")
+    print(f"  1 worker  {times[1]:7.1f} s   peak {peaks[1] / 2**20:6.0f} MiB")
+    print(f"  2 workers {times[2]:7.1f} s   peak {peaks[2] / 2**20:6.0f} MiB   speed-up = {times[1] / times[2]:4.2f}x"
+          f"   memory target <= 1536 MiB  {'OK' if peaks[2] <= 1536 * 2**20 else 'MISSED'}")
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+    return total
+
+
+def _peak_tree_rss(proc: subprocess.Popen) -> int:
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        raise RuntimeError(f"converter exited with {proc.returncode}")
+    return peak
 
 if __name__ == "__main__":
     app.run(main)

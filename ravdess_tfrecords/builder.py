@@ -1,0 +1,341 @@
+"""The dataset builder (tensorflow_datasets style) and ``load``: what other TF projects import.
+
+::
+
+    import ravdess_tfrecords as rt
+    builder = rt.Builder("/data/ravdess-tfrecords")
+    builder.info.class_names, builder.info.audio_frames, builder.info.counts
+    builder.split_actors("luna5", fold=2)       # {"train": (...), "validation": (...), "test": (...)}
+    train = builder.as_dataset("train", batch_size=32)            # augmented, shuffled
+    test = rt.load("/data/ravdess-tfrecords", "test", scheme="kfold", fold=3)
+
+The data directory is what ``python -m ravdess_tfrecords.convert`` writes: one
+shard set per actor plus ``dataset_info.json``. Paths go through ``tf.io.gfile``,
+so any filesystem TensorFlow reads (local, ``gs://``, ...) works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import tensorflow as tf
+
+from ravdess_tfrecords import augment as augment_lib
+from ravdess_tfrecords import labels, pipeline, schema, splits
+
+CONVERT_HINT = (
+    "run `python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output={path}` "
+    "(or `make tfrecords RAVDESS_DIR=... TFRECORDS_DIR={path}`; no corpus at hand: `make demo`)"
+)
+
+_REQUIRED_KEYS = ("schema_version", "class_names", "num_classes", "audio_frames", "shards")
+
+
+def _join(data_dir: str, name: str) -> str:
+    # os.path.join would use "\\" on Windows for gs:// paths; gfile paths are posix.
+    return posixpath.join(data_dir, name) if "://" in data_dir else os.path.join(data_dir, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """One shard file: its name (no directory), actor and number of examples."""
+
+    file: str
+    actor: int
+    num_examples: int
+    sha256: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """The contents of ``dataset_info.json`` (written by the converter).
+
+    Attributes:
+      data_dir: the directory it was read from.
+      class_names: the stored 7 class names (``labels.class_names(8)`` for 8 classes).
+      audio_frames: M, the padded MFCC frame count; audio is ``(24, M, 1)``.
+      counts: ``{"per_actor": {"1": n, ...}, "per_label": {...}, "per_emotion": {...}}``
+        (JSON keys are strings).
+      preprocessing: the converter's settings (sample rate, hop length, ...).
+      shards: one ``ShardInfo`` per shard file.
+    """
+
+    data_dir: str
+    name: str
+    version: str
+    schema_version: int
+    class_names: tuple[str, ...]
+    num_classes: int
+    audio_frames: int
+    audio_shape: tuple[int, ...]
+    video_shape: tuple[int, ...]
+    num_examples: int
+    counts: dict[str, Any]
+    preprocessing: dict[str, Any]
+    shards: tuple[ShardInfo, ...]
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    failures: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def actors(self) -> tuple[int, ...]:
+        """Actors with at least one example, sorted."""
+        return tuple(sorted({s.actor for s in self.shards if s.num_examples > 0}))
+
+    def examples_per_actor(self) -> dict[int, int]:
+        """``{actor: examples}`` summed over that actor's shards."""
+        out: dict[int, int] = {}
+        for s in self.shards:
+            out[s.actor] = out.get(s.actor, 0) + s.num_examples
+        return dict(sorted(out.items()))
+
+    def files(self, actors: Iterable[int]) -> list[str]:
+        """Full paths of the shards of ``actors``, in actor then shard order."""
+        wanted = set(actors)
+        chosen = sorted((s for s in self.shards if s.actor in wanted), key=lambda s: (s.actor, s.file))
+        return [_join(self.data_dir, s.file) for s in chosen]
+
+    def num_examples_of(self, actors: Iterable[int]) -> int:
+        wanted = set(actors)
+        return sum(s.num_examples for s in self.shards if s.actor in wanted)
+
+    @classmethod
+    def read(cls, data_dir: str | os.PathLike) -> DatasetInfo:
+        """Read and check ``data_dir/dataset_info.json`` and the shards it lists.
+
+        Raises:
+          FileNotFoundError: no directory, no ``dataset_info.json``, or no / missing shards,
+            with the command that writes them.
+          ValueError: a schema version this reader does not know, or a malformed file.
+        """
+        data_dir = os.path.expanduser(os.fspath(data_dir))
+        hint = CONVERT_HINT.format(path=data_dir)
+        if not tf.io.gfile.isdir(data_dir):
+            raise FileNotFoundError(f"RAVDESS TFRecord directory {data_dir!r} does not exist: {hint}")
+        path = _join(data_dir, schema.INFO_FILENAME)
+        if not tf.io.gfile.exists(path):
+            found = tf.io.gfile.glob(_join(data_dir, schema.shard_glob()))
+            what = f"has {len(found)} shard files but no" if found else "has no shards and no"
+            raise FileNotFoundError(f"{data_dir!r} {what} {schema.INFO_FILENAME}: {hint}")
+        with tf.io.gfile.GFile(path, "r") as f:
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON ({e}): {hint}") from e
+        missing = [k for k in _REQUIRED_KEYS if k not in raw]
+        if missing:
+            raise ValueError(f"{path} lacks {missing}; is it a ravdess_tfrecords directory? {hint}")
+        if raw["schema_version"] != schema.SCHEMA_VERSION:
+            raise ValueError(
+                f"{path} was written with schema version {raw['schema_version']}, but this "
+                f"ravdess_tfrecords reads schema version {schema.SCHEMA_VERSION}: re-convert, {hint}"
+            )
+        audio_frames = int(raw["audio_frames"])
+        info = cls(
+            data_dir=data_dir,
+            name=raw.get("name", "ravdess"),
+            version=raw.get("version", ""),
+            schema_version=int(raw["schema_version"]),
+            class_names=tuple(raw["class_names"]),
+            num_classes=int(raw["num_classes"]),
+            audio_frames=audio_frames,
+            audio_shape=tuple(raw.get("audio_shape", schema.audio_shape(audio_frames))),
+            video_shape=tuple(raw.get("video_shape", schema.VIDEO_SHAPE)),
+            num_examples=int(raw.get("num_examples", sum(s["num_examples"] for s in raw["shards"]))),
+            counts=dict(raw.get("counts", {})),
+            preprocessing=dict(raw.get("preprocessing", {})),
+            shards=tuple(
+                ShardInfo(s["file"], int(s["actor"]), int(s["num_examples"]), s.get("sha256", ""))
+                for s in raw["shards"]
+            ),
+            summary=dict(raw.get("summary", {})),
+            failures=tuple(raw.get("failures", ())),
+        )
+        info._check(path, hint)
+        return info
+
+    def _check(self, path: str, hint: str) -> None:
+        if self.audio_shape != schema.audio_shape(self.audio_frames) or self.video_shape != schema.VIDEO_SHAPE:
+            raise ValueError(
+                f"{path}: audio_shape {self.audio_shape} / video_shape {self.video_shape} differ from the "
+                f"schema's {schema.audio_shape(self.audio_frames)} / {schema.VIDEO_SHAPE}: {hint}"
+            )
+        if tuple(self.class_names) != labels.CLASS_NAMES or self.num_classes != labels.NUM_CLASSES:
+            raise ValueError(f"{path}: class names {self.class_names} differ from {labels.CLASS_NAMES}: {hint}")
+        if not self.shards or not sum(s.num_examples for s in self.shards):
+            raise FileNotFoundError(f"{self.data_dir!r} has no shards with examples ({path} lists none): {hint}")
+        absent = [s.file for s in self.shards if not tf.io.gfile.exists(_join(self.data_dir, s.file))]
+        if absent:
+            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            raise FileNotFoundError(f"{self.data_dir!r} lacks shards listed in {path}: {shown}: {hint}")
+
+
+def _training_default(split: str) -> bool:
+    return "train" in split.split("+")
+
+
+class Builder:
+    """A converted RAVDESS directory, in the style of ``tfds.core.DatasetBuilder``.
+
+    Args:
+      data_dir: the converter's output directory.
+
+    Raises:
+      FileNotFoundError / ValueError: see ``DatasetInfo.read``.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = os.path.expanduser(os.fspath(data_dir))
+        self.info = DatasetInfo.read(self.data_dir)
+
+    def __repr__(self) -> str:
+        return (
+            f"Builder({self.data_dir!r}: {self.info.num_examples} examples, "
+            f"actors {list(self.info.actors)}, audio (24, {self.info.audio_frames}, 1))"
+        )
+
+    def class_names(self, num_classes: int = labels.NUM_CLASSES) -> tuple[str, ...]:
+        return labels.class_names(num_classes)
+
+    def split_actors(
+        self,
+        scheme: str = "speaker",
+        *,
+        folds: int | None = None,
+        fold: int = 0,
+        actors: Mapping[str, Iterable[int]] | None = None,
+    ) -> dict[str, tuple[int, ...]]:
+        """``{"train": actors, "validation": actors, "test": actors}`` for a scheme (see ``splits``).
+
+        Raises:
+          ValueError: naming any actor that has no shards here, or that is in two sets.
+        """
+        return splits.split_actors(scheme, folds=folds, fold=fold, actors=actors, available=self.info.actors)
+
+    def actors_of(self, split: str = "train", **scheme_kwargs) -> tuple[int, ...]:
+        """Actors of ``split``: ``"train"``, ``"validation"``, ``"test"``, a union ``"a+b"``,
+        or ``"all"`` (every actor with shards here, whatever the scheme)."""
+        if split == "all":
+            return self.info.actors
+        return splits.resolve(split, self.split_actors(**scheme_kwargs))
+
+    def num_examples(self, split: str = "train", **scheme_kwargs) -> int:
+        """Examples in ``split`` (before any vocal channel / intensity filter)."""
+        return self.info.num_examples_of(self.actors_of(split, **scheme_kwargs))
+
+    def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
+        """Shard paths of ``split``."""
+        return self.info.files(self.actors_of(split, **scheme_kwargs))
+
+    def as_dataset(
+        self,
+        split: str = "train",
+        *,
+        scheme: str = "speaker",
+        folds: int | None = None,
+        fold: int = 0,
+        actors: Mapping[str, Iterable[int]] | None = None,
+        batch_size: int = 32,
+        training: bool | None = None,
+        shuffle: bool | None = None,
+        shuffle_buffer: int | None = None,
+        seed: int | None = None,
+        augment: augment_lib.AugmentConfig | bool | None = None,
+        num_classes: int = labels.NUM_CLASSES,
+        one_hot: bool = False,
+        with_metadata: bool = False,
+        as_dict: bool = False,
+        vocal_channels: str | Iterable[str] | None = None,
+        intensities: int | str | Iterable[int | str] | None = None,
+        drop_remainder: bool | None = None,
+        cache: bool | str = False,
+        deterministic: bool | None = None,
+    ) -> tf.data.Dataset:
+        """A batched ``tf.data.Dataset`` of ``((audio, video), label)`` for one split.
+
+        Args:
+          split: ``"train"``, ``"validation"``, ``"test"``, a union ``"train+validation"``, or
+            ``"all"`` (every actor here, whatever the scheme).
+          scheme, folds, fold, actors: which actors form the split (``splits.split_actors``).
+          batch_size: B.
+          training: shuffle + augment + drop_remainder + non-deterministic order;
+            defaults to True when ``split`` includes ``"train"``.
+          shuffle, drop_remainder, deterministic: override the training defaults.
+          shuffle_buffer: serialized records in the shuffle buffer (default min(split size, 2048)).
+          seed: makes shuffling and augmentation reproducible (and the order deterministic).
+          augment: an ``augment.AugmentConfig``, or False to turn it off; default on in training.
+          num_classes: 7 (neutral and calm merged, the default) or 8 (from the stored emotion code).
+          one_hot: labels float32 ``(B, num_classes)`` instead of int64 ``(B,)``.
+          with_metadata: yield ``(inputs, label, metadata)``, metadata a dict of
+            ``schema.METADATA_KEYS`` (actor, gender, intensity, statement, repetition,
+            vocal_channel, clip_id, source, emotion, audio_frames), each ``(B,)``.
+          as_dict: inputs as ``{"audio": ..., "video": ...}`` (Keras input names).
+          vocal_channels: keep only ``"speech"`` and/or ``"song"``.
+          intensities: keep only 1/``"normal"`` and/or 2/``"strong"``.
+          cache: True caches serialized records in memory, a path caches to a file.
+
+        Returns:
+          ``audio`` float32 ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)``
+          in [0, 1], ``label`` int64 ``(B,)``; static B when ``drop_remainder``.
+        """
+        chosen = self.actors_of(split, scheme=scheme, folds=folds, fold=fold, actors=actors)
+        if not chosen:
+            raise ValueError(f"split {split!r} of scheme {scheme!r} has no actors")
+        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
+            vocal_channels = None  # nothing to filter: keep the known length and skip the stage
+        training = _training_default(split) if training is None else training
+        opts = pipeline.Options(
+            audio_frames=self.info.audio_frames,
+            batch_size=batch_size,
+            training=training,
+            shuffle=shuffle,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+            augment=augment,
+            num_classes=num_classes,
+            one_hot=one_hot,
+            with_metadata=with_metadata,
+            as_dict=as_dict,
+            vocal_channels=vocal_channels,
+            intensities=intensities,
+            drop_remainder=drop_remainder,
+            cache=cache,
+            deterministic=deterministic,
+        )
+        return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen))
+
+    def _keeps_every_stored_channel(self, wanted: str | Iterable[str]) -> bool:
+        """Whether a vocal-channel filter keeps everything stored; an error if it keeps nothing."""
+        stored = self.info.preprocessing.get("vocal_channels")
+        wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if stored is None or set(wanted) - set(pipeline.VOCAL_CHANNELS):
+            return False  # unknown here, or invalid: the pipeline filters or reports it
+        if not set(wanted) & set(stored):
+            raise ValueError(
+                f"vocal_channels={list(wanted)} but {self.data_dir!r} was converted with {list(stored)} "
+                "only; re-convert with --vocal_channels=speech,song to include song"
+            )
+        return set(stored) <= set(wanted)
+
+
+def load(
+    data_dir: str | os.PathLike,
+    split: str = "train",
+    *,
+    scheme: str = "speaker",
+    batch_size: int = 32,
+    training: bool | None = None,
+    **options,
+) -> tf.data.Dataset:
+    """``Builder(data_dir).as_dataset(split, ...)``: batches of ``((audio, video), label)``.
+
+    See ``Builder.as_dataset`` for the options (fold, actors, seed, augment,
+    num_classes, one_hot, with_metadata, as_dict, vocal_channels, intensities, cache).
+    """
+    return Builder(data_dir).as_dataset(
+        split, scheme=scheme, batch_size=batch_size, training=training, **options
+    )

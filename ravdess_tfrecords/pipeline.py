@@ -1,0 +1,247 @@
+"""The tf.data input pipeline: shard files -> batches of ``((audio, video), label)``.
+
+Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
+
+1. file-level ``interleave`` of ``TFRecordDataset`` over the chosen shards
+   (file order shuffled each epoch in training);
+2. optional filter on vocal channel / intensity (see ``_record_filter``);
+3. optional ``cache`` of the serialized records;
+4. ``shuffle`` of serialized records (training; seeded when ``seed`` is given);
+5. ``batch``;
+6. one vectorized ``map``: ``tf.io.parse_example`` + ``schema.decode`` on the
+   whole batch, augmentation (training only, ``augment.augment_batch``), video
+   scaled to float32 [0, 1], labels, the output structure;
+7. ``prefetch``.
+
+Training reads in non-deterministic order (faster) unless a ``seed`` is given;
+evaluation is deterministic: two passes yield identical batches.
+Only TensorFlow ops in the graph: no Python callbacks, no numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+
+from ravdess_tfrecords import augment as augment_lib
+from ravdess_tfrecords import labels, schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+AUDIO_INPUT, VIDEO_INPUT = schema.INPUT_NAMES
+
+VOCAL_CHANNELS = tuple(labels.VOCAL_CHANNELS.values())
+INTENSITIES = {name: code for code, name in labels.INTENSITIES.items()}
+
+DEFAULT_SHUFFLE_BUFFER = 2048  # ~85 kB per record: at most ~170 MB of serialized examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Everything ``make_dataset`` needs besides the file list (see ``make_dataset``)."""
+
+    audio_frames: int
+    batch_size: int = 32
+    training: bool = False
+    shuffle: bool | None = None
+    shuffle_buffer: int | None = None
+    seed: int | None = None
+    augment: augment_lib.AugmentConfig | bool | None = None
+    num_classes: int = labels.NUM_CLASSES
+    one_hot: bool = False
+    with_metadata: bool = False
+    as_dict: bool = False
+    vocal_channels: tuple[str, ...] | None = None
+    intensities: tuple[int, ...] | None = None
+    drop_remainder: bool | None = None
+    cache: bool | str = False
+    deterministic: bool | None = None
+    cycle_length: int = 16
+
+
+def _normalize_filters(
+    vocal_channels: str | Iterable[str] | None, intensities: int | str | Iterable[int | str] | None
+) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
+    if isinstance(vocal_channels, str):
+        vocal_channels = (vocal_channels,)
+    if vocal_channels is not None:
+        vocal_channels = tuple(vocal_channels)
+        bad = [v for v in vocal_channels if v not in VOCAL_CHANNELS]
+        if bad or not vocal_channels:
+            raise ValueError(f"vocal_channels must be a non-empty subset of {VOCAL_CHANNELS}, got {bad or '()'}")
+    if isinstance(intensities, int | str):
+        intensities = (intensities,)
+    if intensities is not None:
+        codes = []
+        for value in intensities:
+            code = INTENSITIES.get(value, value) if isinstance(value, str) else value
+            if code not in INTENSITIES.values():
+                raise ValueError(f"intensities must be 1/'normal' or 2/'strong', got {value!r}")
+            codes.append(int(code))
+        if not codes:
+            raise ValueError("intensities must not be empty")
+        intensities = tuple(codes)
+    return vocal_channels, intensities
+
+
+def _record_filter(vocal_channels: tuple[str, ...] | None, intensities: tuple[int, ...] | None):
+    """A predicate on one serialized record that parses only the two scalar fields it needs.
+
+    Why before batching: filtering after parsing would need ``unbatch`` + ``batch``
+    again, copying every decoded audio/video tensor twice, and batches would be
+    short. Parsing two scalars of a serialized Example is cheap (the parser skips
+    the unrequested 80 kB of audio/video bytes without copying them), and the
+    default pipeline, with no filter, has no such stage at all.
+    """
+    spec = {
+        "vocal_channel": tf.io.FixedLenFeature([], tf.string),
+        "intensity": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def keep(serialized: tf.Tensor) -> tf.Tensor:
+        fields = tf.io.parse_single_example(serialized, spec)
+        ok = tf.constant(True)
+        if vocal_channels is not None:
+            ok = ok & tf.reduce_any(tf.equal(fields["vocal_channel"], tf.constant(vocal_channels)))
+        if intensities is not None:
+            ok = ok & tf.reduce_any(tf.equal(fields["intensity"], tf.constant(intensities, tf.int64)))
+        return ok
+
+    return keep
+
+
+def parse_batch(serialized: tf.Tensor, audio_frames: int, keys: Iterable[str] | None = None) -> dict[str, tf.Tensor]:
+    """Parse and decode a batch of serialized examples.
+
+    Args:
+      serialized: string ``(B,)``.
+      audio_frames: M.
+      keys: the features to parse (always including ``audio`` and ``video``); None: all.
+
+    Returns:
+      ``schema.decode`` output: ``audio`` float32 ``(B, 24, M, 1)``, ``video``
+      uint8 ``(B, 6, 64, 64, 3)``, the other requested features ``(B,)``.
+    """
+    spec = schema.parse_spec()
+    if keys is not None:
+        spec = {k: spec[k] for k in {"audio", "video", *keys}}
+    return schema.decode(tf.io.parse_example(serialized, spec), audio_frames)
+
+
+def labels_of(features: dict[str, tf.Tensor], num_classes: int = labels.NUM_CLASSES) -> tf.Tensor:
+    """int64 ``(B,)`` labels: the stored 7-class ``label``, or ``emotion - 1`` for 8 classes."""
+    if num_classes == 7:
+        return features["label"]
+    if num_classes == 8:
+        return features["emotion"] - 1  # labels.label_from_emotion(code, 8) == code - 1
+    raise ValueError(f"num_classes must be 7 or 8, got {num_classes}")
+
+
+def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
+    config = opts.augment
+    if config is None:
+        config = opts.training
+    if config is True:
+        config = augment_lib.AugmentConfig()
+    if config is False:
+        return None
+    if not isinstance(config, augment_lib.AugmentConfig):
+        raise TypeError(f"augment must be an AugmentConfig, True, False or None, got {config!r}")
+    if not opts.training and config.enabled:
+        raise ValueError("augmentation runs in training only: pass training=True, or leave augment unset")
+    return config if config.enabled else None
+
+
+def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None = None) -> tf.data.Dataset:
+    """Build the input pipeline over ``files``.
+
+    Args:
+      files: shard paths (their order is the evaluation order).
+      opts: see ``Options``; ``None`` fields default from ``opts.training``:
+        shuffle, drop_remainder and augmentation on in training, off otherwise.
+      num_examples: records in ``files`` (from ``dataset_info.json``); lets the
+        dataset report its length, and is checked while reading.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``((audio, video), label)``; ``audio`` float32
+      ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)`` in [0, 1],
+      ``label`` int64 ``(B,)`` or float32 ``(B, num_classes)`` one-hot.
+      ``as_dict``: the inputs are ``{"audio": ..., "video": ...}``.
+      ``with_metadata``: a third element, a dict of ``schema.METADATA_KEYS`` ``(B,)``.
+    """
+    if not files:
+        raise ValueError("no shard files to read")
+    if opts.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
+    if opts.num_classes not in (7, 8):
+        raise ValueError(f"num_classes must be 7 or 8, got {opts.num_classes}")
+    training = opts.training
+    shuffle = training if opts.shuffle is None else opts.shuffle
+    drop_remainder = training if opts.drop_remainder is None else opts.drop_remainder
+    # A seed asks for reproducibility, which a non-deterministic order would defeat.
+    deterministic = opts.deterministic
+    if deterministic is None:
+        deterministic = (not training) or opts.seed is not None
+    config = _augment_config(opts)
+    vocal_channels, intensities = _normalize_filters(opts.vocal_channels, opts.intensities)
+    filtered = vocal_channels is not None or intensities is not None
+    if drop_remainder and num_examples is not None and num_examples < opts.batch_size:
+        raise ValueError(
+            f"the split has {num_examples} examples, fewer than batch_size={opts.batch_size}; "
+            "with drop_remainder (the training default) it would yield nothing"
+        )
+
+    ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=opts.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(len(files), opts.cycle_length)),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if filtered:
+        ds = ds.filter(_record_filter(vocal_channels, intensities))
+    elif num_examples is not None:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
+    if opts.cache:
+        ds = ds.cache() if opts.cache is True else ds.cache(str(opts.cache))
+    if shuffle:
+        buffer = opts.shuffle_buffer or min(num_examples or DEFAULT_SHUFFLE_BUFFER, DEFAULT_SHUFFLE_BUFFER)
+        ds = ds.shuffle(buffer, seed=opts.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(opts.batch_size, drop_remainder=drop_remainder)
+
+    audio_frames = opts.audio_frames
+    # Parse only what the outputs need: the metadata strings cost time on every batch.
+    keys = {"label" if opts.num_classes == 7 else "emotion"}
+    if config is not None and config.time_mask:
+        keys.add("audio_frames")
+    if opts.with_metadata:
+        keys.update(schema.METADATA_KEYS)
+
+    def to_outputs(serialized, seed=None):
+        features = parse_batch(serialized, audio_frames, keys)
+        if config is not None:
+            features = augment_lib.augment_batch(features, seed, config)
+        else:
+            features["video"] = tf.cast(features["video"], tf.float32) / 255.0
+        label = labels_of(features, opts.num_classes)
+        if opts.one_hot:
+            label = tf.one_hot(label, opts.num_classes, dtype=tf.float32)
+        if opts.as_dict:
+            inputs = {AUDIO_INPUT: features["audio"], VIDEO_INPUT: features["video"]}
+        else:
+            inputs = (features["audio"], features["video"])
+        if opts.with_metadata:
+            return inputs, label, {k: features[k] for k in schema.METADATA_KEYS}
+        return inputs, label
+
+    if config is not None:
+        # One stateless seed (2,) per batch; re-drawn each epoch, reproducible when seeded.
+        seeds = tf.data.Dataset.random(seed=opts.seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(to_outputs, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,154 @@
+"""On-graph augmentation: per-clip parameters shared by all 6 frames, masks that only zero values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ravdess_tfrecords import augment
+from ravdess_tfrecords.augment import AugmentConfig
+
+B, F, S, M = 16, 6, 64, 40
+SEED = tf.constant([7, 11], tf.int64)
+
+
+@pytest.fixture(scope="module")
+def video():
+    """uint8 (B, 6, 64, 64, 3), a different random image in every frame."""
+    return np.random.default_rng(0).integers(0, 256, (B, F, S, S, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def still_video(video):
+    """uint8 (B, 6, 64, 64, 3): each clip's 6 frames identical (one still image per clip)."""
+    return np.repeat(video[:, :1], F, axis=1)
+
+
+@pytest.fixture(scope="module")
+def audio():
+    """float32 (B, 24, M, 1), non-zero everywhere."""
+    a = np.random.default_rng(1).standard_normal((B, 24, M, 1)).astype(np.float32)
+    a[a == 0] = 1.0
+    return a
+
+
+def test_flip_flips_all_six_frames_of_a_clip_or_none(video):
+    out = augment.augment_video(tf.constant(video), SEED, AugmentConfig.only("flip")).numpy()
+    assert out.dtype == np.float32 and out.shape == video.shape
+    plain = video.astype(np.float32) / 255.0
+    mirrored = plain[:, :, :, ::-1]
+    flipped = []
+    for i in range(B):
+        per_frame = [np.array_equal(out[i, f], mirrored[i, f]) for f in range(F)]
+        same = [np.array_equal(out[i, f], plain[i, f]) for f in range(F)]
+        assert all(per_frame) or all(same), f"clip {i}: frames disagree {per_frame}"
+        flipped.append(all(per_frame))
+    assert 0 < sum(flipped) < B  # both outcomes occur in 16 clips with this seed
+
+
+def test_crop_and_colour_are_the_same_for_every_frame_of_a_clip(still_video):
+    out = augment.augment_video(tf.constant(still_video), SEED, AugmentConfig()).numpy()
+    assert out.dtype == np.float32 and out.shape == still_video.shape
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # Identical input frames stay identical: one set of parameters per clip.
+    np.testing.assert_array_equal(out, np.repeat(out[:, :1], F, axis=1))
+    # ...but clips differ from their input, and not all by the same transform.
+    plain = still_video.astype(np.float32) / 255.0
+    changes = np.abs(out - plain).mean(axis=(1, 2, 3, 4))
+    assert (changes > 0.01).all()
+    assert np.ptp(changes) > 0.005
+
+
+def test_crop_zooms_in(still_video):
+    """A crop resized back keeps fewer distinct source pixels: its image is smoother."""
+    out = augment.flip_and_crop(
+        tf.constant(still_video), SEED, flip=False, crop=True, min_crop_scale=0.5
+    ).numpy()
+    assert out.shape == still_video.shape
+    rough_in = np.abs(np.diff(still_video.astype(np.float32), axis=3)).mean()
+    rough_out = np.abs(np.diff(out, axis=3)).mean()
+    assert rough_out < 0.95 * rough_in
+
+
+def test_colour_jitter_stays_in_range_and_changes_brightness(video):
+    x = tf.constant(video.astype(np.float32) / 255.0)
+    out = augment.color_jitter(x, SEED, brightness=0.3, contrast=0.0, saturation=0.0).numpy()
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    shift = (out - x.numpy()).mean(axis=(1, 2, 3, 4))
+    assert np.abs(shift).max() > 0.05
+    # Grey stays grey under saturation changes.
+    grey = tf.constant(np.full((2, F, 8, 8, 3), 0.5, np.float32))
+    out = augment.color_jitter(grey, SEED, brightness=0.0, contrast=0.5, saturation=0.9).numpy()
+    np.testing.assert_allclose(out, 0.5, atol=1e-6)
+
+
+def test_same_seed_same_output_other_seed_other_output(video, audio):
+    config = AugmentConfig()
+    feats = {"video": tf.constant(video), "audio": tf.constant(audio)}
+    a = augment.augment_batch(feats, SEED, config)
+    b = augment.augment_batch(feats, SEED, config)
+    c = augment.augment_batch(feats, tf.constant([7, 12], tf.int64), config)
+    for key in ("video", "audio"):
+        np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+        assert not np.array_equal(a[key].numpy(), c[key].numpy())
+
+
+def test_masks_only_zero_values_in_whole_columns_and_rows(audio):
+    x = tf.constant(audio)
+    t = augment.time_mask(x, SEED, max_width=8, count=2).numpy()
+    changed = t != audio
+    assert changed.any()
+    assert (t[changed] == 0).all()  # masking only writes zeros
+    # A time mask zeroes every coefficient of a frame: changed frames are full columns.
+    cols = changed.any(axis=1)  # (B, M, 1)
+    np.testing.assert_array_equal(changed, np.broadcast_to(cols[:, None], changed.shape))
+    assert cols.sum(axis=(1, 2)).max() <= 16
+    f = augment.freq_mask(x, SEED, max_width=4, count=1).numpy()
+    changed = f != audio
+    assert changed.any() and (f[changed] == 0).all()
+    rows = changed.any(axis=2)  # (B, 24, 1)
+    np.testing.assert_array_equal(changed, np.broadcast_to(rows[:, :, None], changed.shape))
+    assert rows.sum(axis=(1, 2)).max() <= 4
+
+
+def test_time_masks_stay_inside_the_real_frames(audio):
+    lengths = np.full([B], 12, np.int64)
+    padded = audio.copy()
+    padded[:, :, : M - 12] = 0.0  # pre-padding, as stored
+    out = augment.time_mask(tf.constant(padded), SEED, max_width=8, count=3, lengths=lengths).numpy()
+    masked_frames = (out != padded).any(axis=(1, 3))  # (B, M)
+    assert masked_frames.any()
+    assert not masked_frames[:, : M - 12].any()
+
+
+def test_disabled_augmentations_are_identity(video, audio):
+    none = AugmentConfig.none()
+    assert not none.enabled
+    out = augment.augment_batch({"video": tf.constant(video), "audio": tf.constant(audio)}, SEED, none)
+    np.testing.assert_allclose(out["video"].numpy(), video.astype(np.float32) / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(out["audio"].numpy(), audio)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="min_crop_scale"):
+        AugmentConfig(min_crop_scale=0.0)
+    with pytest.raises(ValueError, match="unknown augmentations"):
+        AugmentConfig.only("rotate")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_fused_colour_math_equals_the_step_by_step_definition(video, jit):
+    """brightness -> contrast about each frame's channel means -> saturation about BT.601 grey."""
+    rng = np.random.default_rng(2)
+    delta, c, s = (rng.uniform(lo, hi, (B, 1, 1, 1, 1)).astype(np.float32)
+                   for lo, hi in ((-0.1, 0.1), (0.8, 1.2), (0.8, 1.2)))
+    x = video.astype(np.float32) / 255.0
+    x1 = x + delta
+    mean = x1.mean(axis=(2, 3), keepdims=True)
+    x2 = (x1 - mean) * c + mean
+    grey = (x2 * np.array([0.299, 0.587, 0.114], np.float32)).sum(-1, keepdims=True)
+    want = np.clip(grey + (x2 - grey) * s, 0.0, 1.0)
+    fn = augment._color_math_xla if jit else augment._color_math
+    got = fn(tf.constant(video.astype(np.float32)), delta, c, s, 255.0).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-6)

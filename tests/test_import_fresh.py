@@ -1,0 +1,109 @@
+"""Another TF project's view: import the package from elsewhere and train on ``load(...)``.
+
+Also checks the reading half's dependency rule: it imports only TensorFlow, numpy,
+the standard library and ravdess_tfrecords' own reading modules (never librosa,
+dlib or the writing half), and uses no py_function / numpy_function.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from fake_shards import write_shards
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(REPO, "ravdess_tfrecords")
+READING_HALF = ("splits", "augment", "pipeline", "builder")
+ALLOWED_OWN = {"ravdess_tfrecords", "ravdess_tfrecords.schema", "ravdess_tfrecords.labels",
+               *(f"ravdess_tfrecords.{m}" for m in READING_HALF)}
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import ravdess_tfrecords as rt
+    after_import = sorted(m for m in ("librosa", "dlib", "tensorflow") if m in sys.modules)
+    import keras
+    ds = rt.load(sys.argv[1], "train", batch_size=8, seed=0)
+    (audio, video), label = ds.element_spec
+    a_in = keras.Input(audio.shape[1:], name="audio")
+    v_in = keras.Input(video.shape[1:], name="video")
+    x = keras.layers.Concatenate()([
+        keras.layers.Flatten()(a_in),
+        keras.layers.GlobalAveragePooling3D()(v_in),
+    ])
+    model = keras.Model([a_in, v_in], keras.layers.Dense(7, activation="softmax")(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(ds.take(1), epochs=1, verbose=0)
+    changed = [not np.array_equal(b, a) for b, a in zip(before, model.get_weights())]
+    print(json.dumps({
+        "file": rt.__file__,
+        "after_import": after_import,
+        "loss": history.history["loss"][0],
+        "changed": changed,
+        "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("librosa", "dlib", "cv2")),
+        "writing_half": sorted(m for m in sys.modules if m.startswith("ravdess_tfrecords.")
+                               and m.split(".")[1] in ("audio", "video", "faces", "preprocess",
+                                                        "writer", "convert", "synthetic", "sources")),
+    }))
+    """
+)
+
+
+def test_fresh_process_imports_from_elsewhere_and_trains_one_step(tmp_path):
+    data = tmp_path / "shards"
+    write_shards(str(data), actors=range(1, 25), audio_frames=12)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(data)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["file"].startswith(PACKAGE)
+    assert out["after_import"] == []  # a bare import loads neither TF nor the writing half's libraries
+    assert out["heavy"] == [] and out["writing_half"] == []
+    assert 0.0 < out["loss"] < 100.0  # finite, and a real cross-entropy
+    assert all(out["changed"]), out["changed"]
+
+
+def _imports(path: str) -> set[str]:
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            if node.module == "ravdess_tfrecords":
+                found.update(f"ravdess_tfrecords.{a.name}" for a in node.names)
+    return found
+
+
+def test_reading_half_imports_only_tensorflow_numpy_stdlib_and_schema():
+    for name in READING_HALF:
+        path = os.path.join(PACKAGE, f"{name}.py")
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top == "ravdess_tfrecords":
+                assert module in ALLOWED_OWN, f"{name}.py imports {module}"
+            else:
+                assert top in ("tensorflow", "numpy", "__future__") or top in sys.stdlib_module_names, (
+                    f"{name}.py imports {module}"
+                )
+
+
+def test_no_py_function_in_the_library():
+    for name in sorted(os.listdir(PACKAGE)):
+        if name.endswith(".py"):
+            with open(os.path.join(PACKAGE, name)) as f:
+                source = f.read()
+            for banned in ("py_function", "numpy_function", "allow_pickle=True"):
+                assert banned not in source, f"ravdess_tfrecords/{name} uses {banned}"

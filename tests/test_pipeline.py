@@ -1,0 +1,188 @@
+"""The tf.data pipeline on shards whose every value is known (tests/fake_shards.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from fake_shards import write_shards
+
+import ravdess_tfrecords as rt
+from ravdess_tfrecords.augment import AugmentConfig
+
+M = 20
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """(data_dir, info dict, {clip_id: example}) for 24 actors x 10 clips (8 speech + 2 song)."""
+    path = str(tmp_path_factory.mktemp("shards"))
+    info, truth = write_shards(path, audio_frames=M, song=True)
+    return path, info, truth
+
+
+@pytest.fixture(scope="module")
+def builder(shards):
+    return rt.Builder(shards[0])
+
+
+def collect(ds):
+    """Concatenate a dataset of (inputs, label, metadata) batches into numpy arrays."""
+    audio, video, label, meta = [], [], [], {}
+    for (a, v), y, m in ds:
+        audio.append(a.numpy())
+        video.append(v.numpy())
+        label.append(y.numpy())
+        for k, t in m.items():
+            meta.setdefault(k, []).append(t.numpy())
+    meta = {k: np.concatenate(v) for k, v in meta.items()}
+    meta["clip_id"] = np.array([c.decode() for c in meta["clip_id"]])
+    return np.concatenate(audio), np.concatenate(video), np.concatenate(label), meta
+
+
+def test_shapes_dtypes_and_static_batch(builder):
+    train = builder.as_dataset("train", batch_size=8)
+    (a_spec, v_spec), y_spec = train.element_spec
+    assert a_spec.shape == (8, 24, M, 1) and a_spec.dtype == tf.float32
+    assert v_spec.shape == (8, 6, 64, 64, 3) and v_spec.dtype == tf.float32
+    assert y_spec.shape == (8,) and y_spec.dtype == tf.int64
+    n = builder.num_examples("train")
+    assert n == 170 and int(train.cardinality()) == n // 8  # drop_remainder in training
+    (a, v), y = next(iter(train))
+    assert 0.0 <= float(tf.reduce_min(v)) and float(tf.reduce_max(v)) <= 1.0
+    assert float(tf.reduce_max(v)) > 0.9  # scaled, not left in 0..255 or squashed
+    assert set(y.numpy()) <= set(range(7))
+    (_, _), y = next(iter(builder.as_dataset("test", batch_size=64)))
+    assert y.shape == (20,)  # evaluation keeps the remainder (2 actors x 10 clips)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"scheme": "kfold", "fold": 2}, {"scheme": "luna5", "fold": 4},
+                                    {"actors": {"train": [1, 2], "test": [9]}}])
+def test_counts_per_split_equal_dataset_info(shards, builder, kwargs):
+    _, info, truth = shards
+    per_actor = info["counts"]["per_actor"]
+    for split, actors in builder.split_actors(**kwargs).items():
+        ds = builder.as_dataset(split, batch_size=16, training=False, with_metadata=True, **kwargs)
+        _, _, _, meta = collect(ds)
+        assert len(meta["clip_id"]) == sum(per_actor[str(a)] for a in actors)
+        assert set(meta["actor"]) == set(actors)
+        assert len(set(meta["clip_id"])) == len(meta["clip_id"])  # each example once
+
+
+def test_evaluation_yields_the_stored_values_without_augmentation(shards, builder):
+    _, _, truth = shards
+    audio, video, label, meta = collect(builder.as_dataset("validation", batch_size=7, with_metadata=True))
+    assert len(label) == 50
+    for i, clip in enumerate(meta["clip_id"]):
+        ex = truth[clip]
+        np.testing.assert_array_equal(audio[i], ex["audio"])  # no masks at evaluation
+        np.testing.assert_allclose(video[i], ex["video"].astype(np.float32) / 255.0, rtol=0, atol=1e-7)
+        assert label[i] == ex["label"]
+        assert meta["actor"][i] == ex["actor"] and meta["emotion"][i] == ex["emotion"]
+        assert meta["vocal_channel"][i].decode() == ex["vocal_channel"]
+        assert meta["audio_frames"][i] == ex["audio_frames"]
+
+
+def test_evaluation_order_and_values_identical_across_two_passes(builder):
+    ds = builder.as_dataset("test", batch_size=6, with_metadata=True)
+    first, second = collect(ds), collect(ds)
+    np.testing.assert_array_equal(first[2], second[2])
+    np.testing.assert_array_equal(first[3]["clip_id"], second[3]["clip_id"])
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_training_masks_audio_with_zeros_only(shards, builder):
+    _, _, truth = shards
+    ds = builder.as_dataset("train", batch_size=32, seed=3, augment=AugmentConfig.only("time_mask", "freq_mask"),
+                            with_metadata=True)
+    audio, video, _, meta = collect(ds)
+    stored = np.stack([truth[c]["audio"] for c in meta["clip_id"]])
+    changed = audio != stored
+    assert changed.mean() > 0.02  # masks were applied
+    assert (audio[changed] == 0).all()  # and they only wrote zeros
+    # Video untouched by an audio-only config.
+    np.testing.assert_allclose(video, np.stack([truth[c]["video"] for c in meta["clip_id"]]) / 255.0, atol=1e-7)
+
+
+def test_training_flip_flips_every_frame_of_a_clip(shards, builder):
+    _, _, truth = shards
+    ds = builder.as_dataset("train", batch_size=16, seed=5, augment=AugmentConfig.only("flip"), with_metadata=True)
+    _, video, _, meta = collect(ds)
+    flipped = 0
+    for i, clip in enumerate(meta["clip_id"]):
+        plain = truth[clip]["video"].astype(np.float32) / 255.0
+        if np.allclose(video[i], plain[:, :, ::-1], atol=1e-7):
+            flipped += 1
+        else:
+            np.testing.assert_allclose(video[i], plain, atol=1e-7)  # all frames or none
+    assert 0.3 < flipped / len(video) < 0.7
+
+
+def test_seeded_training_is_reproducible_and_reshuffles_each_epoch(builder):
+    def clips(ds):
+        return [c.decode() for _, _, m in ds for c in m["clip_id"].numpy()]
+
+    def run():
+        ds = builder.as_dataset("train", batch_size=10, seed=42, with_metadata=True)
+        e1, e2 = clips(ds), clips(ds)
+        return e1, e2, next(iter(ds))[0][1].numpy()
+
+    a1, a2, av = run()
+    b1, b2, bv = run()
+    assert a1 == b1 and a2 == b2
+    np.testing.assert_array_equal(av, bv)  # same augmentation too
+    assert a1 != a2 and sorted(a1) != sorted(a1)[::-1]
+
+
+def test_one_hot_and_eight_classes(shards, builder):
+    _, _, truth = shards
+    ds = builder.as_dataset("all", batch_size=50, num_classes=8, one_hot=True, with_metadata=True)
+    _, _, y, meta = collect(ds)
+    assert y.shape == (240, 8) and y.dtype == np.float32
+    np.testing.assert_array_equal(y.sum(axis=1), 1.0)
+    sparse = y.argmax(axis=1)
+    np.testing.assert_array_equal(sparse, meta["emotion"] - 1)
+    assert {0, 1} <= set(sparse)  # neutral and calm apart
+    seven = collect(builder.as_dataset("all", batch_size=50, with_metadata=True))
+    assert set(seven[2][seven[3]["emotion"] <= 2]) == {0}  # ...and merged by default
+    (_, _), y7 = next(iter(builder.as_dataset("test", batch_size=4, one_hot=True)))
+    assert y7.shape == (4, 7)
+
+
+def test_vocal_channel_and_intensity_filters(builder):
+    def count(**kw):
+        _, _, _, meta = collect(builder.as_dataset("all", batch_size=64, with_metadata=True, **kw))
+        return meta
+
+    song = count(vocal_channels="song")
+    assert len(song["clip_id"]) == 48 and set(song["vocal_channel"]) == {b"song"}
+    speech_strong = count(vocal_channels=["speech"], intensities="strong")
+    assert len(speech_strong["clip_id"]) == 24 * 3 and set(speech_strong["intensity"]) == {2}
+    both = count(vocal_channels=("speech", "song"), intensities=[1, 2])
+    assert len(both["clip_id"]) == 240
+    with pytest.raises(ValueError, match="vocal_channels"):
+        builder.as_dataset("all", vocal_channels="shout")
+    with pytest.raises(ValueError, match="intensities"):
+        builder.as_dataset("all", intensities=3)
+
+
+def test_as_dict_and_cache(builder):
+    ds = builder.as_dataset("test", batch_size=8, as_dict=True)
+    inputs, _ = ds.element_spec
+    assert set(inputs) == {"audio", "video"}
+    cached = builder.as_dataset("test", batch_size=8, as_dict=True, cache=True)
+    for (x1, y1), (x2, y2) in zip(ds, cached, strict=True):
+        np.testing.assert_array_equal(x1["audio"].numpy(), x2["audio"].numpy())
+        np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+
+
+def test_option_errors(builder):
+    with pytest.raises(ValueError, match="training only"):
+        builder.as_dataset("test", augment=AugmentConfig())
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        builder.as_dataset("train", actors={"train": [1]}, batch_size=32)
+    with pytest.raises(ValueError, match="num_classes"):
+        builder.as_dataset("test", num_classes=6)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        builder.as_dataset("dev")
