@@ -1,0 +1,49 @@
+r"""Re-evaluate a saved model on a split: accuracy, UAR, macro F1, per-class recall, confusion matrix.
+
+    python -m trainers.evaluate --model_dir=runs/fusion                      # its own test split
+    python -m trainers.evaluate --model_dir=runs/fusion --data_dir=other --split=speaker --subset=validation
+
+Split, fold and data directory default to those the model was trained with
+(``config.json`` in the model directory). Writes ``metrics.json`` and
+``confusion_matrix.png`` into ``--output_dir`` (default ``MODEL_DIR/eval_SUBSET``).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from trainers import train_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.", required=True)
+flags.DEFINE_string("data_dir", None, "Converted shards (default: the ones the model was trained on).")
+flags.DEFINE_enum("split", None, ["speaker", "kfold", "luna5", "sixfold"],
+                  "Split scheme (default: the one the model was trained with).")
+flags.DEFINE_integer("folds", None, "K for --split=kfold.")
+flags.DEFINE_integer("fold", None, "Test fold for a fold scheme (default 0).")
+flags.DEFINE_string("subset", "test", "Which set: train, validation, test, a union like validation+test, or all.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix.png go.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    metrics = train_lib.evaluate_saved(
+        FLAGS.model_dir,
+        data_dir=FLAGS.data_dir,
+        subset=FLAGS.subset,
+        split=FLAGS.split,
+        folds=FLAGS.folds,
+        fold=FLAGS.fold,
+        batch_size=FLAGS.batch_size,
+        output_dir=FLAGS.output_dir,
+    )
+    print(train_lib.format_metrics(metrics, f"{FLAGS.subset} (actors {metrics['actors']})"))
+    print(f"  written to {metrics['output_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

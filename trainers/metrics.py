@@ -1,0 +1,170 @@
+"""Evaluation metrics, their text and their plots: numpy and matplotlib only.
+
+* ``classification_metrics``: accuracy, unweighted average recall (UAR), macro F1,
+  per-class recall / precision / F1, support and the confusion matrix, as a JSON-ready dict.
+* ``format_metrics``: the same as a few lines of text.
+* ``plot_confusion_matrix``, ``plot_history``: PNGs.
+* ``cross_validation_summary``, ``format_cv_table``: per-fold and mean +/- std tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 ``(C, C)``: rows are true classes, columns predicted classes."""
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{name} has labels outside 0..{num_classes - 1}")
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, UAR, macro F1, per-class recall/precision/F1 and the confusion matrix.
+
+    Args:
+      y_true, y_pred: int ``(N,)`` class indices.
+      class_names: C names; index i names class i.
+
+    Returns:
+      A JSON-ready dict. ``uar`` (unweighted average recall, sklearn's
+      ``balanced_accuracy_score``) averages recall over the classes present in
+      ``y_true``; ``macro_f1`` averages F1 over the classes in ``y_true`` or
+      ``y_pred`` (sklearn's ``f1_score(average="macro")``). A class absent from
+      ``y_true`` has recall ``None``.
+    """
+    num_classes = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / np.maximum(support, 1), np.nan)
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        rec0 = np.nan_to_num(recall)
+        f1 = np.where(precision + rec0 > 0, 2 * precision * rec0 / (precision + rec0), 0.0)
+    n = int(cm.sum())
+    present = support > 0
+    seen = present | (predicted > 0)
+
+    def per_class(values):
+        return {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, values, strict=True)}
+
+    return {
+        "num_examples": n,
+        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "uar": float(recall[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(f1[seen].mean()) if seen.any() else float("nan"),
+        "per_class_recall": per_class(recall),
+        "per_class_precision": per_class(precision),
+        "per_class_f1": per_class(f1),
+        "support": {name: int(s) for name, s in zip(class_names, support, strict=True)},
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_metrics(metrics: dict[str, Any], title: str = "test") -> str:
+    """``title: accuracy 0.812, UAR 0.801, macro F1 0.797 (N examples)`` plus per-class recall."""
+    m = metrics
+    lines = [
+        f"{title}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f}, macro F1 {m['macro_f1']:.3f} "
+        f"({m['num_examples']} examples)",
+        "  recall per class: "
+        + ", ".join(
+            f"{name} {'-' if r is None else f'{r:.2f}'}" for name, r in m["per_class_recall"].items()
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(metrics: dict[str, Any], path: str, title: str = "") -> str:
+    """Row-normalized colours with raw counts in the cells; written to ``path`` (PNG)."""
+    plt = _pyplot()
+    cm = np.asarray(metrics["confusion_matrix"], np.float64)
+    names = metrics["class_names"]
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 1.0 * len(names) + 1.5))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if rows[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    summary = f"accuracy {metrics['accuracy']:.3f}  UAR {metrics['uar']:.3f}  macro F1 {metrics['macro_f1']:.3f}"
+    ax.set_title(f"{title}\n{summary}" if title else summary)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="recall (row-normalized)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict[str, float]], path: str) -> str:
+    """Loss and accuracy per epoch, train and validation, from ``history.csv`` rows."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [int(r["epoch"]) + 1 for r in history]
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-o"), ("val_", "-s")):
+            values = [r.get(prefix + key, np.nan) for r in history]
+            ax.plot(epochs, values, style, markersize=3, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+SUMMARY_KEYS = ("accuracy", "uar", "macro_f1")
+
+
+def cross_validation_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold test metrics and their mean and (population) standard deviation."""
+    rows = [
+        {"fold": i, "test_actors": r["actors"]["test"], **{k: r["test"][k] for k in SUMMARY_KEYS}}
+        for i, r in enumerate(results)
+    ]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in SUMMARY_KEYS}
+    std = {k: float(np.std([r[k] for r in rows])) for k in SUMMARY_KEYS}
+    return {"folds": rows, "mean": mean, "std": std}
+
+
+def format_cv_table(summary: dict[str, Any]) -> str:
+    """A Markdown table: one row per fold, then mean +/- std."""
+    lines = ["| fold | test actors | accuracy | UAR | macro F1 |", "| --- | --- | --- | --- | --- |"]
+    for r in summary["folds"]:
+        actors = ",".join(str(a) for a in r["test_actors"])
+        lines.append(f"| {r['fold']} | {actors} | " + " | ".join(f"{r[k]:.3f}" for k in SUMMARY_KEYS) + " |")
+    lines.append(
+        "| mean +/- std | | "
+        + " | ".join(f"{summary['mean'][k]:.3f} +/- {summary['std'][k]:.3f}" for k in SUMMARY_KEYS)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
