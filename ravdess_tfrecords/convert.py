@@ -58,6 +58,12 @@ def cache_key(source: sources.Source, settings: Settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _init_worker() -> None:
+    """Workers leave the terminal's process group: Ctrl-C reaches only the main process,
+    which lets each worker finish (and cache) its clip, then stops."""
+    os.setpgrp()
+
+
 def _preprocess_job(job: tuple) -> dict:
     """Worker: preprocess one clip into its cache file (or find it cached)."""
     source, settings, cache_path = job
@@ -182,7 +188,9 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     jobs = [(source, settings, os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings)}.npz"))
             for name, source in clips]
     results = []
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 and len(jobs) > 1 else None
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
     try:
         stream = pool.map(_preprocess_job, jobs) if pool else map(_preprocess_job, jobs)
         for result in _progress(stream, len(jobs), progress, "preprocessing"):

@@ -64,6 +64,9 @@ class FrameStream:
         for _ in self.wanted:
             buf = self._proc.stdout.read(size)
             if len(buf) < size:
+                # A short stream ends cleanly; a killed or failed ffmpeg must not pass for one.
+                if self._proc.wait() != 0:
+                    raise ClipError("unreadable", f"ffmpeg stopped with {self._proc.returncode} decoding the frames")
                 return
             yield np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3)
 

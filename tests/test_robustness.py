@@ -10,6 +10,7 @@ import sys
 import time
 import zipfile
 
+import numpy as np
 import pytest
 
 from ravdess_tfrecords import convert, ffmpeg, filenames, schema, synthetic
@@ -146,3 +147,27 @@ def test_changed_setting_invalidates_the_cache(tmp_path):
                             settings=convert.Settings(face_margin=0.3))
     assert (first["reused"], again["reused"], other["reused"]) == (0, 1, 0)
     assert first["info"]["shards"] == again["info"]["shards"] != other["info"]["shards"]
+
+
+def test_ctrl_c_stops_promptly_and_leaves_no_temp_files(tmp_path):
+    corpus = tmp_path / "in"
+    for k in range(8):
+        _clip(str(corpus), f"01-01-0{3 + k % 5}-0{1 + k // 5}-01-01-0{1 + k % 2}")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={corpus}",
+                             f"--output={out}", "--workers=2", "--noprogress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not glob.glob(str(out / ".cache" / "*.npz")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    stopped = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - stopped < 20
+    assert proc.returncode == 130 and "run the same command again to resume" in err, err
+    assert not glob.glob(str(out / "**" / "*.tmp-*"), recursive=True)
+    assert not glob.glob(str(out / ".cache" / "ravdess-member-*"))
+    assert not (out / schema.INFO_FILENAME).exists()
+    for cached in glob.glob(str(out / ".cache" / "*.npz")):  # whatever was cached is whole
+        with np.load(cached, allow_pickle=False) as data:
+            assert data["video"].shape == (6, 64, 64, 3)
