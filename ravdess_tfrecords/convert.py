@@ -30,6 +30,7 @@ import numpy as np
 from absl import app, flags
 
 from ravdess_tfrecords import __version__, audio, filenames, labels, schema, sources, writer
+from ravdess_tfrecords import progress as progress_bar
 from ravdess_tfrecords.errors import REASONS, ClipError
 from ravdess_tfrecords.preprocess import Settings, preprocess_clip
 
@@ -83,14 +84,6 @@ def _preprocess_job(job: tuple) -> dict:
             np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
                      boxes=clip.boxes)
     return {**result, "status": "converted", "frames": int(clip.audio.shape[1])}
-
-
-def _progress(items, total: int, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, total=total, desc=desc, unit="clip", dynamic_ncols=True)
 
 
 def _say(message: str, progress: bool) -> None:
@@ -193,7 +186,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
     try:
         stream = pool.map(_preprocess_job, jobs) if pool else map(_preprocess_job, jobs)
-        for result in _progress(stream, len(jobs), progress, "preprocessing"):
+        for result in progress_bar.bar(stream, len(jobs), "preprocessing", progress):
             if result["status"] not in ("converted", "cached"):
                 failures.append({"file": result["display"], "code": result["status"], "reason": result["reason"]})
                 _say(f"skipped {result['display']}: {result['reason']}", progress)
@@ -213,7 +206,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     for item in done:
         by_actor[item[0].actor].append(item)
     shards = []
-    for actor in _progress(sorted(by_actor), len(by_actor), progress, "writing shards"):
+    for actor in progress_bar.bar(sorted(by_actor), len(by_actor), "writing shards", progress, unit="actor"):
         items = sorted(by_actor[actor], key=lambda item: item[0].clip_id)
         records = (_example(name, source, r["cache"], frames) for name, source, r in items)
         shards += writer.write_actor_shards(output_dir, actor, records, len(items), examples_per_shard)

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ravdess_tfrecords import ffmpeg
+from ravdess_tfrecords import progress as progress_bar
 from ravdess_tfrecords.filenames import NUM_ACTORS, ClipName
 
 TRUTH_FILENAME = "truth.json"
@@ -265,9 +266,9 @@ def make_corpus(output_dir: str, actors=range(1, NUM_ACTORS + 1), clips_per_acto
                 jobs.append((path, name, width, height, fps, seed))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = list(_progress(pool.map(_make_one, jobs), len(jobs), progress))
+            results = list(progress_bar.bar(pool.map(_make_one, jobs), len(jobs), "synthetic clips", progress))
     else:
-        results = [_make_one(job) for job in _progress(jobs, len(jobs), progress)]
+        results = [_make_one(job) for job in progress_bar.bar(jobs, len(jobs), "synthetic clips", progress)]
     truth = dict(sorted(results))
     with open(os.path.join(output_dir, TRUTH_FILENAME), "w") as f:
         json.dump(truth, f, indent=1, sort_keys=True)
@@ -279,11 +280,3 @@ def load_truth(corpus_dir: str) -> dict[str, ClipTruth]:
     with open(os.path.join(corpus_dir, TRUTH_FILENAME)) as f:
         raw = json.load(f)
     return {k: ClipTruth(**{**v, "speech": tuple(v["speech"])}) for k, v in raw.items()}
-
-
-def _progress(items, total: int, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, total=total, desc="synthetic clips", unit="clip")
