@@ -67,14 +67,14 @@ def _init_worker() -> None:
 
 def _preprocess_job(job: tuple) -> dict:
     """Worker: preprocess one clip into its cache file (or find it cached)."""
-    source, settings, cache_path = job
+    source, settings, cache_path, threads = job
     result = {"display": source.display, "cache": cache_path}
     if os.path.exists(cache_path):
         with np.load(cache_path, allow_pickle=False) as cached:
             return {**result, "status": "cached", "frames": int(cached["audio"].shape[1])}
     try:
         with sources.local_path(source, os.path.dirname(cache_path)) as path:
-            clip = preprocess_clip(path, settings)
+            clip = preprocess_clip(path, settings, threads=threads)
     except ClipError as e:
         return {**result, "status": e.code, "reason": e.message}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # a corrupt or unreadable zip member
@@ -178,7 +178,9 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
             _say(f"skipped {f['file']}: {f['reason']}", progress)
 
     # Pass 1: preprocess (parallel, cached).
-    jobs = [(source, settings, os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings)}.npz"))
+    # Several workers: each decodes on its share of the cores rather than all of them fighting over all.
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    jobs = [(source, settings, os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings)}.npz"), threads)
             for name, source in clips]
     results = []
     pool = None

@@ -30,6 +30,27 @@ def detect(frame: np.ndarray, upsample: int = 0) -> Box | None:
     return (float(best.left()), float(best.top()), float(best.right()), float(best.bottom()))
 
 
+def detect_near(frame: np.ndarray, previous: Box | None, upsample: int = 0, reach: float = 0.6) -> Box | None:
+    """``detect``, searching first a window around ``previous`` (the last frame's face).
+
+    Faces move little between the 6 sampled frames, and HOG's cost grows with
+    the area searched: the window (the box plus ``reach`` of its side on every
+    side) is about 40 % of a RAVDESS frame at 480 px. No face there: the
+    whole frame is searched.
+    """
+    if previous is not None:
+        h, w = frame.shape[:2]
+        left, top, right, bottom = previous
+        pad = reach * max(right - left, bottom - top)
+        x0, y0 = max(0, int(left - pad)), max(0, int(top - pad))
+        x1, y1 = min(w, int(right + pad)), min(h, int(bottom + pad))
+        if (x1 - x0) * (y1 - y0) < 0.8 * h * w:
+            found = detect(np.ascontiguousarray(frame[y0:y1, x0:x1]), upsample)
+            if found is not None:
+                return (found[0] + x0, found[1] + y0, found[2] + x0, found[3] + y0)
+    return detect(frame, upsample)
+
+
 def fill_missing(boxes: list[Box | None]) -> list[Box] | None:
     """Give each frame without a face the box of its nearest frame with one.
 

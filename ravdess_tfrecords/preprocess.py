@@ -74,8 +74,11 @@ class ProcessedClip:
     boxes: np.ndarray
 
 
-def preprocess_clip(path: str, settings: Settings = Settings()) -> ProcessedClip:
+def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int = 0) -> ProcessedClip:
     """Preprocess one audio-video clip.
+
+    ``threads``: ffmpeg's video decoding threads (0: all cores). The converter
+    gives each of several workers its share; the result is the same either way.
 
     Raises:
       ClipError: with the reason (unreadable, no_audio, no_video, silent, no_face).
@@ -90,12 +93,16 @@ def preprocess_clip(path: str, settings: Settings = Settings()) -> ProcessedClip
     # ffmpeg decodes the frames while the MFCCs are computed and each decoded frame's face is found.
     times = video.frame_times(start, end, schema.NUM_FRAMES)
     indices = video.frame_indices(times, info.fps, min(info.duration, settings.max_clip_seconds))
-    with video.FrameStream(path, indices, info.width, info.height, settings.work_width) as stream:
+    with video.FrameStream(path, indices, info.width, info.height, settings.work_width, threads) as stream:
         sr = settings.sample_rate
         speech = y[int(start * sr): int(np.ceil(end * sr))]
         mfcc = audio.standardize(
             audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels))
-        decoded = [(frame, faces.detect(frame, settings.face_upsample)) for frame in stream]
+        decoded, last = [], None
+        for frame in stream:
+            box = faces.detect_near(frame, last, settings.face_upsample)
+            decoded.append((frame, box))
+            last = box or last
     frames = np.stack([frame for frame, _ in video.expand(decoded, indices)])
     found = [box for _, box in video.expand(decoded, indices)]
     boxes = faces.fill_missing(found)

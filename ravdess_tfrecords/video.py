@@ -43,17 +43,21 @@ class FrameStream:
     Iterating yields each frame as soon as it is decoded, so the caller's work
     (MFCCs, face detection) overlaps the decoding. Use as a context manager.
 
+    Decoded pixels do not depend on ``threads`` (H.264 decoding is bit-exact).
+
     Yields:
       uint8 ``(h, w, 3)`` RGB frames of ``np.unique(indices)``, fewer if the
       stream ends early.
     """
 
-    def __init__(self, path: str, indices: np.ndarray, width: int, height: int, work_width: int):
+    def __init__(self, path: str, indices: np.ndarray, width: int, height: int, work_width: int,
+                 threads: int = 0):
         self.wanted = np.unique(indices)
         self.width, self.height = work_size(width, height, work_width)
         select = "+".join(f"eq(n\\,{int(i)})" for i in self.wanted)
+        # threads=0: ffmpeg's choice (all cores); 1 when several workers share the cores.
         self._proc = ffmpeg.open_pipe(
-            ["-i", path, "-map", "0:v:0", "-an",
+            ["-threads", str(threads), "-i", path, "-map", "0:v:0", "-an",
              "-vf", f"select='{select}',scale={self.width}:{self.height}:flags=area",
              "-fps_mode", "passthrough", "-frames:v", str(len(self.wanted)),
              "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
