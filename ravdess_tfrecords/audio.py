@@ -1,6 +1,6 @@
 """Audio: decode with ffmpeg, find the speech interval, MFCCs, standardize, pad.
 
-Everything but ``decode`` and ``mfcc`` is pure numpy, so tests call it directly.
+Everything but ``probe_and_decode`` and ``mfcc`` is pure numpy, so tests call it directly.
 """
 
 from __future__ import annotations
@@ -20,19 +20,13 @@ def _decode_args(path: str, sample_rate: int, max_seconds: float | None) -> list
             "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
 
 
-def decode(path: str, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate``, straight from a pipe.
-
-    Returns:
-      float32 ``(samples,)`` in [-1, 1].
-    """
-    raw = ffmpeg.run_to_bytes(["-loglevel", "error", *_decode_args(path, sample_rate, max_seconds)], "audio")
-    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
-
-
 def probe_and_decode(path: str, sample_rate: int, max_seconds: float | None = None
                      ) -> tuple[ffmpeg.Probe, np.ndarray]:
-    """``decode`` and ``ffmpeg.probe`` in one ffmpeg process.
+    """Decode the first audio stream to mono float32 at ``sample_rate`` straight from a pipe,
+    and read the file's streams from the header the same ffmpeg process prints.
+
+    Returns:
+      (probe, float32 ``(samples,)`` in [-1, 1]).
 
     Raises:
       ClipError: ``unreadable``; ``no_audio`` when the file has no audio stream;

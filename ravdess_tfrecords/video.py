@@ -100,9 +100,3 @@ def expand(items: list, indices: np.ndarray) -> list:
         raise ClipError("no_video", "no video frame could be decoded")
     position = np.minimum(np.searchsorted(np.unique(indices), indices), len(items) - 1)
     return [items[i] for i in position]
-
-
-def decode_frames(path: str, indices: np.ndarray, width: int, height: int, work_width: int) -> np.ndarray:
-    """Frames ``indices`` at once: uint8 ``(len(indices), h, w, 3)``."""
-    with FrameStream(path, indices, width, height, work_width) as stream:
-        return np.stack(expand(list(stream), indices))
