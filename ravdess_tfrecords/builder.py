@@ -28,11 +28,6 @@ import tensorflow as tf
 from ravdess_tfrecords import augment as augment_lib
 from ravdess_tfrecords import labels, pipeline, schema, splits
 
-CONVERT_HINT = (
-    "run `python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output={path}` "
-    "(or `make tfrecords RAVDESS_DIR=... TFRECORDS_DIR={path}`; no corpus at hand: `make demo`)"
-)
-
 _REQUIRED_KEYS = ("schema_version", "class_names", "num_classes", "audio_frames", "shards")
 
 
@@ -113,7 +108,7 @@ class DatasetInfo:
           ValueError: a schema version this reader does not know, or a malformed file.
         """
         data_dir = os.path.expanduser(os.fspath(data_dir))
-        hint = CONVERT_HINT.format(path=data_dir)
+        hint = schema.CONVERT_HINT.format(path=data_dir)
         if not tf.io.gfile.isdir(data_dir):
             raise FileNotFoundError(f"RAVDESS TFRecord directory {data_dir!r} does not exist: {hint}")
         path = _join(data_dir, schema.INFO_FILENAME)
@@ -195,7 +190,7 @@ class Builder:
     def __repr__(self) -> str:
         return (
             f"Builder({self.data_dir!r}: {self.info.num_examples} examples, "
-            f"actors {list(self.info.actors)}, audio (24, {self.info.audio_frames}, 1))"
+            f"actors {list(self.info.actors)}, audio {self.info.audio_shape})"
         )
 
     def class_names(self, num_classes: int = labels.NUM_CLASSES) -> tuple[str, ...]:

@@ -47,6 +47,12 @@ INFO_FILENAME = "dataset_info.json"
 FAILURES_FILENAME = "failures.jsonl"
 SHARD_PREFIX = "ravdess"
 
+# What to tell a reader whose directory lacks shards or holds an old schema ({path}: that directory).
+CONVERT_HINT = (
+    "run `python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output={path}` "
+    "(or `make tfrecords RAVDESS_DIR=... TFRECORDS_DIR={path}`; no corpus at hand: `make demo`)"
+)
+
 NUM_MFCC = 24
 NUM_FRAMES = 6
 FACE_SIZE = 64

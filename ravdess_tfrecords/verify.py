@@ -23,8 +23,6 @@ from ravdess_tfrecords import labels, schema
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory written by ravdess_tfrecords.convert.")
 
-_CONVERT_HINT = "run: python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output={}"
-
 
 def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter) -> list[str]:
     import tensorflow as tf
@@ -63,7 +61,7 @@ def verify(data_dir: str) -> tuple[list[str], int]:
     """All problems found in ``data_dir`` (empty when sound) and the number of records checked."""
     info_path = os.path.join(data_dir, schema.INFO_FILENAME)
     if not os.path.exists(info_path):
-        return [f"{info_path}: missing; {_CONVERT_HINT.format(data_dir)}"], 0
+        return [f"{info_path}: missing; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
     try:
         with open(info_path) as f:
             info = json.load(f)
@@ -71,7 +69,7 @@ def verify(data_dir: str) -> tuple[list[str], int]:
         return [f"{info_path}: unreadable ({e})"], 0
     if info.get("schema_version") != schema.SCHEMA_VERSION:
         return [f"{info_path}: schema version {info.get('schema_version')}, this library reads "
-                f"{schema.SCHEMA_VERSION}; {_CONVERT_HINT.format(data_dir)}"], 0
+                f"{schema.SCHEMA_VERSION}; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
     problems, seen = [], collections.Counter()
     listed = set()
     for shard in info["shards"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from trainers import metrics as metrics_lib
 from trainers import train_lib
 
 FLAGS = flags.FLAGS
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> int:
         batch_size=FLAGS.batch_size,
         output_dir=FLAGS.output_dir,
     )
-    print(train_lib.format_metrics(metrics, f"{FLAGS.subset} (actors {metrics['actors']})"))
+    print(metrics_lib.format_metrics(metrics, f"{FLAGS.subset} (actors {metrics['actors']})"))
     print(f"  written to {metrics['output_dir']}")
     return 0
 

@@ -624,8 +624,3 @@ def evaluate_saved(
     metrics_lib.plot_confusion_matrix(metrics, os.path.join(output_dir, CONFUSION_PNG), title)
     metrics["output_dir"] = output_dir
     return metrics
-
-
-def format_metrics(metrics: dict[str, Any], title: str = "test") -> str:
-    """See ``metrics.format_metrics``."""
-    return metrics_lib.format_metrics(metrics, title)
