@@ -247,7 +247,7 @@ class Builder:
         vocal_channels: str | Iterable[str] | None = None,
         intensities: int | str | Iterable[int | str] | None = None,
         drop_remainder: bool | None = None,
-        cache: bool | str = False,
+        cache: bool | str | None = None,
         deterministic: bool | None = None,
     ) -> tf.data.Dataset:
         """A batched ``tf.data.Dataset`` of ``((audio, video), label)`` for one split.
@@ -271,7 +271,9 @@ class Builder:
           as_dict: inputs as ``{"audio": ..., "video": ...}`` (Keras input names).
           vocal_channels: keep only ``"speech"`` and/or ``"song"``.
           intensities: keep only 1/``"normal"`` and/or 2/``"strong"``.
-          cache: True caches serialized records in memory, a path caches to a file.
+          cache: True caches serialized records in memory, a path caches to a file,
+            False never; None (default) caches in memory when the split's shards are
+            small (``pipeline.autocache``: at most 256 MiB, the whole corpus is ~210 MB).
 
         Returns:
           ``audio`` float32 ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)``

@@ -186,3 +186,45 @@ def test_option_errors(builder):
         builder.as_dataset("test", num_classes=6)
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         builder.as_dataset("dev")
+
+
+def _moved_away(data_dir, tmp_path):
+    """Move every shard out of ``data_dir`` (the builder already knows their paths)."""
+    import shutil
+    from pathlib import Path
+
+    for shard in Path(data_dir).glob("ravdess-actor*"):
+        shutil.move(str(shard), tmp_path / shard.name)
+
+
+@pytest.mark.parametrize("kwargs, cached", [
+    ({}, True),  # evaluation of a small split: cached by default
+    ({"training": True, "seed": 1}, True),  # the default buffer holds the whole split
+    ({"training": True, "seed": 1, "shuffle_buffer": 8}, False),  # a cache would freeze the file order
+    ({"cache": False}, False),
+])
+def test_small_splits_are_cached_in_memory_by_default(shards, tmp_path, kwargs, cached):
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(shards[0], data_dir)
+    ds = rt.Builder(str(data_dir)).as_dataset("test", batch_size=4, with_metadata=True, **kwargs)
+    first = collect(ds)
+    _moved_away(data_dir, tmp_path)  # a second epoch now has only the cache to read
+    if cached:
+        second = collect(ds)
+        assert sorted(second[3]["clip_id"]) == sorted(first[3]["clip_id"])
+        if not kwargs:
+            np.testing.assert_array_equal(second[1], first[1])
+    else:
+        with pytest.raises(tf.errors.NotFoundError):
+            collect(ds)
+
+
+def test_autocache_stays_off_for_big_shards(shards, monkeypatch):
+    from ravdess_tfrecords import pipeline
+
+    files = rt.Builder(shards[0]).files("train")
+    assert pipeline.autocache(files, None, None)
+    monkeypatch.setattr(pipeline, "AUTOCACHE_MAX_BYTES", 1000)
+    assert not pipeline.autocache(files, None, None)
