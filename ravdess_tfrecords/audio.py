@@ -128,3 +128,16 @@ def pad_or_cut(features: np.ndarray, frames: int) -> np.ndarray:
     out = np.zeros((n, frames), dtype=np.float32)
     out[:, frames - t:] = features
     return out
+
+
+def model_input(mfcc: np.ndarray, frames: int) -> np.ndarray:
+    """The stored (and model) audio tensor: ``pad_or_cut`` to M plus a channel axis.
+
+    Args:
+      mfcc: standardized MFCCs ``(24, T)``.
+      frames: M, the corpus' padded frame count (``dataset_info.json``'s ``audio_frames``).
+
+    Returns:
+      float32 ``(24, M, 1)``, as the converter writes it and the models read it.
+    """
+    return pad_or_cut(mfcc, frames)[..., np.newaxis]

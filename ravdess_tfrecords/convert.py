@@ -123,7 +123,7 @@ def _example(name: filenames.ClipName, source: sources.Source, cache_path: str, 
     with np.load(cache_path, allow_pickle=False) as cached:
         mfcc, video = cached["audio"], cached["video"]
     return schema.serialize({
-        "audio": audio.pad_or_cut(mfcc, frames)[..., None],
+        "audio": audio.model_input(mfcc, frames),
         "video": video,
         "label": name.label(),
         "emotion": name.emotion,

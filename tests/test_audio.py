@@ -52,3 +52,11 @@ def test_silent_audio_is_a_clip_error():
     with pytest.raises(ClipError) as err:
         audio.speech_interval(y, 16000, top_db=30, silence_dbfs=-50)
     assert err.value.code == "silent" and "dBFS" in err.value.message
+
+
+def test_model_input_is_pad_or_cut_with_a_channel_axis():
+    x = np.arange(24 * 5, dtype=np.float64).reshape(24, 5)
+    out = audio.model_input(x, 7)
+    assert out.shape == (24, 7, 1) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[..., 0], audio.pad_or_cut(x, 7))
+    np.testing.assert_array_equal(out[:, :2, 0], 0.0)  # pre-padded

@@ -7,9 +7,10 @@ data's ``dataset_info.json`` whose ``preprocessing`` dict is the converter's
 
 1. ``preprocess.preprocess_clip(path, Settings.from_dict(saved))``: standardized
    MFCCs float32 ``(24, T)`` and face crops uint8 ``(6, 64, 64, 3)``;
-2. ``audio.pad_or_cut`` to the saved ``audio_frames`` M, plus a channel axis:
-   ``(24, M, 1)`` (what the shards store);
-3. video ``uint8 / 255.0`` float32 (what the input pipeline does at evaluation);
+2. ``audio.model_input``: ``pad_or_cut`` to the saved ``audio_frames`` M, plus a
+   channel axis: ``(24, M, 1)`` (what the shards store, by the same function);
+3. video ``uint8 / 255.0`` float32 (bit-exact what the input pipeline's
+   ``augment.to_unit`` does at evaluation);
 4. ``model.predict``: float32 ``(num_classes,)`` probabilities.
 """
 
@@ -72,7 +73,7 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int) -
     if not os.path.isfile(path):
         raise ClipError("unreadable", f"no such file: {path}")
     clip = preprocess.preprocess_clip(path, settings)
-    audio_x = audio.pad_or_cut(clip.audio, audio_frames)[..., None]
+    audio_x = audio.model_input(clip.audio, audio_frames)
     video_x = clip.video.astype(np.float32) / 255.0
     return audio_x, video_x
 
