@@ -43,7 +43,7 @@ flags.DEFINE_string("data_dir", None, "Converted shards (default: write random-c
 flags.DEFINE_string("split", "train", "Which split's shards to read (speaker scheme).")
 flags.DEFINE_integer("batch_size", 32, "Batch size for every measurement.")
 flags.DEFINE_integer("rounds", 5, "Timed passes over the split per measurement; the best one counts.")
-flags.DEFINE_integer("generator_examples", 384, "Examples timed for (d), the slow one.")
+flags.DEFINE_integer("generator_examples", 1024, "Examples timed for (d), the slow one (short runs are noisy).")
 flags.DEFINE_integer("train_steps", 8, "Timed training steps of the fusion model (after 2 warm-up steps).")
 flags.DEFINE_integer("actors", 24, "Random shards: actors.")
 flags.DEFINE_integer("clips_per_actor", 60, "Random shards: examples per actor (RAVDESS speech has 60).")
