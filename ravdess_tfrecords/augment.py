@@ -372,18 +372,15 @@ def augment_video(video: tf.Tensor, seed: tf.Tensor, config: AugmentConfig = Aug
     """
     s_geo, s_col = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     value_scale = 255.0 if video.dtype == tf.uint8 else 1.0
-    factors = None
-    if config.color:
-        factors = _color_factors(s_col, tf.shape(video)[0], config.brightness, config.contrast, config.saturation)
+    colour = {"brightness": config.brightness, "contrast": config.contrast, "saturation": config.saturation}
     if config.flip or config.crop:
+        factors = _color_factors(s_col, tf.shape(video)[0], **colour) if config.color else None
         return _flip_crop_color(
             video, s_geo, flip=config.flip, crop=config.crop, min_crop_scale=config.min_crop_scale,
             factors=factors, value_scale=value_scale, jit_compile=config.jit_compile,
         )
-    if factors is not None:
-        out = (_color_math_xla if config.jit_compile else _color_math)(video, *factors, value_scale)
-        out.set_shape(video.shape)
-        return out
+    if config.color:
+        return color_jitter(video, s_col, **colour, value_scale=value_scale, jit_compile=config.jit_compile)
     return to_unit(video, jit_compile=config.jit_compile) if video.dtype == tf.uint8 else video
 
 

@@ -186,3 +186,13 @@ def test_to_unit_is_numpys_division_bit_for_bit(jit):
     out = augment.to_unit(tf.constant(every), jit_compile=jit).numpy()
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, every.astype(np.float32) / 255.0)
+
+
+def test_colour_alone_changes_values_but_moves_no_pixel(video):
+    out = augment.augment_video(tf.constant(video), SEED, AugmentConfig.only("color")).numpy()
+    plain = video.astype(np.float32) / 255.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.abs(out - plain).mean(axis=(1, 2, 3, 4)).min() > 0.005
+    # Random-noise frames: any flip or crop would leave almost no correlation.
+    for i in range(B):
+        assert np.corrcoef(out[i].ravel(), plain[i].ravel())[0, 1] > 0.95
