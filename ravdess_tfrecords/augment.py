@@ -166,7 +166,7 @@ def _color_uint8(video: tf.Tensor, delta: tf.Tensor, c: tf.Tensor, s: tf.Tensor)
 
 def _to_unit(video: tf.Tensor) -> tf.Tensor:
     # A 256-entry table, not a division: XLA would multiply by 1/255 instead, one
-    # bit off numpy's ``x / 255`` for some values; the table is exact and as fast.
+    # bit off numpy's ``x / 255`` for some values; the table is exact, ~10-20% slower.
     table = tf.range(256, dtype=tf.float32) / 255.0
     return tf.gather(table, tf.cast(video, tf.int32))
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from fake_shards import write_shards
 
 import ravdess_tfrecords as rt
+from ravdess_tfrecords import pipeline
 from ravdess_tfrecords.augment import AugmentConfig
 
 M = 20
@@ -190,9 +194,6 @@ def test_option_errors(builder):
 
 def _moved_away(data_dir, tmp_path):
     """Move every shard out of ``data_dir`` (the builder already knows their paths)."""
-    import shutil
-    from pathlib import Path
-
     for shard in Path(data_dir).glob("ravdess-actor*"):
         shutil.move(str(shard), tmp_path / shard.name)
 
@@ -204,8 +205,6 @@ def _moved_away(data_dir, tmp_path):
     ({"cache": False}, False),
 ])
 def test_small_splits_are_cached_in_memory_by_default(shards, tmp_path, kwargs, cached):
-    import shutil
-
     data_dir = tmp_path / "data"
     shutil.copytree(shards[0], data_dir)
     ds = rt.Builder(str(data_dir)).as_dataset("test", batch_size=4, with_metadata=True, **kwargs)
@@ -222,8 +221,6 @@ def test_small_splits_are_cached_in_memory_by_default(shards, tmp_path, kwargs, 
 
 
 def test_autocache_stays_off_for_big_shards(shards, monkeypatch):
-    from ravdess_tfrecords import pipeline
-
     files = rt.Builder(shards[0]).files("train")
     assert pipeline.autocache(files, None, None)
     monkeypatch.setattr(pipeline, "AUTOCACHE_MAX_BYTES", 1000)
