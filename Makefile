@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 lint: install
 	$(BIN)/ruff check ravdess_tfrecords trainers tools tests
