@@ -1,0 +1,76 @@
+r"""Start a tf.data service dispatcher or worker, for ``trainers.fit --data_service``.
+
+    python -m tools.data_service --role=dispatcher --port=5050
+    python -m tools.data_service --role=worker --port=5051 --dispatcher=dispatcher-host:5050   # one per CPU host
+    python -m trainers.fit --data_dir=gs://bucket/ravdess-tfrecords --model_dir=... --data_service=grpc://dispatcher-host:5050
+
+The dispatcher hands out the work; each worker runs the trainer's whole input
+pipeline (read, parse, augment, batch) and streams finished batches to it, so
+the training host's CPUs are no longer the limit. Workers must reach the shards
+(``--data_dir``) under the same path as the trainer. Runs until killed.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server to run.", required=True)
+flags.DEFINE_integer("port", 0, "Port to listen on (0: a free one, printed at start).")
+flags.DEFINE_string("dispatcher", None, "HOST:PORT of the dispatcher (workers only).")
+flags.DEFINE_string("worker_address", None,
+                    "HOST:PORT the dispatcher should give trainers for this worker "
+                    "(default: this host's name and --port).")
+flags.DEFINE_string("work_dir", None,
+                    "Dispatcher only: a directory (any tf.io.gfile path) for its journal, so a restarted "
+                    "dispatcher picks up its running jobs. Unset: in memory.")
+
+
+def start_dispatcher(port: int = 0, work_dir: str | None = None):
+    """A started ``tf.data.experimental.service.DispatchServer``; its address is ``server.target``."""
+    import tensorflow as tf
+
+    config = tf.data.experimental.service.DispatcherConfig(
+        port=port, work_dir=work_dir, fault_tolerant_mode=bool(work_dir))
+    return tf.data.experimental.service.DispatchServer(config)
+
+
+def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None):
+    """A started ``WorkerServer`` registered with ``dispatcher`` (``HOST:PORT``, no scheme)."""
+    import tensorflow as tf
+
+    dispatcher = dispatcher.removeprefix("grpc://")
+    config = tf.data.experimental.service.WorkerConfig(
+        dispatcher_address=dispatcher, port=port,
+        worker_address=worker_address or ("localhost:%port%" if port == 0 else f"{socket.getfqdn()}:{port}"))
+    return tf.data.experimental.service.WorkerServer(config)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.role == "worker" and not FLAGS.dispatcher:
+        raise app.UsageError("--role=worker needs --dispatcher=HOST:PORT")
+    try:
+        if FLAGS.role == "dispatcher":
+            server = start_dispatcher(FLAGS.port, FLAGS.work_dir)
+            print(f"tf.data service dispatcher at {server.target}; pass --data_service={server.target} to "
+                  "trainers.fit", flush=True)
+        else:
+            server = start_worker(FLAGS.dispatcher, FLAGS.port, FLAGS.worker_address)
+            print(f"tf.data service worker serving dispatcher {FLAGS.dispatcher}", flush=True)
+    except Exception as e:  # noqa: BLE001 - a port in use or an unreachable dispatcher: one line, not a traceback
+        print(f"error: cannot start the {FLAGS.role}: {e}", file=sys.stderr)
+        return 2
+    try:
+        server.join()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
