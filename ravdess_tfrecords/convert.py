@@ -266,6 +266,10 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
                 more = " (traceback in failures.jsonl)" if result["status"] == "internal" else ""
                 _say(f"skipped {result['display']}: {result['reason']}{more}", progress)
             results.append(result)
+    except OSError as e:  # starting workers or ffmpeg: no file handles left
+        if is_machine_error(e, output_dir):
+            raise _machine_error("cannot start the preprocessing", e, output_dir) from e
+        raise
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -326,7 +330,7 @@ def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], fr
     names = [name for name, _, _ in done]
     cut = [{"file": r["display"], "seconds": round(r["duration"], 3)}
            for _, _, r in sorted(done, key=lambda item: item[2]["display"])
-           if r["duration"] > settings.max_clip_seconds]
+           if settings.max_clip_seconds and r["duration"] > settings.max_clip_seconds]
     finer = sorted(r["display"] for _, _, r in done if r["finer_search"])
     summary = {
         "found": found,
@@ -381,7 +385,7 @@ def format_summary(summary: dict, output_dir: str) -> str:
                      f"to their start: {shown}{more} (all listed in {schema.INFO_FILENAME})")
     if summary["finer_face_search"]:
         lines.append(f"{summary['finer_face_search']} clips had their face found only by the finer search "
-                     f"(full size, upsampled; listed in {schema.INFO_FILENAME})")
+                     f"(larger, upsampled; listed in {schema.INFO_FILENAME})")
     if summary["skipped"]:
         parts = ", ".join(f"{code} {n} ({REASONS[code]})" for code, n in summary["skipped"].items())
         lines.append(f"skipped {sum(summary['skipped'].values())}: {parts}; "

@@ -5,8 +5,8 @@ standardized -> 6 frame times spread over the same interval -> decode only those
 frames (downscaled) -> dlib face per frame -> square crop, 64x64.
 
 A clip with no face in any of its frames at the working scale gets a second,
-finer search (full resolution, one more upsampling) before it is ``no_face``:
-the extra time goes only to the few clips that need it.
+finer search (up to ``finer_search_width``, one more upsampling) before it is
+``no_face``: the extra time goes only to the few clips that need it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ class Settings:
         720p) above dlib HOG's 80-pixel window.
       face_margin: the square crop extends the face box by this fraction per side.
       face_upsample: dlib upsampling passes (finds smaller faces, 4x slower each).
-      finer_face_search: a clip with no face in any frame at ``work_width`` is
-        searched again at full resolution with ``face_upsample + 1`` before it
-        is ``no_face`` (faces small in the frame).
+      finer_search_width: a clip with no face in any frame at ``work_width`` is
+        searched again, before it is ``no_face``, at this width (or the clip's
+        own, if smaller) with ``face_upsample + 1``: a 720p face too small for
+        HOG at 480 px is found at 1280 upsampled (2560 px). 0 turns it off.
       allow_center_crop: a clip with no face in any frame, even after the finer
         search, is centre-cropped instead of skipped.
       max_clip_seconds: only the first this-many seconds of a clip are read
@@ -51,7 +52,7 @@ class Settings:
     work_width: int = 480
     face_margin: float = 0.1
     face_upsample: int = 0
-    finer_face_search: bool = True
+    finer_search_width: int = 1280
     allow_center_crop: bool = False
     max_clip_seconds: float = 30.0
 
@@ -114,10 +115,10 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
             audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels))
         decoded = _find_faces(stream, settings.face_upsample)
     finer = False
-    if all(box is None for _, box in decoded) and settings.finer_face_search:
-        # Only the frames that were searched: at full size, one more upsampling.
-        with video.FrameStream(path, indices, info.width, info.height, max(info.width, settings.work_width),
-                               threads) as stream:
+    if all(box is None for _, box in decoded) and settings.finer_search_width > 0:
+        # The same frames, larger, with one more upsampling: only for the clips that need it.
+        with video.FrameStream(path, indices, info.width, info.height,
+                               max(settings.finer_search_width, settings.work_width), threads) as stream:
             retry = _find_faces(stream, settings.face_upsample + 1)
         if retry and any(box is not None for _, box in retry):
             decoded, finer = retry, True
@@ -126,7 +127,7 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
     boxes = faces.fill_missing(found)
     if boxes is None:
         if not settings.allow_center_crop:
-            searched = " (also at full size, upsampled)" if settings.finer_face_search else ""
+            searched = " (also by the finer search)" if settings.finer_search_width > 0 else ""
             raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames{searched}")
         boxes = [faces.center_box(*frames.shape[1:3])] * len(frames)
     crops = np.stack(

@@ -104,9 +104,11 @@ def publish(staged: str, output_dir: str, shards: list[dict], texts: Mapping[str
     into ``staged`` first: a full disk stops the run here, before anything
     published is touched. Then renames the shards into ``output_dir``, then the
     texts with ``dataset_info.json`` last, then deletes the shards of an earlier
-    conversion that the new info does not list. A reader that loads the info
-    before the switch and the shards after it sees sizes that differ from the
-    info (``Builder`` checks them) rather than a silent mix.
+    conversion that the new info does not list. Nothing is published until
+    everything is written, and the switch is a few renames; a reader that
+    opens the directory during them may find new shards under the old info,
+    which ``Builder`` reports (each shard's size is checked against the info)
+    instead of failing mid-epoch.
     """
     for name, text in texts.items():
         write_text(os.path.join(staged, name), text)

@@ -55,7 +55,7 @@ def test_flags_are_defined_only_by_the_entry_points(tmp_path):
     assert proc.returncode == 1 and "ravdess_tfrecords.convert" in proc.stderr, proc.stderr
     proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--help"],
                           capture_output=True, text=True, timeout=120)
-    assert "--examples_per_shard" in proc.stdout and "--[no]finer_face_search" in proc.stdout, proc.stderr
+    assert "--examples_per_shard" in proc.stdout and "--finer_search_width" in proc.stdout, proc.stderr
 
 
 def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
@@ -101,7 +101,7 @@ def test_cut_clips_are_listed(tmp_path):
 
 def test_a_small_face_is_found_by_the_finer_search(tmp_path):
     corpus = tmp_path / "in"
-    # 960x540, face 100 px: 50 px at --work_width=480, below HOG's 80 px window; found at full size.
+    # 960x540, face 100 px: 50 px at --work_width=480, below HOG's 80 px window; found larger.
     small = _clip(str(corpus), "01-01-03-01-01-01-05", width=960, height=540, face_side=100, duration=2.5)
     _clip(str(corpus), "01-01-05-01-01-01-05", duration=2.5)
     clip = preprocess_clip(small, Settings())
@@ -113,7 +113,7 @@ def test_a_small_face_is_found_by_the_finer_search(tmp_path):
     assert info["finer_face_search"] == [os.path.join("Actor_05", "01-01-03-01-01-01-05.mp4")]
     assert "found only by the finer search" in convert.format_summary(summary, str(tmp_path / "out"))
     without = convert.convert([str(corpus)], str(tmp_path / "plain"), progress=False,
-                              settings=Settings(finer_face_search=False))
+                              settings=Settings(finer_search_width=0))
     assert without["skipped"] == {"no_face": 1}  # the face really is too small at the working scale
 
 
