@@ -30,6 +30,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -234,6 +235,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     for pattern in (".*.tmp-*", "ravdess-member-*"):
         for stale in glob.glob(os.path.join(cache_dir, pattern)):
             os.unlink(stale)  # left by a killed run
+    shutil.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME), ignore_errors=True)
 
     found, problems = sources.discover(list(inputs))
     clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
