@@ -38,12 +38,14 @@ def _join(data_dir: str, name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ShardInfo:
-    """One shard file: its name (no directory), actor and number of examples."""
+    """One shard file: its name (no directory), actor, number of examples and size in bytes
+    (-1: not recorded, as in hand-made directories)."""
 
     file: str
     actor: int
     num_examples: int
     sha256: str = ""
+    size: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +146,8 @@ class DatasetInfo:
             counts=dict(raw.get("counts", {})),
             preprocessing=dict(raw.get("preprocessing", {})),
             shards=tuple(
-                ShardInfo(s["file"], int(s["actor"]), int(s["num_examples"]), s.get("sha256", ""))
+                ShardInfo(s["file"], int(s["actor"]), int(s["num_examples"]), s.get("sha256", ""),
+                          int(s.get("size", -1)))
                 for s in raw["shards"]
             ),
             summary=dict(raw.get("summary", {})),
@@ -163,10 +166,27 @@ class DatasetInfo:
             raise ValueError(f"{path}: class names {self.class_names} differ from {labels.CLASS_NAMES}: {hint}")
         if not self.shards or not sum(s.num_examples for s in self.shards):
             raise FileNotFoundError(f"{self.data_dir!r} has no shards with examples ({path} lists none): {hint}")
-        absent = [s.file for s in self.shards if not tf.io.gfile.exists(_join(self.data_dir, s.file))]
+        # A missing or resized shard (deleted, truncated, or a conversion publishing right now)
+        # is an error here, not a parse error mid-epoch.
+        absent, resized = [], []
+        for s in self.shards:
+            try:
+                size = tf.io.gfile.stat(_join(self.data_dir, s.file)).length
+            except tf.errors.NotFoundError:
+                absent.append(s.file)
+                continue
+            if s.size >= 0 and size != s.size:
+                resized.append(f"{s.file} ({size} bytes, listed with {s.size})")
         if absent:
-            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
-            raise FileNotFoundError(f"{self.data_dir!r} lacks shards listed in {path}: {shown}: {hint}")
+            raise FileNotFoundError(f"{self.data_dir!r} lacks shards listed in {path}: {_some(absent)}: {hint}")
+        if resized:
+            raise ValueError(
+                f"{self.data_dir!r} has shards whose size differs from {path}: {_some(resized)}; the directory "
+                f"is damaged or a conversion is writing it right now (then retry when it is done): {hint}")
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _training_default(split: str) -> bool:

@@ -3,13 +3,22 @@
     python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
 
 Pass 1 preprocesses every audio-video clip in worker processes and caches each
-result (``OUTPUT/.cache``, keyed by the settings and the source's fingerprint),
-so a stopped run resumes where it was. Pass 2 takes the mean MFCC frame count
-over the converted clips as M, pads every clip to it, and writes one shard set
-per actor plus ``dataset_info.json`` and ``failures.jsonl``.
+result (``OUTPUT/.cache``, keyed by the settings, the source's fingerprint and
+the versions of librosa, numpy, dlib and ffmpeg), so a stopped run resumes
+where it was. Pass 2 takes the mean MFCC frame count over the converted clips
+as M, pads every clip to it, writes one shard set per actor plus
+``dataset_info.json`` and ``failures.jsonl`` into ``OUTPUT/.staging``, and
+publishes them (``writer.publish``): a reader sees the old output or the new one.
 
 Bad input never stops the run: each skipped file gets one line naming it and
-the reason, and the summary counts them. Zero converted clips is exit code 1.
+the reason, and the summary counts them; an unexpected exception in one clip
+skips that clip as ``internal``, with its traceback in ``failures.jsonl``.
+The machine does stop it (a full disk, no file handles, an output that cannot
+be written: ``errors.MachineError``), leaving the last published output intact.
+Zero converted clips is exit code 1, and so is a machine error.
+
+Workers stay in the converter's process group and ignore SIGINT (Ctrl-C lets
+each finish and cache its clip), and die with the converter however it ends.
 """
 
 from __future__ import annotations
@@ -18,9 +27,13 @@ import collections
 import dataclasses
 import glob
 import hashlib
+import importlib.metadata
 import json
 import os
+import shutil
+import signal
 import sys
+import traceback
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -29,61 +42,101 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import __version__, audio, filenames, labels, schema, sources, writer
+from ravdess_tfrecords import __version__, audio, ffmpeg, filenames, labels, schema, sources, writer
 from ravdess_tfrecords import progress as progress_bar
-from ravdess_tfrecords.errors import REASONS, ClipError
+from ravdess_tfrecords.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.preprocess import Settings, preprocess_clip
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("input", None, "RAVDESS folders, Actor_NN folders or zip files (comma-separated).")
-flags.DEFINE_string("output", None, "Directory for the shards, dataset_info.json and failures.jsonl.")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
-flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
-flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
-flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-# One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
-_FLAG_TYPES = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
-for _field in dataclasses.fields(Settings):
-    _FLAG_TYPES[type(_field.default)](_field.name, _field.default, f"Preprocessing: {_field.name} (see Settings).")
+
+
+def _define_flags() -> None:
+    """The CLI's flags, defined by the entry point only: importing this module defines none,
+    so a program with its own ``--output`` or ``--workers`` can import it."""
+    flags.DEFINE_list("input", None, "RAVDESS folders, Actor_NN folders or zip files (comma-separated).")
+    flags.DEFINE_string("output", None, "Directory for the shards, dataset_info.json and failures.jsonl.")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
+    flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
+    flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    # One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
+    types = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+    for field in dataclasses.fields(Settings):
+        types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
+
 
 CACHE_DIRNAME = ".cache"
 VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
 # Skips by design, summarized by count instead of one line per file.
 _QUIET = ("not_audio_video", "filtered")
+_OK = ("converted", "cached")
 
 
-def cache_key(source: sources.Source, settings: Settings) -> str:
-    """Changes whenever the settings, the source's content or the schema may have."""
-    blob = json.dumps([schema.SCHEMA_VERSION, source.basename, source.fingerprint, settings.to_dict()],
+def library_versions() -> dict[str, str]:
+    """Versions of what computes the cached results: librosa, numpy, dlib and the ffmpeg binary."""
+    import dlib  # writing half only
+
+    return {"dlib": str(dlib.__version__), "ffmpeg": ffmpeg.version(),
+            "librosa": importlib.metadata.version("librosa"), "numpy": np.__version__}
+
+
+def cache_key(source: sources.Source, settings: Settings, versions: dict[str, str]) -> str:
+    """Changes whenever the settings, the source's content, the schema or a library's version may have."""
+    blob = json.dumps([schema.SCHEMA_VERSION, source.basename, source.fingerprint, settings.to_dict(), versions],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _init_worker() -> None:
-    """Workers leave the terminal's process group: Ctrl-C reaches only the main process,
-    which lets each worker finish (and cache) its clip, then stops."""
-    os.setpgrp()
+def _init_worker(parent_pid: int) -> None:
+    """Workers stay in the converter's process group, so a signal to the group (``timeout -s KILL``,
+    a job scheduler) reaches them, but ignore SIGINT: Ctrl-C stops only the main process, which
+    lets each worker finish (and cache) its clip. And a worker dies with the converter."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ffmpeg.die_with_parent(parent_pid)
+
+
+def preprocess_source(source: sources.Source, settings: Settings, cache_path: str, threads: int = 0) -> dict:
+    """Preprocess one clip into its cache file (or find it cached): a function of (clip, settings).
+
+    Never raises for a clip's problem. Returns a dict with ``status``: ``converted`` or
+    ``cached`` (with ``frames``, ``duration``, ``finer_search``), a ``REASONS`` code (with
+    ``reason``; ``internal`` also with ``traceback``), or ``machine`` (with ``reason``):
+    the machine failed writing the cache, and the run must stop.
+    """
+    result = {"display": source.display, "cache": cache_path}
+    cache_dir = os.path.dirname(cache_path)
+    try:
+        if not os.path.exists(cache_path):
+            try:
+                with sources.local_path(source, cache_dir) as path:
+                    clip = preprocess_clip(path, settings, threads=threads)
+            except ClipError as e:
+                return {**result, "status": e.code, "reason": e.message}
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a corrupt zip member
+                return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
+            with writer.atomic_path(cache_path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
+                             boxes=clip.boxes, duration=np.float64(clip.duration),
+                             finer_search=np.bool_(clip.finer_search))
+            status = "converted"
+        else:
+            status = "cached"
+        with np.load(cache_path, allow_pickle=False) as cached:
+            return {**result, "status": status, "frames": int(cached["audio"].shape[1]),
+                    "duration": float(cached["duration"]), "finer_search": bool(cached["finer_search"])}
+    except OSError as e:
+        if is_machine_error(e, cache_dir):
+            return {**result, "status": "machine", "reason": f"{type(e).__name__}: {e}"}
+        return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
+    except Exception as e:  # noqa: BLE001 -- one clip's bug in librosa, dlib or numpy must not end the run
+        return {**result, "status": "internal", "reason": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()}
 
 
 def _preprocess_job(job: tuple) -> dict:
-    """Worker: preprocess one clip into its cache file (or find it cached)."""
-    source, settings, cache_path, threads = job
-    result = {"display": source.display, "cache": cache_path}
-    if os.path.exists(cache_path):
-        with np.load(cache_path, allow_pickle=False) as cached:
-            return {**result, "status": "cached", "frames": int(cached["audio"].shape[1])}
-    try:
-        with sources.local_path(source, os.path.dirname(cache_path)) as path:
-            clip = preprocess_clip(path, settings, threads=threads)
-    except ClipError as e:
-        return {**result, "status": e.code, "reason": e.message}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # a corrupt or unreadable zip member
-        return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
-    with writer.atomic_path(cache_path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
-                     boxes=clip.boxes)
-    return {**result, "status": "converted", "frames": int(clip.audio.shape[1])}
+    """Worker entry point: ``preprocess_source`` of one job tuple."""
+    return preprocess_source(*job)
 
 
 def _say(message: str, progress: bool) -> None:
@@ -144,7 +197,18 @@ def _check_writable(output_dir: str) -> None:
         os.makedirs(os.path.join(output_dir, CACHE_DIRNAME), exist_ok=True)
         writer.write_text(os.path.join(output_dir, CACHE_DIRNAME, ".writable"), "")
     except OSError as e:
-        raise OSError(f"output directory {output_dir!r} is not writable: {e.strerror or e}") from e
+        raise MachineError(f"output directory {output_dir!r} is not writable: {e.strerror or e}") from e
+
+
+def _machine_error(what: str, error: object, output_dir: str) -> MachineError:
+    return MachineError(
+        f"{what}: {error}. This is the machine, not the clips: nothing published in {output_dir!r} was "
+        "changed (the last complete output is intact). Free space or file handles, or fix the permissions, "
+        "and run the same command again: finished clips are cached.")
+
+
+def _failures_text(failures: list[dict]) -> str:
+    return "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
 
 
 def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = None, workers: int = 1,
@@ -152,13 +216,15 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     """Convert every audio-video clip under ``inputs`` into shards under ``output_dir``.
 
     Returns:
-      The ``summary`` of ``dataset_info.json``: found, converted, skipped by reason,
-      plus ``failures`` (one dict per skipped file) and ``info`` (the whole metadata).
+      The ``summary`` of ``dataset_info.json`` (found, converted, skipped by reason, cut,
+      finer_face_search), plus ``failures`` (one dict per skipped file), ``info`` (the
+      whole metadata) and ``reused`` (clips taken from the cache).
 
     Raises:
       ValueError: an unknown vocal channel. FileNotFoundError: a missing input.
-      OSError: an output directory that cannot be written.
-      RuntimeError: no clip could be converted.
+      MachineError (an OSError): the output or its cache cannot be written (full disk,
+        too many open files, no permission); the published output is left as it was.
+      RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
     settings = settings or Settings()
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
@@ -169,6 +235,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     for pattern in (".*.tmp-*", "ravdess-member-*"):
         for stale in glob.glob(os.path.join(cache_dir, pattern)):
             os.unlink(stale)  # left by a killed run
+    shutil.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME), ignore_errors=True)
 
     found, problems = sources.discover(list(inputs))
     clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
@@ -180,30 +247,71 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     # Pass 1: preprocess (parallel, cached).
     # Several workers: each decodes on its share of the cores rather than all of them fighting over all.
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    jobs = [(source, settings, os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings)}.npz"), threads)
+    versions = library_versions()
+    jobs = [(source, settings,
+             os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings, versions)}.npz"), threads)
             for name, source in clips]
     results = []
     pool = None
     if workers > 1 and len(jobs) > 1:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
     try:
         stream = pool.map(_preprocess_job, jobs) if pool else map(_preprocess_job, jobs)
         for result in progress_bar.bar(stream, len(jobs), "preprocessing", progress):
-            if result["status"] not in ("converted", "cached"):
-                failures.append({"file": result["display"], "code": result["status"], "reason": result["reason"]})
-                _say(f"skipped {result['display']}: {result['reason']}", progress)
+            if result["status"] == "machine":
+                raise _machine_error(f"cannot write the cache {cache_dir!r} ({result['display']})",
+                                     result["reason"], output_dir)
+            if result["status"] not in _OK:
+                failures.append({k: result[k] for k in ("traceback",) if k in result}
+                                | {"file": result["display"], "code": result["status"], "reason": result["reason"]})
+                more = " (traceback in failures.jsonl)" if result["status"] == "internal" else ""
+                _say(f"skipped {result['display']}: {result['reason']}{more}", progress)
             results.append(result)
+    except OSError as e:  # starting workers or ffmpeg: no file handles left
+        if is_machine_error(e, output_dir):
+            raise _machine_error("cannot start the preprocessing", e, output_dir) from e
+        raise
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    ok = ("converted", "cached")
-    done = [(name, source, r) for (name, source), r in zip(clips, results, strict=True) if r["status"] in ok]
+    failures.sort(key=lambda f: (f["file"], f["code"]))
+    done = [(name, source, r) for (name, source), r in zip(clips, results, strict=True) if r["status"] in _OK]
     if not done:
-        raise RuntimeError(f"no clip converted from {', '.join(inputs)} ({len(found)} media files found)")
+        try:  # every file's reason, as the README promises, even when nothing converted
+            writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(failures))
+        except OSError as e:
+            raise _machine_error(f"cannot write {schema.FAILURES_FILENAME}", e, output_dir) from e
+        raise RuntimeError(f"no clip converted from {', '.join(inputs)} ({len(found)} media files found); "
+                           f"every file's reason is in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
 
-    # Pass 2: pad to the corpus mean and write one shard set per actor.
+    # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
     frames = int(round(float(np.mean([r["frames"] for _, _, r in done]))))
+    try:
+        with writer.staging(output_dir) as staged:
+            shards = write_shards(staged, done, frames, examples_per_shard, progress)
+            info = dataset_info(done, failures, shards, frames, settings, vocal_channels,
+                                found=len(found) + len(problems), versions=versions)
+            writer.publish(staged, output_dir, shards, {
+                schema.FAILURES_FILENAME: _failures_text(failures),
+                schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
+            })
+    except OSError as e:
+        if is_machine_error(e, output_dir):
+            raise _machine_error(f"cannot write the output {output_dir!r}", e, output_dir) from e
+        raise
+    reused = sum(r["status"] == "cached" for _, _, r in done)
+    return {**info["summary"], "failures": failures, "info": info, "reused": reused}
+
+
+def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_shard: int,
+                 progress: bool = False) -> list[dict]:
+    """Write the shards of every actor in ``done`` (``(name, source, result)``, cached clips) into ``output_dir``.
+
+    Returns:
+      The shard list of ``dataset_info.json``, in actor and shard order.
+    """
     by_actor = collections.defaultdict(list)
     for item in done:
         by_actor[item[0].actor].append(item)
@@ -212,20 +320,28 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         items = sorted(by_actor[actor], key=lambda item: item[0].clip_id)
         records = (_example(name, source, r["cache"], frames) for name, source, r in items)
         shards += writer.write_actor_shards(output_dir, actor, records, len(items), examples_per_shard)
-    new_files = {s["file"] for s in shards}
-    for old in glob.glob(os.path.join(output_dir, schema.shard_glob())):
-        if os.path.basename(old) not in new_files:
-            os.unlink(old)  # from an earlier conversion with other actors or shard counts
+    return shards
 
-    failures.sort(key=lambda f: (f["file"], f["code"]))
-    reused = sum(r["status"] == "cached" for _, _, r in done)
+
+def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], frames: int, settings: Settings,
+                 vocal_channels, *, found: int, versions: dict[str, str]) -> dict:
+    """The contents of ``dataset_info.json`` (a pure function of its arguments).
+
+    ``failures`` go in without their tracebacks (those stay in ``failures.jsonl``).
+    """
+    names = [name for name, _, _ in done]
+    cut = [{"file": r["display"], "seconds": round(r["duration"], 3)}
+           for _, _, r in sorted(done, key=lambda item: item[2]["display"])
+           if settings.max_clip_seconds and r["duration"] > settings.max_clip_seconds]
+    finer = sorted(r["display"] for _, _, r in done if r["finer_search"])
     summary = {
-        "found": len(found) + len(problems),
+        "found": found,
         "converted": len(done),
         "skipped": dict(sorted(collections.Counter(f["code"] for f in failures).items())),
+        "cut": len(cut),
+        "finer_face_search": len(finer),
     }
-    names = [name for name, _, _ in done]
-    info = {
+    return {
         "name": "ravdess",
         "schema_version": schema.SCHEMA_VERSION,
         "version": __version__,
@@ -235,7 +351,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         "audio_shape": list(schema.audio_shape(frames)),
         "video_shape": list(schema.VIDEO_SHAPE),
         "preprocessing": {**settings.to_dict(), "n_mfcc": schema.NUM_MFCC,
-                          "vocal_channels": sorted(vocal_channels)},
+                          "vocal_channels": sorted(vocal_channels), "libraries": versions},
         "num_examples": len(done),
         "counts": {
             "per_actor": _count(n.actor for n in names),
@@ -244,12 +360,10 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         },
         "shards": shards,
         "summary": summary,
-        "failures": failures,
+        "cut": cut,
+        "finer_face_search": finer,
+        "failures": [{k: v for k, v in f.items() if k != "traceback"} for f in failures],
     }
-    writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME),
-                      "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
-    writer.write_text(os.path.join(output_dir, schema.INFO_FILENAME), json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return {**summary, "failures": failures, "info": info, "reused": reused}
 
 
 def _count(values) -> dict[str, int]:
@@ -258,7 +372,7 @@ def _count(values) -> dict[str, int]:
 
 
 def format_summary(summary: dict, output_dir: str) -> str:
-    """The closing lines: found / converted / skipped by reason."""
+    """The closing lines: found / converted / cut / found by the finer face search / skipped by reason."""
     info = summary["info"]
     lines = [
         f"found {summary['found']} media files",
@@ -266,6 +380,14 @@ def format_summary(summary: dict, output_dir: str) -> str:
         f"{len(info['shards'])} shards (audio {tuple(info['audio_shape'])}, video {tuple(info['video_shape'])})"
         f" -> {output_dir}" + (f" ({summary['reused']} reused from an earlier run)" if summary["reused"] else ""),
     ]
+    if info["cut"]:
+        shown = ", ".join(f"{c['file']} ({c['seconds']:.1f} s)" for c in info["cut"][:3])
+        more = f" and {len(info['cut']) - 3} more" if len(info["cut"]) > 3 else ""
+        lines.append(f"cut {len(info['cut'])} clips longer than {info['preprocessing']['max_clip_seconds']:g} s "
+                     f"to their start: {shown}{more} (all listed in {schema.INFO_FILENAME})")
+    if summary["finer_face_search"]:
+        lines.append(f"{summary['finer_face_search']} clips had their face found only by the finer search "
+                     f"(larger, upsampled; listed in {schema.INFO_FILENAME})")
     if summary["skipped"]:
         parts = ", ".join(f"{code} {n} ({REASONS[code]})" for code, n in summary["skipped"].items())
         lines.append(f"skipped {sum(summary['skipped'].values())}: {parts}; "
@@ -296,6 +418,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
+    _define_flags()
     app.run(main)
 
 

@@ -1,6 +1,9 @@
-"""The one exception a clip's preprocessing raises: a short code and a reason."""
+"""What can go wrong in a conversion: a clip's problem (skip it) or the machine's (stop the run)."""
 
 from __future__ import annotations
+
+import errno
+import os
 
 # code -> what it means; the converter's summary counts skipped clips by code.
 REASONS = {
@@ -14,7 +17,14 @@ REASONS = {
     "no_video": "no video stream",
     "silent": "audio is silent",
     "no_face": "no face found",
+    "internal": "unexpected error in the preprocessing (a bug: the traceback is in failures.jsonl)",
 }
+
+# Errors of the machine, not of a clip: a full disk or quota, too many open files, an output that
+# cannot be written. Skipping clips for them would blame the clips; the run stops instead.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS})
+# Permission errors are the machine's only where the converter writes (reading a source is the clip's).
+WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
 class ClipError(Exception):
@@ -26,3 +36,27 @@ class ClipError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class MachineError(OSError):
+    """The machine, not a clip, stops the conversion (disk full, no file handles, output not writable).
+
+    The message says what failed and that the last published output is intact.
+    """
+
+
+def is_machine_error(error: BaseException, write_dir: str | None = None) -> bool:
+    """Whether ``error`` is the machine's: an errno of ``MACHINE_ERRNOS``, or a permission
+    error on a path under ``write_dir`` (the output or its cache) or with no path at all
+    (a failed write to an open file)."""
+    if not isinstance(error, OSError) or error.errno is None:
+        return False
+    if error.errno in MACHINE_ERRNOS:
+        return True
+    if error.errno in WRITE_ERRNOS:
+        if error.filename is None:
+            return True
+        if write_dir is not None:
+            path, root = os.path.realpath(os.fspath(error.filename)), os.path.realpath(write_dir)
+            return os.path.commonpath([path, root]) == root
+    return False

@@ -1,11 +1,22 @@
-"""The bundled ffmpeg binary (``imageio-ffmpeg``): probing and piping into numpy."""
+"""The bundled ffmpeg binary (``imageio-ffmpeg``): probing and piping into numpy.
+
+Every ffmpeg runs in its own session (a terminal's Ctrl-C reaches only the
+Python process, which decides what to stop) and, on Linux, is killed when the
+process that started it dies, so none outlives a killed converter.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
+import os
 import re
+import signal
 import subprocess
+import sys
+import threading
+import time
 
 from ravdess_tfrecords.errors import ClipError
 
@@ -16,6 +27,56 @@ def executable() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=1)
+def version() -> str:
+    """The binary's ``ffmpeg -version`` first line (part of the converter's cache key)."""
+    proc = subprocess.run([executable(), "-version"], capture_output=True, text=True, errors="replace", check=False)
+    lines = proc.stdout.strip().splitlines()
+    return lines[0].strip() if lines else _last_line(proc.stderr)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _kill_me_with_parent() -> None:
+    """In a new child (``preexec_fn``): SIGKILL this process when its parent dies."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make the calling process exit when ``parent_pid`` (its parent) dies, however it dies.
+
+    Linux: ``PR_SET_PDEATHSIG`` (the kernel sends SIGKILL); elsewhere a daemon
+    thread watches the parent PID. A parent already gone: exit now.
+    """
+    prctl = _prctl()
+    if prctl is None or prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:  # it died before the signal was armed
+        os._exit(1)
+
+
+# How every ffmpeg is started: its own session, gone with its parent.
+_CHILD = {"start_new_session": True, "preexec_fn": _kill_me_with_parent if _prctl() is not None else None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +128,7 @@ def probe(path: str) -> Probe:
       ClipError: ``unreadable`` when ffmpeg cannot open or parse the file.
     """
     proc = subprocess.run([executable(), "-hide_banner", "-nostdin", "-i", path],
-                          capture_output=True, text=True, errors="replace", check=False)
+                          capture_output=True, text=True, errors="replace", check=False, **_CHILD)
     return parse_probe(proc.stderr)
 
 
@@ -76,7 +137,8 @@ def run_with_probe(args: list[str]) -> tuple[Probe, bytes, int]:
 
     Saves a separate probe process per clip: the header ffmpeg prints anyway is parsed.
     """
-    proc = subprocess.run([executable(), "-hide_banner", "-nostdin", *args], capture_output=True, check=False)
+    proc = subprocess.run([executable(), "-hide_banner", "-nostdin", *args], capture_output=True, check=False,
+                          **_CHILD)
     return parse_probe(proc.stderr.decode(errors="replace")), proc.stdout, proc.returncode
 
 
@@ -88,7 +150,7 @@ def run_to_bytes(args: list[str], what: str) -> bytes:
     """
     proc = subprocess.run(
         [executable(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
-        capture_output=True, check=False,
+        capture_output=True, check=False, **_CHILD,
     )
     if proc.returncode != 0:
         detail = _last_line(proc.stderr.decode(errors="replace"))
@@ -99,4 +161,4 @@ def run_to_bytes(args: list[str], what: str) -> bytes:
 def open_pipe(args: list[str]) -> subprocess.Popen:
     """Start ffmpeg writing to a stdout pipe, to read while it decodes; stderr goes to the void."""
     return subprocess.Popen([executable(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, **_CHILD)

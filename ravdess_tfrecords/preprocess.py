@@ -3,6 +3,10 @@
 Steps: probe -> decode audio -> speech interval -> MFCCs of that interval,
 standardized -> 6 frame times spread over the same interval -> decode only those
 frames (downscaled) -> dlib face per frame -> square crop, 64x64.
+
+A clip with no face in any of its frames at the working scale gets a second,
+finer search (up to ``finer_search_width``, one more upsampling) before it is
+``no_face``: the extra time goes only to the few clips that need it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ class Settings:
         720p) above dlib HOG's 80-pixel window.
       face_margin: the square crop extends the face box by this fraction per side.
       face_upsample: dlib upsampling passes (finds smaller faces, 4x slower each).
-      allow_center_crop: a clip with no face in any frame is centre-cropped
-        instead of skipped.
-      max_clip_seconds: only the first this-many seconds of a clip are read.
+      finer_search_width: a clip with no face in any frame at ``work_width`` is
+        searched again, before it is ``no_face``, at this width (or the clip's
+        own, if smaller) with ``face_upsample + 1``: a 720p face too small for
+        HOG at 480 px is found at 1280 upsampled (2560 px). 0 turns it off.
+      allow_center_crop: a clip with no face in any frame, even after the finer
+        search, is centre-cropped instead of skipped.
+      max_clip_seconds: only the first this-many seconds of a clip are read
+        (the converter lists every clip it cut).
     """
 
     sample_rate: int = 16000
@@ -43,6 +52,7 @@ class Settings:
     work_width: int = 480
     face_margin: float = 0.1
     face_upsample: int = 0
+    finer_search_width: int = 1280
     allow_center_crop: bool = False
     max_clip_seconds: float = 30.0
 
@@ -66,12 +76,17 @@ class ProcessedClip:
       interval: ``(start, end)`` seconds of speech; audio and video both use it.
       boxes: float64 ``(6, 4)`` face boxes (left, top, right, bottom) in
         original-frame pixels (the crop is a square around each).
+      duration: seconds of the source clip (its header); longer than
+        ``max_clip_seconds`` means only the start was read.
+      finer_search: the faces were found only by the finer search.
     """
 
     audio: np.ndarray
     video: np.ndarray
     interval: tuple[float, float]
     boxes: np.ndarray
+    duration: float = 0.0
+    finer_search: bool = False
 
 
 def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int = 0) -> ProcessedClip:
@@ -98,17 +113,22 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
         speech = y[int(start * sr): int(np.ceil(end * sr))]
         mfcc = audio.standardize(
             audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels))
-        decoded, last = [], None
-        for frame in stream:
-            box = faces.detect_near(frame, last, settings.face_upsample)
-            decoded.append((frame, box))
-            last = box or last
+        decoded = _find_faces(stream, settings.face_upsample)
+    finer = False
+    if all(box is None for _, box in decoded) and settings.finer_search_width > 0:
+        # The same frames, larger, with one more upsampling: only for the clips that need it.
+        with video.FrameStream(path, indices, info.width, info.height,
+                               max(settings.finer_search_width, settings.work_width), threads) as stream:
+            retry = _find_faces(stream, settings.face_upsample + 1)
+        if retry and any(box is not None for _, box in retry):
+            decoded, finer = retry, True
     frames = np.stack([frame for frame, _ in video.expand(decoded, indices)])
     found = [box for _, box in video.expand(decoded, indices)]
     boxes = faces.fill_missing(found)
     if boxes is None:
         if not settings.allow_center_crop:
-            raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames")
+            searched = " (also by the finer search)" if settings.finer_search_width > 0 else ""
+            raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames{searched}")
         boxes = [faces.center_box(*frames.shape[1:3])] * len(frames)
     crops = np.stack(
         [faces.crop_resize(f, faces.square_box(b, settings.face_margin), schema.FACE_SIZE)
@@ -116,5 +136,16 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
     )
     scale = info.width / frames.shape[2]
     return ProcessedClip(
-        audio=mfcc, video=crops, interval=(start, end), boxes=np.asarray(boxes, dtype=np.float64) * scale
+        audio=mfcc, video=crops, interval=(start, end), boxes=np.asarray(boxes, dtype=np.float64) * scale,
+        duration=float(info.duration), finer_search=finer,
     )
+
+
+def _find_faces(stream: video.FrameStream, upsample: int) -> list[tuple[np.ndarray, faces.Box | None]]:
+    """``(frame, box or None)`` for each decoded frame, each searched first near the last face found."""
+    decoded, last = [], None
+    for frame in stream:
+        box = faces.detect_near(frame, last, upsample)
+        decoded.append((frame, box))
+        last = box or last
+    return decoded

@@ -40,8 +40,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-# Bump when the stored features change incompatibly; the reader refuses others.
-SCHEMA_VERSION = 1
+# Bump when the stored features or dataset_info.json change incompatibly; the reader refuses others.
+# 2: every shard listed with its size in bytes (readers check it).
+SCHEMA_VERSION = 2
 
 INFO_FILENAME = "dataset_info.json"
 FAILURES_FILENAME = "failures.jsonl"

@@ -176,12 +176,14 @@ def _scene(name: ClipName, width: int, height: int, face_side: int, faces: np.nd
 
 def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
               fps: float = 30000 / 1001, seed: int = 0, faces: np.ndarray | None = None,
-              face: bool = True, voice: bool = True, duration: float | None = None) -> ClipTruth:
+              face: bool = True, voice: bool = True, duration: float | None = None,
+              face_side: int | None = None) -> ClipTruth:
     """Write one synthetic clip (H.264 + AAC mp4) and return its ground truth.
 
     ``face=False`` leaves the face out and ``voice=False`` leaves only the
     -70 dBFS floor: the no-face and silent clips the converter must skip.
-    ``duration`` overrides the random 3-5 s.
+    ``duration`` overrides the random 3-5 s; ``face_side`` the face's size in
+    pixels (default 0.44 of the height, RAVDESS's framing).
     """
     if faces is None:
         faces = _lfw_faces()
@@ -189,7 +191,7 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
     duration = float(rng.uniform(3.0, 5.0)) if duration is None else float(duration)
     speech = (float(rng.uniform(0.3, 0.8)), 0.0)
     speech = (speech[0], duration - float(rng.uniform(0.3, 0.8)))
-    side = int(round(0.44 * height))
+    side = int(round(0.44 * height)) if face_side is None else int(face_side)
     truth = ClipTruth(
         duration=duration, speech=speech,
         x0=float(width / 2 - side / 2 + rng.uniform(-0.05, 0.05) * width),

@@ -21,7 +21,11 @@ from absl import app, flags
 from ravdess_tfrecords import labels, schema
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Directory written by ravdess_tfrecords.convert.")
+
+
+def _define_flags() -> None:
+    """Defined by the entry point only: importing this module defines no flag."""
+    flags.DEFINE_string("data_dir", None, "Directory written by ravdess_tfrecords.convert.")
 
 
 def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter) -> list[str]:
@@ -78,6 +82,8 @@ def verify(data_dir: str) -> tuple[list[str], int]:
         if not os.path.exists(path):
             problems.append(f"{shard['file']}: missing")
             continue
+        if "size" in shard and os.path.getsize(path) != shard["size"]:
+            problems.append(f"{shard['file']}: {os.path.getsize(path)} bytes, dataset_info.json says {shard['size']}")
         if schema.file_sha256(path) != shard["sha256"]:
             problems.append(f"{shard['file']}: sha256 differs from dataset_info.json (changed or corrupt)")
         problems += _check_records(path, shard, info["audio_frames"], seen)
@@ -113,6 +119,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (``ravdess-verify``)."""
+    _define_flags()
     app.run(main)
 
 

@@ -1,13 +1,24 @@
-"""Writing files so that no reader ever sees half of one: temp name, then rename."""
+"""Writing files so that no reader ever sees half of one, nor a mix of two conversions.
+
+Single files: a temporary name, then a rename. A whole output: every shard and
+text file is written into a staging directory inside the output, then renamed
+into place with ``dataset_info.json`` last (``publish``). A Beam pipeline can
+call ``write_actor_shards`` per actor and ``publish`` once.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import math
 import os
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
 
 from ravdess_tfrecords import schema
+
+STAGING_DIRNAME = ".staging"
 
 
 @contextlib.contextmanager
@@ -43,7 +54,11 @@ def write_actor_shards(output_dir: str, actor: int, records: Iterable[bytes], nu
     shards; each shard appears under its final name only once complete.
 
     Returns:
-      One dict per shard: ``file``, ``actor``, ``num_examples``, ``sha256``.
+      One dict per shard: ``file``, ``actor``, ``num_examples``, ``size`` (bytes), ``sha256``.
+
+    Raises:
+      OSError: the file cannot be written (TensorFlow's ``ResourceExhaustedError``
+        for a full disk and ``PermissionDeniedError`` become ENOSPC / EACCES).
     """
     import tensorflow as tf
 
@@ -55,9 +70,53 @@ def write_actor_shards(output_dir: str, actor: int, records: Iterable[bytes], nu
         name = schema.shard_name(actor, index, count)
         path = os.path.join(output_dir, name)
         size = bounds[index + 1] - bounds[index]
-        with atomic_path(path) as tmp:
-            with tf.io.TFRecordWriter(tmp) as out:
-                for _ in range(size):
-                    out.write(next(iterator))
-        shards.append({"file": name, "actor": actor, "num_examples": size, "sha256": schema.file_sha256(path)})
+        try:
+            with atomic_path(path) as tmp:
+                with tf.io.TFRecordWriter(tmp) as out:
+                    for _ in range(size):
+                        out.write(next(iterator))
+        except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as e:
+            # TensorFlow reports the errno as its own error class, which is not an OSError.
+            code = errno.ENOSPC if isinstance(e, tf.errors.ResourceExhaustedError) else errno.EACCES
+            raise OSError(code, e.message.splitlines()[0] if e.message else os.strerror(code), path) from e
+        shards.append({"file": name, "actor": actor, "num_examples": size, "size": os.path.getsize(path),
+                       "sha256": schema.file_sha256(path)})
     return shards
+
+
+@contextlib.contextmanager
+def staging(output_dir: str) -> Iterator[str]:
+    """A fresh staging directory inside ``output_dir`` (same filesystem: renames are atomic),
+    removed afterwards whatever happens."""
+    path = os.path.join(output_dir, STAGING_DIRNAME)
+    shutil.rmtree(path, ignore_errors=True)  # left by a killed run
+    os.makedirs(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(staged: str, output_dir: str, shards: list[dict], texts: Mapping[str, str]) -> None:
+    """Make a staged conversion the output.
+
+    Writes ``texts`` (``{file name: content}``, ``dataset_info.json`` among them)
+    into ``staged`` first: a full disk stops the run here, before anything
+    published is touched. Then renames the shards into ``output_dir``, then the
+    texts with ``dataset_info.json`` last, then deletes the shards of an earlier
+    conversion that the new info does not list. Nothing is published until
+    everything is written, and the switch is a few renames; a reader that
+    opens the directory during them may find new shards under the old info,
+    which ``Builder`` reports (each shard's size is checked against the info)
+    instead of failing mid-epoch.
+    """
+    for name, text in texts.items():
+        write_text(os.path.join(staged, name), text)
+    for shard in shards:
+        os.replace(os.path.join(staged, shard["file"]), os.path.join(output_dir, shard["file"]))
+    for name in sorted(texts, key=lambda n: n == schema.INFO_FILENAME):
+        os.replace(os.path.join(staged, name), os.path.join(output_dir, name))
+    listed = {s["file"] for s in shards}
+    for old in glob.glob(os.path.join(output_dir, schema.shard_glob())):
+        if os.path.basename(old) not in listed:
+            os.unlink(old)

@@ -82,7 +82,8 @@ def write_shards(
             with tf.io.TFRecordWriter(os.path.join(out_dir, name)) as writer:
                 for i in part:
                     writer.write(schema.serialize(examples[i], audio_frames))
-            shards.append({"file": name, "actor": actor, "num_examples": len(part), "sha256": ""})
+            shards.append({"file": name, "actor": actor, "num_examples": len(part), "sha256": "",
+                           "size": os.path.getsize(os.path.join(out_dir, name))})
         for ex in examples:
             truth[ex["clip_id"]] = ex
             per_actor[str(actor)] = per_actor.get(str(actor), 0) + 1

@@ -95,6 +95,18 @@ def test_dir_without_dataset_info_or_shards_says_what_to_run(tmp_path, data_dir)
         rt.Builder(lost)
 
 
+def test_a_shard_whose_size_differs_from_the_info_is_a_clear_error(tmp_path, data_dir):
+    """A truncated shard, or one replaced by a conversion publishing right now: caught when the
+    Builder opens the directory, not as a parse error mid-epoch."""
+    damaged = _copy(data_dir, tmp_path / "damaged")
+    name = schema.shard_name(5, 0, 2)
+    path = os.path.join(damaged, name)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 100)
+    with pytest.raises(ValueError, match=rf"size differs.*{name}.*python -m ravdess_tfrecords\.convert"):
+        rt.Builder(damaged)
+
+
 def test_wrong_schema_version_names_both_versions_and_the_command(tmp_path, data_dir):
     old = _copy(data_dir, tmp_path / "old", edit=lambda i: i.update(schema_version=schema.SCHEMA_VERSION + 1))
     with pytest.raises(ValueError) as err:

@@ -35,13 +35,15 @@ def test_one_shard_set_per_actor_with_counts(tfrecords_dir):
     assert info["counts"]["per_actor"] == {str(a): CLIPS_PER_ACTOR for a in range(1, 25)}
     assert sum(info["counts"]["per_label"].values()) == info["num_examples"]
     assert info["class_names"] == list(labels.CLASS_NAMES)
-    assert info["summary"] == {"found": 72, "converted": 72, "skipped": {}}
+    assert info["summary"] == {"found": 72, "converted": 72, "skipped": {}, "cut": 0, "finer_face_search": 0}
+    assert info["cut"] == [] and info["finer_face_search"] == []
     for actor in range(1, 25):
         on_disk = sorted(os.path.basename(p) for p in glob.glob(os.path.join(tfrecords_dir, schema.shard_glob(actor))))
         listed = [s["file"] for s in info["shards"] if s["actor"] == actor]
         assert on_disk == listed == [schema.shard_name(actor, 0, 1)]
     for shard in info["shards"]:
         assert schema.file_sha256(os.path.join(tfrecords_dir, shard["file"])) == shard["sha256"]
+        assert os.path.getsize(os.path.join(tfrecords_dir, shard["file"])) == shard["size"]
         assert sum(1 for _ in tf.data.TFRecordDataset(os.path.join(tfrecords_dir, shard["file"]))) == 3
 
 
@@ -110,7 +112,10 @@ def test_zero_converted_is_an_error_exit_naming_the_file(tmp_path):
     assert proc.returncode == 1
     assert "skipped 01-01-06-01-01-01-01.mp4: ffmpeg cannot read it" in proc.stderr
     assert "error: no clip converted" in proc.stderr
-    assert not os.path.exists(tmp_path / "out" / schema.INFO_FILENAME)
+    # What the README says a failed run leaves: failures.jsonl with every file's reason, the cache, nothing else.
+    assert sorted(os.listdir(tmp_path / "out")) == [".cache", schema.FAILURES_FILENAME]
+    (failure,) = [json.loads(line) for line in (tmp_path / "out" / schema.FAILURES_FILENAME).read_text().splitlines()]
+    assert failure["file"] == "01-01-06-01-01-01-01.mp4" and failure["code"] == "unreadable"
 
 
 def test_deterministic_across_workers_and_zip_input(tmp_path):

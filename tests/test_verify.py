@@ -55,3 +55,11 @@ def test_wrong_schema_version_and_missing_info(copy_dir, tmp_path):
     assert "schema version 99" in problem and "ravdess_tfrecords.convert" in problem
     (problem,), _ = verify.verify(str(tmp_path / "nowhere"))
     assert "missing" in problem and "ravdess_tfrecords.convert" in problem
+
+
+def test_truncated_shard_is_caught_by_its_size(copy_dir):
+    shard = copy_dir / _first_shard(copy_dir)
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 10)
+    problems, _ = verify.verify(str(copy_dir))
+    assert any(p.startswith(shard.name) and "bytes, dataset_info.json says" in p for p in problems), problems

@@ -1,0 +1,238 @@
+"""Issue 11, converter half: the run survives a clip's bug, stops on the machine's errors,
+leaves no worker behind, publishes atomically, searches harder for faces, says what it cut,
+keys its cache on library versions, and defines flags only in its entry points."""
+
+import contextlib
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from ravdess_tfrecords import convert, filenames, schema, sources, synthetic
+from ravdess_tfrecords.preprocess import Settings, preprocess_clip
+
+
+def _clip(root, clip_id, **kwargs):
+    name = filenames.parse(clip_id)
+    path = os.path.join(root, f"Actor_{name.actor:02d}", f"{clip_id}.mp4")
+    synthetic.make_clip(path, name, **kwargs)
+    return path
+
+
+def _cli(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "ravdess_tfrecords.convert", "--noprogress", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_flags_are_defined_only_by_the_entry_points(tmp_path):
+    program = (
+        "from absl import flags\n"
+        "flags.DEFINE_string('data_dir', 'mine', 'a project of its own')\n"
+        "flags.DEFINE_string('output', 'mine', '')\n"
+        "flags.DEFINE_integer('workers', 3, '')\n"
+        "import ravdess_tfrecords.verify, ravdess_tfrecords.convert\n"
+        "assert callable(ravdess_tfrecords.convert.convert) and callable(ravdess_tfrecords.verify.verify)\n"
+        "print('imported')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
+    # The entry points still define theirs.
+    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", f"--data_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "ravdess_tfrecords.convert" in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert "--examples_per_shard" in proc.stdout and "--finer_search_width" in proc.stdout, proc.stderr
+
+
+def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
+    corpus, out = tmp_path / "in", tmp_path / "out"
+    ids = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
+    for clip_id in ids:
+        _clip(str(corpus), clip_id, duration=2.0)
+    # n_mels=0: librosa raises a ValueError inside each worker's clip (a real failure, not a mock).
+    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", "--n_mels=0")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert "no clip converted" in _error_line(err)
+    failures = [json.loads(line) for line in (out / schema.FAILURES_FILENAME).read_text().splitlines()]
+    assert [f["file"] for f in failures] == [os.path.join(f"Actor_{i[-2:]}", f"{i}.mp4") for i in ids]
+    for f in failures:  # every clip was tried: the first exception did not end the run
+        assert f["code"] == "internal" and f["reason"].startswith("ValueError: "), f
+        assert "Traceback (most recent call last)" in f["traceback"] and "librosa" in f["traceback"]
+        assert f"skipped {f['file']}: ValueError" in err
+
+
+def test_cache_key_holds_the_library_versions():
+    versions = convert.library_versions()
+    assert sorted(versions) == ["dlib", "ffmpeg", "librosa", "numpy"]
+    assert versions["ffmpeg"].startswith("ffmpeg version") and versions["numpy"] == np.__version__
+    source = sources.Source("a.mp4", "a.mp4", None, "file:1:2")
+    keys = {convert.cache_key(source, Settings(), versions)}
+    keys |= {convert.cache_key(source, Settings(), {**versions, lib: "0.0"}) for lib in versions}
+    assert len(keys) == 1 + len(versions)  # an upgrade of any of them recomputes
+
+
+def test_cut_clips_are_listed(tmp_path):
+    corpus = tmp_path / "in"
+    _clip(str(corpus), "01-01-03-01-01-01-03", duration=12.0)
+    _clip(str(corpus), "01-01-03-01-01-01-04", duration=3.0)
+    summary = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False,
+                              settings=Settings(max_clip_seconds=8.0))
+    assert summary["converted"] == 2 and summary["cut"] == 1
+    cut = json.loads((tmp_path / "out" / schema.INFO_FILENAME).read_text())["cut"]
+    assert [c["file"] for c in cut] == [os.path.join("Actor_03", "01-01-03-01-01-01-03.mp4")]
+    assert abs(cut[0]["seconds"] - 12.0) < 0.2
+    assert "cut 1 clips longer than 8 s" in convert.format_summary(summary, str(tmp_path / "out"))
+
+
+def test_a_small_face_is_found_by_the_finer_search(tmp_path):
+    corpus = tmp_path / "in"
+    # 960x540, face 100 px: 50 px at --work_width=480, below HOG's 80 px window; found larger.
+    small = _clip(str(corpus), "01-01-03-01-01-01-05", width=960, height=540, face_side=100, duration=2.5)
+    _clip(str(corpus), "01-01-05-01-01-01-05", duration=2.5)
+    clip = preprocess_clip(small, Settings())
+    assert clip.finer_search and clip.video.std() > 10
+    assert 60 < clip.boxes[0, 2] - clip.boxes[0, 0] < 140  # the small face, in original pixels
+    summary = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False)
+    assert summary["converted"] == 2 and summary["finer_face_search"] == 1, summary["failures"]
+    info = json.loads((tmp_path / "out" / schema.INFO_FILENAME).read_text())
+    assert info["finer_face_search"] == [os.path.join("Actor_05", "01-01-03-01-01-01-05.mp4")]
+    assert "found only by the finer search" in convert.format_summary(summary, str(tmp_path / "out"))
+    without = convert.convert([str(corpus)], str(tmp_path / "plain"), progress=False,
+                              settings=Settings(finer_search_width=0))
+    assert without["skipped"] == {"no_face": 1}  # the face really is too small at the working scale
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+
+def _children_of(pid):
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.split("/")[2])] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("target", ["group", "converter"])
+def test_a_killed_converter_leaves_no_worker(tmp_path, target):
+    corpus, out = tmp_path / "in", tmp_path / "out"
+    for k in range(6):
+        _clip(str(corpus), f"01-01-0{3 + k % 5}-01-0{1 + k // 5}-01-0{1 + k % 2}", duration=2.0)
+    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", start_new_session=True)
+    deadline = time.time() + 240
+    while not glob.glob(str(out / ".cache" / "*.npz")) and time.time() < deadline:
+        time.sleep(0.05)
+    workers = _children_of(proc.pid)
+    assert len(workers) >= 2, workers
+    if target == "group":  # timeout -s KILL, a job scheduler
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:  # the OOM killer: the converter alone
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ---- the machine's errors: a real 4 MB disk --------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (needs root and mount permission; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk, leave):
+    """Leave about ``leave`` bytes free on ``disk``."""
+    st = os.statvfs(disk)
+    with open(disk / "ballast", "wb") as f:
+        f.write(bytes(max(0, st.f_bavail * st.f_frsize - leave)))
+
+
+def _published(out):
+    return {p: open(p, "rb").read() for p in sorted(glob.glob(str(out / "*")))}
+
+
+def _assert_clean_failure(proc, out, before):
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    line = _error_line(err)
+    assert "No space left on device" in line and str(out) in line, line
+    assert _published(out) == before  # the last published output, untouched
+    assert not glob.glob(str(out / ".staging")) and not glob.glob(str(out / "**" / "*.tmp-*"), recursive=True)
+    assert not glob.glob(str(out / ".cache" / "ravdess-member-*"))
+    return err
+
+
+def test_a_full_disk_while_zip_members_unpack_stops_the_run(small_disk, tmp_path):
+    corpus, out = tmp_path / "in", small_disk / "out"
+    first = _clip(str(corpus), "01-01-03-01-01-01-01", duration=2.0)
+    assert convert.convert([first], str(out), progress=False)["converted"] == 1
+    before = _published(out)
+    archive = tmp_path / "Actor_02.zip"  # a per-actor zip, as one public copy packs the corpus
+    with zipfile.ZipFile(archive, "w") as z:
+        for k in range(3):
+            clip_id = f"01-01-0{3 + k}-01-01-01-02"
+            z.write(_clip(str(tmp_path / "zipped"), clip_id, duration=2.0), f"Actor_02/{clip_id}.mp4")
+    _fill(small_disk, 8192)
+    err = _assert_clean_failure(_cli(f"--input={archive}", f"--output={out}", "--workers=2"), out, before)
+    assert "unreadable" not in err and "skipped" not in err  # not blamed on the clips
+
+
+def test_a_full_disk_while_shards_are_written_stops_the_run(small_disk, tmp_path):
+    corpus, out = tmp_path / "in", small_disk / "out"
+    for k in range(3):
+        _clip(str(corpus), f"01-01-0{3 + k}-01-01-01-01", duration=2.0)
+    assert convert.convert([str(corpus)], str(out), progress=False)["converted"] == 3
+    before = _published(out)
+    shard_bytes = sum(os.path.getsize(p) for p in glob.glob(str(out / "ravdess-*")))
+    _fill(small_disk, shard_bytes // 2)  # pass 1 is all cached; pass 2's new shards do not fit
+    _assert_clean_failure(_cli(f"--input={corpus}", f"--output={out}", "--workers=1", "--examples_per_shard=1"),
+                          out, before)
