@@ -13,7 +13,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from trainers import metrics as metrics_lib
-from trainers import train_lib
+from trainers.evaluation import evaluate_saved
 
 FLAGS = flags.FLAGS
 
@@ -31,7 +31,7 @@ flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    metrics = train_lib.evaluate_saved(
+    metrics = evaluate_saved(
         FLAGS.model_dir,
         data_dir=FLAGS.data_dir,
         subset=FLAGS.subset,

@@ -6,14 +6,16 @@ r"""Train an emotion model on converted RAVDESS shards.
 
 Started again with the same flags, a killed run resumes from its last epoch
 (``BackupAndRestore``); completed folds of a cross-validation are not retrained.
-Everything it writes is listed in ``trainers/train_lib.py``.
+Everything it writes is listed in ``trainers/model_dir.py``.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
-from trainers import train_lib
+from trainers import cv
+from trainers.callbacks import TrainingInterrupted
+from trainers.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
@@ -55,7 +57,7 @@ flags.DEFINE_integer("interrupt_after_epoch", 0,
 flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 
-def config_from_flags() -> train_lib.TrainConfig:
+def config_from_flags() -> TrainConfig:
     """The flags as a ``TrainConfig``."""
     explicit = [FLAGS.train_actors, FLAGS.validation_actors, FLAGS.test_actors]
     actors = None
@@ -68,7 +70,7 @@ def config_from_flags() -> train_lib.TrainConfig:
         names = ("train", "validation", "test")
         actors = {name: tuple(int(a) for a in ids) for name, ids in zip(names, explicit, strict=True)}
         split = "actors"
-    return train_lib.TrainConfig(
+    return TrainConfig(
         data_dir=FLAGS.data_dir,
         model_dir=FLAGS.model_dir,
         split=split,
@@ -104,8 +106,8 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
     try:
-        train_lib.run(config)
-    except train_lib.TrainingInterrupted as e:
+        cv.run(config)
+    except TrainingInterrupted as e:
         print(f"{e}; run the same command again to resume", flush=True)
         return 3
     return 0
