@@ -1,12 +1,17 @@
-"""``TrainConfig``: every setting of one run, and the check that a model directory is reused with the same ones."""
+"""``TrainConfig``: every setting of one run; the check that a model directory is reused with the same settings
+and the same data."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Any
 
-from ravdess_tfrecords import labels, models, splits
+import tensorflow as tf
+
+import ravdess_tfrecords
+from ravdess_tfrecords import labels, models, schema, splits
 from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import STRATEGIES
 
@@ -14,7 +19,9 @@ AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 DEFAULT_FILTERS = (32, 64, 128, 256)
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
-_RESTART_FREE = ("data_dir", "model_dir", "verbose", "interrupt_after_epoch", "export")
+_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export")
+# config.json's key for data_fingerprint(...) of the data the run trained on.
+FINGERPRINT_KEY = "data_fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +43,6 @@ class TrainConfig:
         so a model can only reach chance level on test. Validation and test keep true labels.
       distribution_strategy: ``default`` (one device) or ``mirrored`` (``tf.distribute.MirroredStrategy``:
         every local GPU, ``batch_size`` is the global batch).
-      interrupt_after_epoch: testing: raise ``TrainingInterrupted`` after this epoch (1-based).
     """
 
     data_dir: str
@@ -66,7 +72,6 @@ class TrainConfig:
     shuffle_labels: bool = False
     export: bool = True
     distribution_strategy: str = "default"
-    interrupt_after_epoch: int = 0
     verbose: int = 2
 
     def __post_init__(self):
@@ -126,8 +131,32 @@ class TrainConfig:
         return cls(**values)
 
 
-def check_restart(config: TrainConfig, model_dir: str) -> None:
-    """A model_dir already used must have been used with the same settings."""
+def data_fingerprint(info: ravdess_tfrecords.DatasetInfo) -> str:
+    """sha256 of what identifies converted data: its shards' names and sha256 checksums.
+
+    Fields the converter adds to ``dataset_info.json`` later do not change it; a
+    re-conversion that changes any shard's bytes does. Shards listed without a
+    checksum (hand-made directories): the sha256 of ``dataset_info.json`` itself.
+    """
+    if all(s.sha256 for s in info.shards):
+        blob = "".join(sorted(f"{s.file} {s.sha256}\n" for s in info.shards)).encode()
+    else:
+        with tf.io.gfile.GFile(os.path.join(info.data_dir, schema.INFO_FILENAME), "rb") as f:
+            blob = f.read()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def run_record(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
+    """What ``config.json`` holds: the config and the data's fingerprint."""
+    return dict(config.to_json(), **{FINGERPRINT_KEY: fingerprint})
+
+
+def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None = None) -> None:
+    """A model_dir already used must have been used with the same settings and, if given, the same data.
+
+    Raises:
+      ValueError: naming the settings that differ, or saying that the data changed.
+    """
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return
@@ -138,4 +167,11 @@ def check_restart(config: TrainConfig, model_dir: str) -> None:
         raise ValueError(
             f"{model_dir} holds a run with other settings ({shown}); "
             "use a new --model_dir, or delete this one to start over"
+        )
+    trained_on = old.get(FINGERPRINT_KEY)
+    if fingerprint is not None and trained_on is not None and trained_on != fingerprint:
+        raise ValueError(
+            f"{model_dir} holds a run trained on other data: the shards in {config.data_dir} are not the ones "
+            f"it was trained on (data fingerprint {trained_on[:12]} -> {fingerprint[:12]}; re-converted?); "
+            "use a new --model_dir, or delete this one to retrain"
         )

@@ -11,16 +11,22 @@ Everything it writes is listed in ``trainers/model_dir.py``.
 
 from __future__ import annotations
 
-from absl import app, flags
+from ravdess_tfrecords import _cli
 
-from trainers import cv
-from trainers.callbacks import TrainingInterrupted
-from trainers.config import TrainConfig
+_cli.quiet_tensorflow()  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+from trainers import cv  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.", required=True)
-flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.", required=True)
+# --progress -> Keras verbosity.
+PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
+
+flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
 flags.DEFINE_enum("split", "speaker", ["speaker", "kfold", "luna5", "sixfold"],
                   "Speaker-independent split scheme (ravdess_tfrecords.splits).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default 6).")
@@ -52,23 +58,38 @@ flags.DEFINE_enum("distribution_strategy", "default", ["default", "mirrored"],
                   "(--batch_size is then the global batch).")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
-flags.DEFINE_integer("interrupt_after_epoch", 0,
-                     "Testing: stop as if killed after this many epochs (the backup is kept); 0: never.")
-flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
+                  "What model.fit prints: one line per epoch, a progress bar, or nothing.")
+flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
+
+
+def _actor_ids(name: str) -> tuple[int, ...]:
+    ids = []
+    for value in FLAGS[name].value:
+        try:
+            ids.append(int(value))
+        except ValueError:
+            raise ValueError(f"--{name}: {value!r} is not an actor number (1-24)") from None
+    return tuple(ids)
 
 
 def config_from_flags() -> TrainConfig:
-    """The flags as a ``TrainConfig``."""
-    explicit = [FLAGS.train_actors, FLAGS.validation_actors, FLAGS.test_actors]
+    """The flags as a ``TrainConfig``.
+
+    Raises:
+      ValueError: a missing directory flag, incomplete or conflicting actor lists, a bad setting.
+    """
+    _cli.require("data_dir", "model_dir")
+    names = ("train", "validation", "test")
+    explicit = [FLAGS[f"{name}_actors"].value for name in names]
     actors = None
     split = FLAGS.split
     if any(explicit):
         if not all(explicit):
-            raise app.UsageError("--train_actors, --validation_actors and --test_actors go together")
+            raise ValueError("--train_actors, --validation_actors and --test_actors go together")
         if FLAGS["split"].present:
-            raise app.UsageError("pass either --split or explicit actor lists, not both")
-        names = ("train", "validation", "test")
-        actors = {name: tuple(int(a) for a in ids) for name, ids in zip(names, explicit, strict=True)}
+            raise ValueError("pass either --split or explicit actor lists, not both")
+        actors = {name: _actor_ids(f"{name}_actors") for name in names}
         split = "actors"
     return TrainConfig(
         data_dir=FLAGS.data_dir,
@@ -96,20 +117,20 @@ def config_from_flags() -> TrainConfig:
         shuffle_labels=FLAGS.shuffle_labels,
         export=FLAGS.export,
         distribution_strategy=FLAGS.distribution_strategy,
-        interrupt_after_epoch=FLAGS.interrupt_after_epoch,
-        verbose=FLAGS.verbose,
+        verbose=PROGRESS[FLAGS.progress],
     )
 
 
+@_cli.user_errors
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
     try:
         cv.run(config)
-    except TrainingInterrupted as e:
-        print(f"{e}; run the same command again to resume", flush=True)
-        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last finished epoch", flush=True)
+        return 130
     return 0
 
 

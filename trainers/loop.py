@@ -11,8 +11,8 @@ from tensorflow import keras
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models
 from trainers import metrics as metrics_lib
-from trainers.callbacks import make_callbacks
-from trainers.config import TrainConfig, check_restart
+from trainers.callbacks import backup_epochs, make_callbacks
+from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import make_datasets
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
@@ -30,6 +30,7 @@ from trainers.model_dir import (
     _read_json,
     _write_json,
     read_history,
+    trim_history,
 )
 from trainers.strategy import distribution_strategy
 
@@ -39,52 +40,64 @@ def _log(config: TrainConfig, message: str) -> None:
         print(message, flush=True)
 
 
+def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
+    """Resume from a backup (history trimmed to its epochs), or clear what a run killed before one left."""
+    backup = os.path.join(model_dir, BACKUP_DIR)
+    epochs = backup_epochs(backup)
+    if epochs:
+        trim_history(os.path.join(model_dir, HISTORY_FILE), epochs)
+        _log(config, f"resuming the interrupted run in {model_dir} from {backup} after epoch {epochs}")
+        return
+    for stale in (BACKUP_DIR, HISTORY_FILE, BEST_WEIGHTS, LOG_DIR):
+        path = os.path.join(model_dir, stale)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train one model (one split or one fold), evaluate it on test, save and export it.
 
     Started again with the same settings, it resumes an interrupted run from its
     last completed epoch; a completed run (``metrics.json`` present) is not
-    retrained, its metrics are returned.
+    retrained, its metrics are returned. Nothing is written into ``model_dir``
+    before the data, the split, the model and the datasets are built: a bad
+    ``data_dir`` or split leaves no trace.
 
     Returns:
       The contents of ``metrics.json``.
 
     Raises:
-      TrainingInterrupted: ``config.interrupt_after_epoch`` was reached.
-      ValueError: a model_dir used with other settings; bad splits (from ``load``).
+      FileNotFoundError, ValueError: no converted data in ``data_dir``; bad splits;
+        a model_dir used with other settings or trained on other data.
     """
     model_dir = config.model_dir
-    os.makedirs(model_dir, exist_ok=True)
-    check_restart(config, model_dir)
+    builder = ravdess_tfrecords.Builder(config.data_dir)
+    info = builder.info
+    fingerprint = data_fingerprint(info)
+    check_restart(config, model_dir, fingerprint)
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     backup = os.path.join(model_dir, BACKUP_DIR)
     if os.path.exists(metrics_path) and not os.path.exists(backup):
         _log(config, f"{model_dir} already holds a completed run; reporting its metrics (delete it to retrain)")
         return _read_json(metrics_path)
-    if os.path.exists(backup):
-        _log(config, f"resuming the interrupted run in {model_dir} from {backup}")
-    else:
-        for stale in (HISTORY_FILE, BEST_WEIGHTS, LOG_DIR):  # a run that died before its first backup
-            path = os.path.join(model_dir, stale)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    _write_json(os.path.join(model_dir, CONFIG_FILE), config.to_json())
-
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    builder = ravdess_tfrecords.Builder(config.data_dir)
-    info = builder.info
     split_map = builder.split_actors(**config.split_kwargs())
     missing = [name for name in ("train", "validation", "test") if not split_map.get(name)]
     if missing:
         raise ValueError(f"split {config.split!r} has no actors for {missing}: train, validation and test are needed")
     class_names = labels.class_names(config.num_classes)
 
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
     with distribution_strategy(config.distribution_strategy).scope():
         model = build_and_compile(config, info.audio_frames)
     train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model))
+
+    # The run starts: from here on model_dir is written.
+    os.makedirs(model_dir, exist_ok=True)
+    _prepare_model_dir(config, model_dir)
+    _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
     _log(
         config,
         f"model {model.name}: {model.count_params():,} parameters; actors "

@@ -16,7 +16,6 @@ The trainer is split as tensorflow/models official/ splits its own:
 
 from __future__ import annotations
 
-from trainers.callbacks import TrainingInterrupted
 from trainers.config import TrainConfig
 from trainers.cv import run
 from trainers.data import adapt_inputs
@@ -26,7 +25,6 @@ from trainers.loop import train
 
 __all__ = [
     "TrainConfig",
-    "TrainingInterrupted",
     "adapt_inputs",
     "evaluate_saved",
     "load_saved",
