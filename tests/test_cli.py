@@ -93,6 +93,8 @@ CASES = {
     "actor not a number": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--train_actors=1,x",
                                             "--validation_actors=3", "--test_actors=4"], "--train_actors: 'x'"),
     "other settings": ("trainers.fit", ["--data_dir={data}", "--model_dir={other}"], "learning_rate: 0.5 -> 0.001"),
+    "strategy flags disagree": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--strategy=mirrored",
+                                                 "--distribution_strategy=default"], "disagree"),
     "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
     "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
 }

@@ -109,6 +109,8 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
 
     for name in ("checkpoints/best.weights.h5", "model.keras", "saved_model/saved_model.pb", "config.json"):
         assert os.path.isfile(os.path.join(model_dir, name)), name
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["strategy"] == "mirrored"  # the old flag name still works
     assert _epochs(model_dir) == [0]
     assert not os.path.exists(os.path.join(model_dir, "backup"))  # deleted once training completes
     for png in ("confusion_matrix.png", "training_curves.png"):

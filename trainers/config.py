@@ -13,13 +13,13 @@ import tensorflow as tf
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, splits
 from trainers.model_dir import CONFIG_FILE, _read_json
-from trainers.strategy import STRATEGIES
+from trainers.strategy import canonical
 
 AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 DEFAULT_FILTERS = (32, 64, 128, 256)
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
-_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export")
+_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy")
 # config.json's key for data_fingerprint(...) of the data the run trained on.
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -41,8 +41,8 @@ class TrainConfig:
       monitor: the validation quantity for the checkpoint and early stopping.
       shuffle_labels: sanity control: training labels are shuffled within each batch,
         so a model can only reach chance level on test. Validation and test keep true labels.
-      distribution_strategy: ``default`` (one device) or ``mirrored`` (``tf.distribute.MirroredStrategy``:
-        every local GPU, ``batch_size`` is the global batch).
+      strategy: ``auto``, ``one_device`` or ``mirrored`` (``trainers.strategy``; ``default`` is
+        ``one_device``); ``batch_size`` is the global batch.
     """
 
     data_dir: str
@@ -71,7 +71,7 @@ class TrainConfig:
     cache: bool = True
     shuffle_labels: bool = False
     export: bool = True
-    distribution_strategy: str = "default"
+    strategy: str = "auto"
     verbose: int = 2
 
     def __post_init__(self):
@@ -90,8 +90,7 @@ class TrainConfig:
             raise ValueError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
         if self.num_classes not in (7, 8):
             raise ValueError(f"num_classes must be 7 or 8, got {self.num_classes}")
-        if self.distribution_strategy not in STRATEGIES:
-            raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, got {self.distribution_strategy!r}")
+        object.__setattr__(self, "strategy", canonical(self.strategy))
         if not self.monitor.startswith("val_"):
             raise ValueError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 

@@ -13,6 +13,7 @@ from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.loop import _log, train
 from trainers.model_dir import CV_JSON, CV_TABLE, _write_json
+from trainers.strategy import distribution_strategy
 
 
 def run(config: TrainConfig) -> dict[str, Any]:
@@ -24,15 +25,16 @@ def run(config: TrainConfig) -> dict[str, Any]:
     Returns:
       ``metrics.json`` of the run, or the cross-validation summary.
     """
+    strategy = distribution_strategy(config.strategy)  # once, for every fold
     if not config.is_cross_validation:
-        return train(config)
+        return train(config, strategy)
     count = splits.num_folds(config.split, config.folds)
     results = []
     for fold in range(count):
         _log(config, f"=== fold {fold + 1}/{count} ({config.split}) ===")
         fold_dir = os.path.join(config.model_dir, f"fold_{fold}")
         keras.backend.clear_session()  # free the previous fold's graphs and layer names
-        results.append(train(dataclasses.replace(config, fold=fold, model_dir=fold_dir)))
+        results.append(train(dataclasses.replace(config, fold=fold, model_dir=fold_dir), strategy))
     summary = metrics_lib.cross_validation_summary(results)
     summary["split"] = config.split
     _write_json(os.path.join(config.model_dir, CV_JSON), summary)

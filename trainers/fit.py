@@ -18,6 +18,7 @@ _cli.quiet_tensorflow()  # before TensorFlow is imported
 from absl import app, flags  # noqa: E402
 
 from trainers import cv  # noqa: E402
+from trainers import strategy as strategy_lib  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -53,9 +54,12 @@ flags.DEFINE_integer("lr_patience", 5, "Epochs without val_loss improvement befo
 flags.DEFINE_list("vocal_channels", None, "Keep only these vocal channels (speech, song); default all stored.")
 flags.DEFINE_boolean("cache", True, "Cache the serialized records in memory after the first epoch.")
 flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
-flags.DEFINE_enum("distribution_strategy", "default", ["default", "mirrored"],
-                  "default: one device; mirrored: tf.distribute.MirroredStrategy over every local GPU "
-                  "(--batch_size is then the global batch).")
+flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
+                  "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
+                  "local GPU (--batch_size is the global batch, split over the replicas); auto: mirrored with "
+                  "two or more GPUs, else one_device.")
+flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strategy_lib.STRATEGIES],
+                  "Old name of --strategy (default: one_device).")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
@@ -71,6 +75,17 @@ def _actor_ids(name: str) -> tuple[int, ...]:
         except ValueError:
             raise ValueError(f"--{name}: {value!r} is not an actor number (1-24)") from None
     return tuple(ids)
+
+
+def _strategy() -> str:
+    """--strategy, or its old name --distribution_strategy; both given must agree."""
+    if FLAGS.distribution_strategy is None:
+        return FLAGS.strategy
+    old = strategy_lib.canonical(FLAGS.distribution_strategy)
+    if FLAGS["strategy"].present and strategy_lib.canonical(FLAGS.strategy) != old:
+        raise ValueError(f"--strategy={FLAGS.strategy} and --distribution_strategy={FLAGS.distribution_strategy} "
+                         "disagree; pass --strategy only")
+    return old
 
 
 def config_from_flags() -> TrainConfig:
@@ -116,7 +131,7 @@ def config_from_flags() -> TrainConfig:
         cache=FLAGS.cache,
         shuffle_labels=FLAGS.shuffle_labels,
         export=FLAGS.export,
-        distribution_strategy=FLAGS.distribution_strategy,
+        strategy=_strategy(),
         verbose=PROGRESS[FLAGS.progress],
     )
 

@@ -6,6 +6,7 @@ import os
 import shutil
 from typing import Any
 
+import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
@@ -56,7 +57,7 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
             os.remove(path)
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
+def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """Train one model (one split or one fold), evaluate it on test, save and export it.
 
     Started again with the same settings, it resumes an interrupted run from its
@@ -64,6 +65,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     retrained, its metrics are returned. Nothing is written into ``model_dir``
     before the data, the split, the model and the datasets are built: a bad
     ``data_dir`` or split leaves no trace.
+
+    Args:
+      config: the run's settings.
+      strategy: the model is built under its scope; None: ``config.strategy``'s.
 
     Returns:
       The contents of ``metrics.json``.
@@ -90,7 +95,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    with distribution_strategy(config.distribution_strategy).scope():
+    if strategy is None:
+        strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
         model = build_and_compile(config, info.audio_frames)
     train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model))
 
