@@ -59,7 +59,7 @@ flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "local GPU (--batch_size is the global batch, split over the replicas); auto: mirrored with "
                   "two or more GPUs, else one_device.")
 flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strategy_lib.STRATEGIES],
-                  "Old name of --strategy (default: one_device).")
+                  "Old name of --strategy; its values default (= one_device) and mirrored still work.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
