@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +22,9 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels
+from ravdess_tfrecords import labels, writer
+from trainers import callbacks as callbacks_lib
+from trainers import config as config_lib
 from trainers import metrics as metrics_lib
 from trainers import train_lib
 
@@ -104,6 +109,8 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
 
     for name in ("checkpoints/best.weights.h5", "model.keras", "saved_model/saved_model.pb", "config.json"):
         assert os.path.isfile(os.path.join(model_dir, name)), name
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["strategy"] == "mirrored"  # the old flag name still works
     assert _epochs(model_dir) == [0]
     assert not os.path.exists(os.path.join(model_dir, "backup"))  # deleted once training completes
     for png in ("confusion_matrix.png", "training_curves.png"):
@@ -148,23 +155,145 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
     assert _is_png(os.path.join(model_dir, "eval_test", "confusion_matrix.png"))
 
 
-def test_killed_run_resumes_at_the_next_epoch(tfrecords_dir, tmp_path):
+def test_sigkilled_run_resumes_with_each_epoch_once(tfrecords_dir, tmp_path):
+    """A run SIGKILLed once its first epoch's backup exists resumes after the last backed-up epoch."""
     model_dir = str(tmp_path / "resume")
-    args = (f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=2", *FAST)
-    first = _fit(*args, "--interrupt_after_epoch=1")
-    assert first.returncode == 3, first.stdout[-3000:] + first.stderr[-3000:]
-    assert _epochs(model_dir) == [0]
-    assert os.path.isdir(os.path.join(model_dir, "backup"))
+    args = (f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=3", "--patience=10", *FAST)
+    metadata = os.path.join(model_dir, "backup", "training_metadata.json")
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "trainers.fit", *args], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not os.path.exists(metadata) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    with open(metadata) as f:
+        done = json.load(f)["epoch"]  # epochs the backup holds (1, or 2 if the kill came late)
+    assert 1 <= done < 3
     assert not os.path.exists(os.path.join(model_dir, "metrics.json"))
 
     second = _fit(*args)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "resuming" in second.stdout
-    assert "Epoch 2/2" in second.stdout and "Epoch 1/2" not in second.stdout
-    assert _epochs(model_dir) == [0, 1]  # epoch 0 not trained twice
+    assert f"resuming the interrupted run in {model_dir}" in second.stdout
+    assert f"Epoch {done + 1}/3" in second.stdout and f"Epoch {done}/3" not in second.stdout
+    assert _epochs(model_dir) == [0, 1, 2]  # each epoch once
     assert not os.path.exists(os.path.join(model_dir, "backup"))
     with open(os.path.join(model_dir, "metrics.json")) as f:
-        assert json.load(f)["epochs_trained"] == 2
+        assert json.load(f)["epochs_trained"] == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter(keras.callbacks.Callback):
+    """Ends fit with an exception after ``epochs`` epochs, after every other callback (no on_train_end)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise _Killed()
+
+
+def test_early_stopping_and_lr_plateau_count_on_across_a_resume(tmp_path):
+    """Their wait counters continue after a restart instead of starting again from 0.
+
+    The learning rate is 0, so validation accuracy and loss never improve after
+    epoch 0: with patience 3, early stopping must end the run at epoch 3 (0-based),
+    two epochs into the resumed run, not at epoch 5.
+    """
+    config = train_lib.TrainConfig(str(tmp_path / "unused"), str(tmp_path), early_stopping_patience=3,
+                                   lr_patience=100, min_learning_rate=0.0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, size=32)
+
+    def fit(epochs: int, *extra):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.Adam(0.0), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        callbacks = callbacks_lib.make_callbacks(config, str(tmp_path))
+        history = model.fit(x, y, validation_data=(x, y), epochs=epochs, batch_size=8, verbose=0,
+                            callbacks=[*callbacks, *extra])
+        return history, {type(cb): cb for cb in callbacks}
+
+    with pytest.raises(_Killed):
+        fit(10, _KillAfter(2))
+    with open(tmp_path / "backup" / "counters.json") as f:
+        saved = json.load(f)
+    assert saved["2"][0]["wait"] == 1 and saved["2"][1]["wait"] == 1  # epoch 0 set best, epoch 1 did not beat it
+
+    history, callbacks = fit(10)
+    assert history.epoch == [2, 3]  # resumed at epoch 2, stopped at 3
+    assert callbacks[keras.callbacks.EarlyStopping].stopped_epoch == 3
+    assert callbacks[keras.callbacks.ReduceLROnPlateau].wait == 3  # 1 before the restart, 2 after
+    assert not os.path.exists(tmp_path / "backup")  # training ended: backup and counters gone
+    assert _epochs(str(tmp_path)) == [0, 1, 2, 3]
+
+
+def test_a_failed_start_writes_nothing(tmp_path):
+    model_dir = tmp_path / "run"
+    config = train_lib.TrainConfig(str(tmp_path / "no_shards_here"), str(model_dir), model="video", filters=(8,))
+    with pytest.raises(FileNotFoundError, match="no_shards_here"):
+        train_lib.train(config)
+    assert not model_dir.exists()  # so a retry with other settings is not refused
+
+
+def test_bad_actors_write_nothing(tfrecords_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    config = train_lib.TrainConfig(tfrecords_dir, str(model_dir), split="actors", model="video", filters=(8,),
+                                   actors={"train": (1, 2), "validation": (3,), "test": (99,)})
+    with pytest.raises(ValueError, match="99"):
+        train_lib.train(config)
+    assert not model_dir.exists()
+
+
+def _reconvert_actor(data_dir: str, actor: int) -> None:
+    """Rewrite one actor's shards with its records in reverse order, as a re-conversion would change them."""
+    info_path = os.path.join(data_dir, "dataset_info.json")
+    with open(info_path) as f:
+        info = json.load(f)
+    old = [s for s in info["shards"] if s["actor"] == actor]
+    records = [r.numpy() for s in old for r in tf.data.TFRecordDataset(os.path.join(data_dir, s["file"]))][::-1]
+    for s in old:
+        os.remove(os.path.join(data_dir, s["file"]))
+    new = writer.write_actor_shards(data_dir, actor, records, len(records), examples_per_shard=len(records))
+    info["shards"] = [s for s in info["shards"] if s["actor"] != actor] + new
+    with open(info_path, "w") as f:
+        json.dump(info, f)
+
+
+def test_a_finished_run_on_other_data_is_refused(tfrecords_dir, tmp_path):
+    """A re-converted corpus in --data_dir does not get the old run's metrics back."""
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(tfrecords_dir, data_dir)
+    model_dir = tmp_path / "run"
+    config = train_lib.TrainConfig(data_dir, str(model_dir), model="video", filters=(8,), epochs=1, verbose=0)
+    fingerprint = config_lib.data_fingerprint(ravdess_tfrecords.Builder(data_dir).info)
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(config_lib.run_record(config, fingerprint)))
+    (model_dir / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}}))
+    assert train_lib.train(config) == {"test": {"accuracy": 0.5}}  # the same data: reported, not retrained
+
+    # The converter may add fields to dataset_info.json: they do not change the fingerprint.
+    with open(os.path.join(data_dir, "dataset_info.json")) as f:
+        info = json.load(f)
+    info["added_by_a_newer_converter"] = {"anything": 1}
+    with open(os.path.join(data_dir, "dataset_info.json"), "w") as f:
+        json.dump(info, f)
+    assert config_lib.data_fingerprint(ravdess_tfrecords.Builder(data_dir).info) == fingerprint
+
+    _reconvert_actor(data_dir, 5)
+    assert config_lib.data_fingerprint(ravdess_tfrecords.Builder(data_dir).info) != fingerprint
+    with pytest.raises(ValueError, match="trained on other data"):
+        train_lib.train(config)
 
 
 def test_model_dir_with_other_settings_is_refused(tfrecords_dir, tmp_path):

@@ -4,6 +4,7 @@
 * ``python -m trainers.evaluate``: re-evaluate a saved model directory.
 * ``python -m trainers.predict``: emotions of raw mp4 clips, with the training preprocessing.
 
-``train_lib`` (training loop, callbacks, metrics, export) and ``predict_lib``
-(raw clip -> probabilities) hold the logic; the entry points only parse flags.
+The logic sits in small modules (``config``, ``strategy``, ``data``, ``model``,
+``callbacks``, ``loop``, ``cv``, ``evaluation``, ``export``, ``model_dir``; see
+``train_lib``) and ``predict_lib`` (raw clip -> probabilities); the entry points only parse flags.
 """

@@ -10,14 +10,18 @@ Split, fold and data directory default to those the model was trained with
 
 from __future__ import annotations
 
-from absl import app, flags
+from ravdess_tfrecords import _cli
 
-from trainers import metrics as metrics_lib
-from trainers import train_lib
+_cli.quiet_tensorflow()  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+from trainers import metrics as metrics_lib  # noqa: E402
+from trainers.evaluation import evaluate_saved  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.", required=True)
+flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.")
 flags.DEFINE_string("data_dir", None, "Converted shards (default: the ones the model was trained on).")
 flags.DEFINE_enum("split", None, ["speaker", "kfold", "luna5", "sixfold"],
                   "Split scheme (default: the one the model was trained with).")
@@ -27,11 +31,15 @@ flags.DEFINE_string("subset", "test", "Which set: train, validation, test, a uni
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix.png go.")
 
+flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
+
+@_cli.user_errors
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    metrics = train_lib.evaluate_saved(
+    _cli.require("model_dir")
+    metrics = evaluate_saved(
         FLAGS.model_dir,
         data_dir=FLAGS.data_dir,
         subset=FLAGS.subset,

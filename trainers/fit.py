@@ -6,19 +6,28 @@ r"""Train an emotion model on converted RAVDESS shards.
 
 Started again with the same flags, a killed run resumes from its last epoch
 (``BackupAndRestore``); completed folds of a cross-validation are not retrained.
-Everything it writes is listed in ``trainers/train_lib.py``.
+Everything it writes is listed in ``trainers/model_dir.py``.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from ravdess_tfrecords import _cli
 
-from trainers import train_lib
+_cli.quiet_tensorflow()  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+from trainers import cv  # noqa: E402
+from trainers import strategy as strategy_lib  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.", required=True)
-flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.", required=True)
+# --progress -> Keras verbosity.
+PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
+
+flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
 flags.DEFINE_enum("split", "speaker", ["speaker", "kfold", "luna5", "sixfold"],
                   "Speaker-independent split scheme (ravdess_tfrecords.splits).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default 6).")
@@ -45,30 +54,59 @@ flags.DEFINE_integer("lr_patience", 5, "Epochs without val_loss improvement befo
 flags.DEFINE_list("vocal_channels", None, "Keep only these vocal channels (speech, song); default all stored.")
 flags.DEFINE_boolean("cache", True, "Cache the serialized records in memory after the first epoch.")
 flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
-flags.DEFINE_enum("distribution_strategy", "default", ["default", "mirrored"],
-                  "default: one device; mirrored: tf.distribute.MirroredStrategy over every local GPU "
-                  "(--batch_size is then the global batch).")
+flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
+                  "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
+                  "local GPU (--batch_size is the global batch, split over the replicas); auto: mirrored with "
+                  "two or more GPUs, else one_device.")
+flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strategy_lib.STRATEGIES],
+                  "Old name of --strategy; its values default (= one_device) and mirrored still work.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
-flags.DEFINE_integer("interrupt_after_epoch", 0,
-                     "Testing: stop as if killed after this many epochs (the backup is kept); 0: never.")
-flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
+                  "What model.fit prints: one line per epoch, a progress bar, or nothing.")
+flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
 
-def config_from_flags() -> train_lib.TrainConfig:
-    """The flags as a ``TrainConfig``."""
-    explicit = [FLAGS.train_actors, FLAGS.validation_actors, FLAGS.test_actors]
+def _actor_ids(name: str) -> tuple[int, ...]:
+    ids = []
+    for value in FLAGS[name].value:
+        try:
+            ids.append(int(value))
+        except ValueError:
+            raise ValueError(f"--{name}: {value!r} is not an actor number (1-24)") from None
+    return tuple(ids)
+
+
+def _strategy() -> str:
+    """--strategy, or its old name --distribution_strategy; both given must agree."""
+    if FLAGS.distribution_strategy is None:
+        return FLAGS.strategy
+    old = strategy_lib.canonical(FLAGS.distribution_strategy)
+    if FLAGS["strategy"].present and strategy_lib.canonical(FLAGS.strategy) != old:
+        raise ValueError(f"--strategy={FLAGS.strategy} and --distribution_strategy={FLAGS.distribution_strategy} "
+                         "disagree; pass --strategy only")
+    return old
+
+
+def config_from_flags() -> TrainConfig:
+    """The flags as a ``TrainConfig``.
+
+    Raises:
+      ValueError: a missing directory flag, incomplete or conflicting actor lists, a bad setting.
+    """
+    _cli.require("data_dir", "model_dir")
+    names = ("train", "validation", "test")
+    explicit = [FLAGS[f"{name}_actors"].value for name in names]
     actors = None
     split = FLAGS.split
     if any(explicit):
         if not all(explicit):
-            raise app.UsageError("--train_actors, --validation_actors and --test_actors go together")
+            raise ValueError("--train_actors, --validation_actors and --test_actors go together")
         if FLAGS["split"].present:
-            raise app.UsageError("pass either --split or explicit actor lists, not both")
-        names = ("train", "validation", "test")
-        actors = {name: tuple(int(a) for a in ids) for name, ids in zip(names, explicit, strict=True)}
+            raise ValueError("pass either --split or explicit actor lists, not both")
+        actors = {name: _actor_ids(f"{name}_actors") for name in names}
         split = "actors"
-    return train_lib.TrainConfig(
+    return TrainConfig(
         data_dir=FLAGS.data_dir,
         model_dir=FLAGS.model_dir,
         split=split,
@@ -93,21 +131,21 @@ def config_from_flags() -> train_lib.TrainConfig:
         cache=FLAGS.cache,
         shuffle_labels=FLAGS.shuffle_labels,
         export=FLAGS.export,
-        distribution_strategy=FLAGS.distribution_strategy,
-        interrupt_after_epoch=FLAGS.interrupt_after_epoch,
-        verbose=FLAGS.verbose,
+        strategy=_strategy(),
+        verbose=PROGRESS[FLAGS.progress],
     )
 
 
+@_cli.user_errors
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
     try:
-        train_lib.run(config)
-    except train_lib.TrainingInterrupted as e:
-        print(f"{e}; run the same command again to resume", flush=True)
-        return 3
+        cv.run(config)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last finished epoch", flush=True)
+        return 130
     return 0
 
 

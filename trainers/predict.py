@@ -13,21 +13,29 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags
+from ravdess_tfrecords import _cli
 
-from trainers import predict_lib
+_cli.quiet_tensorflow()  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+from trainers import predict_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.", required=True)
+flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.")
 flags.DEFINE_boolean("json", False, "Print one JSON document (a list, one object per clip) instead of lines.")
 flags.DEFINE_integer("top_k", 3, "Emotions shown per clip in the text output.")
 
+flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
+
+@_cli.user_errors
 def main(argv: list[str]) -> int:
     clips = argv[1:]
     if not clips:
         raise app.UsageError("name at least one clip: python -m trainers.predict --model_dir=DIR clip.mp4 ...")
+    _cli.require("model_dir")
     predictor = predict_lib.load(FLAGS.model_dir)
     results = predict_lib.predict_clips(predictor, clips)
     if FLAGS.json:

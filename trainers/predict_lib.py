@@ -27,7 +27,7 @@ from tensorflow import keras
 
 from ravdess_tfrecords import audio, models, preprocess, schema
 from ravdess_tfrecords.errors import ClipError
-from trainers import train_lib
+from trainers.export import load_saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ def load(model_dir: str) -> Predictor:
     Raises:
       FileNotFoundError: a file ``trainers.fit`` writes is missing.
     """
-    model, info = train_lib.load_saved(model_dir)
+    model, info = load_saved(model_dir)
     data_info_path = os.path.join(model_dir, schema.INFO_FILENAME)
     if not os.path.exists(data_info_path):
         raise FileNotFoundError(f"{data_info_path} not found: the preprocessing settings are saved there")

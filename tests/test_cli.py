@@ -1,0 +1,159 @@
+"""The command lines' manners: one ``error:`` line for user errors, no TensorFlow start-up noise, documented flags.
+
+The subprocess tests run ``python -m trainers.*`` without ``TF_CPP_MIN_LOG_LEVEL``
+(which conftest sets for everything else), as a user would.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ravdess_tfrecords import _cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_GPU = not _cli.has_nvidia_gpu()
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+# ------------------------------------------------------------------------------------------ the module
+
+
+def test_cli_module_imports_no_tensorflow():
+    code = ("import sys; from ravdess_tfrecords import _cli; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv, verbose",
+    [
+        ([], False),
+        (["--verbose"], True),
+        (["--verbose=true"], True),
+        (["-verbose"], True),
+        (["--verbose=false"], False),
+        (["--verbose", "--noverbose"], False),
+        (["--model_dir=x", "--verbose=1"], True),
+        (["--verbose_thing"], False),
+        (["--", "--verbose"], False),
+        (["clip--verbose.mp4"], False),
+    ],
+)
+def test_wants_verbose(argv, verbose):
+    assert _cli.wants_verbose(["prog", *argv]) is verbose
+
+
+def test_filter_noise_drops_start_up_lines_and_keeps_real_warnings():
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see slightly different numbers.\n"
+        "I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"
+        "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: (303)\n"
+        "W0000 00:00:1.0 1 op_kernel.cc:1] OP_REQUIRES failed: a real problem\n"
+        "/x.py:3: DeprecationWarning: old thing\n"
+    )
+    assert _cli.filter_noise(text) == (
+        "W0000 00:00:1.0 1 op_kernel.cc:1] OP_REQUIRES failed: a real problem\n/x.py:3: DeprecationWarning: old thing\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------ user errors
+
+
+def _other_settings_dir(tmp_path) -> str:
+    """A model directory whose config.json holds another learning rate."""
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    from trainers import train_lib
+
+    config = train_lib.TrainConfig(str(tmp_path), str(model_dir), learning_rate=0.5)
+    (model_dir / "config.json").write_text(json.dumps(config.to_json()))
+    return str(model_dir)
+
+
+CASES = {
+    "missing data_dir": ("trainers.fit", ["--data_dir={tmp}/nowhere", "--model_dir={tmp}/run"],
+                         "RAVDESS TFRecord directory '{tmp}/nowhere' does not exist"),
+    "empty data_dir": ("trainers.fit", ["--data_dir=", "--model_dir={tmp}/run"], "--data_dir is required"),
+    "unknown actor": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--train_actors=1,2",
+                                       "--validation_actors=3", "--test_actors=99"], "99"),
+    "actor not a number": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--train_actors=1,x",
+                                            "--validation_actors=3", "--test_actors=4"], "--train_actors: 'x'"),
+    "other settings": ("trainers.fit", ["--data_dir={data}", "--model_dir={other}"], "learning_rate: 0.5 -> 0.001"),
+    "strategy flags disagree": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--strategy=mirrored",
+                                                 "--distribution_strategy=default"], "disagree"),
+    "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
+    "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_user_errors_are_one_line_and_exit_2(case, tfrecords_dir, tmp_path):
+    module, args, expected = CASES[case]
+    other = _other_settings_dir(tmp_path) if case == "other settings" else ""
+    fill = {"tmp": str(tmp_path), "data": tfrecords_dir, "other": other}
+    proc = _run(module, *(a.format(**fill) for a in args))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert lines[-1].startswith("error: ") and expected.format(**fill) in lines[-1], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    if NO_GPU:  # nothing else: TensorFlow's start-up lines are held back too
+        assert len(lines) == 1, proc.stderr
+    if module == "trainers.fit" and case != "other settings":
+        assert not os.path.exists(tmp_path / "run")  # a failed start writes nothing
+
+
+@pytest.mark.skipif(not NO_GPU, reason="with a GPU, TensorFlow's start-up log is left alone")
+def test_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
+    quiet = _run("trainers.evaluate", f"--model_dir={tmp_path}")
+    for noise in ("cuInit", "oneDNN", "InitializeLog", "cuda drivers"):
+        assert noise not in quiet.stderr, quiet.stderr
+    assert quiet.stderr.startswith("error: ")
+
+    loud = _run("trainers.evaluate", f"--model_dir={tmp_path}", "--verbose")
+    assert loud.returncode != 0
+    assert "Traceback" in loud.stderr and "FileNotFoundError" in loud.stderr  # the traceback, with --verbose
+    assert "oneDNN" in loud.stderr or "InitializeLog" in loud.stderr, loud.stderr[-3000:]  # TensorFlow not silenced
+
+
+# ------------------------------------------------------------------------------------------ README
+
+
+def _fit_flags() -> set[str]:
+    """Flags defined in trainers/fit.py (``flags.DEFINE_*("name", ...)``)."""
+    with open(os.path.join(REPO, "trainers", "fit.py")) as f:
+        tree = ast.parse(f.read())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr.startswith("DEFINE_") and node.args and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def _readme_fit_flags() -> set[str]:
+    """Flags named in the first column of the README's ``trainers.fit`` flags table."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text.split("### `trainers.fit` flags", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `--")]
+    return {name for row in rows for name in re.findall(r"`--(\w+)`", row.split("|")[1])}
+
+
+def test_readme_lists_every_fit_flag():
+    defined = _fit_flags()
+    assert {"data_dir", "model_dir", "verbose", "split"} <= defined  # the parser finds them
+    assert _readme_fit_flags() == defined

@@ -1,0 +1,136 @@
+"""The callbacks of ``model.fit``: backup/restore, best checkpoint, early stopping, LR on plateau, logs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from tensorflow import keras
+
+from trainers.config import TrainConfig
+from trainers.model_dir import (
+    BACKUP_DIR,
+    BEST_WEIGHTS,
+    COUNTERS_FILE,
+    HISTORY_FILE,
+    LOG_DIR,
+    _best,
+    _read_json,
+    _write_json,
+    read_history,
+)
+
+# What of each callback's state must outlive a killed process (Keras resets it in on_train_begin).
+_COUNTERS = {
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+}
+
+
+_METADATA = "training_metadata.json"  # BackupAndRestore's own record of the finished epochs
+
+
+def backup_epochs(backup_dir: str) -> int:
+    """Epochs finished according to a ``BackupAndRestore`` directory (0 when there is none)."""
+    path = os.path.join(backup_dir, _METADATA)
+    if not os.path.exists(path):
+        return 0
+    return int(_read_json(path)["epoch"])
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that also carries early stopping's and LR plateau's counters across a restart.
+
+    Keras restores weights, optimizer and epoch, but ``EarlyStopping`` and
+    ``ReduceLROnPlateau`` start again from ``wait = 0`` and ``best = None``, so a
+    run killed every few epochs would never stop early. At each epoch end this
+    writes their counters (``_COUNTERS``) to ``backup/counters.json``, keyed by
+    the epoch, atomically and *before* the weights, then saves the backup; on
+    restart it restores the counters of the epoch the backup holds. Put it last
+    in the callback list: at epoch end everything else has recorded the epoch
+    before the backup marks it done, and at train begin the counters are set
+    after the other callbacks have reset themselves.
+
+    Args:
+      backup_dir: the backup directory (deleted when training completes).
+      counters: the callbacks whose counters to keep (instances of ``_COUNTERS``' types).
+    """
+
+    def __init__(self, backup_dir: str, counters: Sequence[keras.callbacks.Callback]):
+        super().__init__(backup_dir, double_checkpoint=True)
+        self._counters = list(counters)
+        self._counters_path = os.path.join(backup_dir, COUNTERS_FILE)
+
+    def _state(self) -> list[dict[str, Any]]:
+        return [{name: _plain(getattr(cb, name)) for name in _COUNTERS[type(cb)]} for cb in self._counters]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        epochs = backup_epochs(self.backup_dir)
+        if not epochs or not os.path.exists(self._counters_path):
+            return
+        saved = _read_json(self._counters_path).get(str(epochs))
+        if saved is None:
+            return
+        for cb, values in zip(self._counters, saved, strict=True):
+            for name, value in values.items():
+                setattr(cb, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        previous = _read_json(self._counters_path) if os.path.exists(self._counters_path) else {}
+        # The last two epochs: a kill between this file and the weights leaves the backup one epoch behind.
+        kept = {k: v for k, v in previous.items() if int(k) == epoch}
+        kept[str(epoch + 1)] = self._state()
+        _write_json(self._counters_path, kept)
+        super().on_epoch_end(epoch, logs)
+
+
+def _plain(value: Any) -> Any:
+    """A callback attribute as JSON: numpy scalars to Python numbers."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.Callback]:
+    """Best checkpoint, early stopping, LR on plateau, CSV history, TensorBoard, then backup/restore.
+
+    When a backup exists (an interrupted run), the checkpoint only saves epochs
+    better than the best one already in ``history.csv``, and early stopping and
+    the LR plateau go on counting where they were (``ResumableBackup``).
+    """
+    history = read_history(os.path.join(model_dir, HISTORY_FILE))
+    best = _best(history, config.monitor)
+    mode = "min" if "loss" in config.monitor else "max"
+    os.makedirs(os.path.dirname(os.path.join(model_dir, BEST_WEIGHTS)), exist_ok=True)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=config.monitor, mode=mode, patience=config.early_stopping_patience, verbose=1
+    )
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=config.lr_factor,
+        patience=config.lr_patience,
+        min_lr=config.min_learning_rate,
+        verbose=1,
+    )
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, BEST_WEIGHTS),
+            monitor=config.monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=None if best is None else best[1],
+        ),
+        early_stopping,
+        reduce_lr,
+        keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOG_DIR), write_graph=False))
+    else:
+        warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", stacklevel=2)
+    callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), [early_stopping, reduce_lr]))  # last
+    return callbacks

@@ -1,0 +1,176 @@
+"""``TrainConfig``: every setting of one run; the check that a model directory is reused with the same settings
+and the same data."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Any
+
+import tensorflow as tf
+
+import ravdess_tfrecords
+from ravdess_tfrecords import labels, models, schema, splits
+from trainers.model_dir import CONFIG_FILE, _read_json
+from trainers.strategy import canonical
+
+AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
+DEFAULT_FILTERS = (32, 64, 128, 256)
+
+# Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
+_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy")
+# config.json's key for data_fingerprint(...) of the data the run trained on.
+FINGERPRINT_KEY = "data_fingerprint"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs (``trainers.fit`` builds it from its flags).
+
+    Attributes:
+      data_dir: converted shards (``dataset_info.json``).
+      model_dir: where the run writes (see ``trainers.model_dir``).
+      split: scheme: ``speaker``, ``kfold``, ``luna5``, ``sixfold`` or ``actors``.
+      folds, fold: K for ``kfold``; the test fold (None: every fold, in ``cv.run``).
+      actors: explicit ``{"train": (...), "validation": (...), "test": (...)}`` (scheme ``actors``).
+      num_classes: 7 (neutral and calm merged) or 8.
+      model, visual_backbone, temporal, filters: see ``ravdess_tfrecords.models``.
+      augment: the training augmentations switched on (subset of ``AUGMENTATIONS``).
+      one_hot: categorical instead of sparse categorical cross-entropy.
+      monitor: the validation quantity for the checkpoint and early stopping.
+      shuffle_labels: sanity control: training labels are shuffled within each batch,
+        so a model can only reach chance level on test. Validation and test keep true labels.
+      strategy: ``auto``, ``one_device`` or ``mirrored`` (``trainers.strategy``; ``default`` is
+        ``one_device``); ``batch_size`` is the global batch.
+    """
+
+    data_dir: str
+    model_dir: str
+    split: str = "speaker"
+    folds: int | None = None
+    fold: int | None = None
+    actors: dict[str, tuple[int, ...]] | None = None
+    num_classes: int = labels.NUM_CLASSES
+    model: str = "fusion"
+    visual_backbone: str = "vgg"
+    temporal: str = "max"
+    filters: tuple[int, ...] = DEFAULT_FILTERS
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int | None = 0
+    augment: tuple[str, ...] = AUGMENTATIONS
+    one_hot: bool = False
+    monitor: str = "val_accuracy"
+    early_stopping_patience: int = 15
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    vocal_channels: tuple[str, ...] | None = None
+    cache: bool = True
+    shuffle_labels: bool = False
+    export: bool = True
+    strategy: str = "auto"
+    verbose: int = 2
+
+    def __post_init__(self):
+        if self.model not in models.MODELS:
+            raise ValueError(f"model must be one of {models.MODELS}, got {self.model!r}")
+        if self.visual_backbone not in models.BACKBONES:
+            raise ValueError(f"visual_backbone must be one of {models.BACKBONES}, got {self.visual_backbone!r}")
+        if self.temporal not in models.TEMPORALS:
+            raise ValueError(f"temporal must be one of {models.TEMPORALS}, got {self.temporal!r}")
+        if self.split not in splits.SCHEMES:
+            raise ValueError(f"split must be one of {splits.SCHEMES}, got {self.split!r}")
+        if (self.split == "actors") != (self.actors is not None):
+            raise ValueError("explicit actor lists go with split='actors' (and only with it)")
+        bad = set(self.augment) - set(AUGMENTATIONS)
+        if bad:
+            raise ValueError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
+        if self.num_classes not in (7, 8):
+            raise ValueError(f"num_classes must be 7 or 8, got {self.num_classes}")
+        object.__setattr__(self, "strategy", canonical(self.strategy))
+        if not self.monitor.startswith("val_"):
+            raise ValueError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
+
+    @property
+    def is_cross_validation(self) -> bool:
+        return self.split in splits.FOLD_SCHEMES and self.fold is None
+
+    def split_kwargs(self) -> dict[str, Any]:
+        """``scheme``/``folds``/``fold``/``actors`` keyword arguments for ``ravdess_tfrecords.load``."""
+        if self.split == "actors":
+            return {"actors": {k: list(v) for k, v in self.actors.items()}}
+        out: dict[str, Any] = {"scheme": self.split}
+        if self.split == "kfold" and self.folds is not None:
+            out["folds"] = self.folds
+        if self.split in splits.FOLD_SCHEMES:
+            out["fold"] = self.fold or 0
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.actors is not None:
+            out["actors"] = {k: list(v) for k, v in self.actors.items()}
+        for key in ("filters", "augment", "vocal_channels"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in names}
+        if values.get("actors") is not None:
+            values["actors"] = {k: tuple(v) for k, v in values["actors"].items()}
+        for key in ("filters", "augment", "vocal_channels"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def data_fingerprint(info: ravdess_tfrecords.DatasetInfo) -> str:
+    """sha256 of what identifies converted data: its shards' names and sha256 checksums.
+
+    Fields the converter adds to ``dataset_info.json`` later do not change it; a
+    re-conversion that changes any shard's bytes does. Shards listed without a
+    checksum (hand-made directories): the sha256 of ``dataset_info.json`` itself.
+    """
+    if all(s.sha256 for s in info.shards):
+        blob = "".join(sorted(f"{s.file} {s.sha256}\n" for s in info.shards)).encode()
+    else:
+        with tf.io.gfile.GFile(os.path.join(info.data_dir, schema.INFO_FILENAME), "rb") as f:
+            blob = f.read()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def run_record(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
+    """What ``config.json`` holds: the config and the data's fingerprint."""
+    return dict(config.to_json(), **{FINGERPRINT_KEY: fingerprint})
+
+
+def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None = None) -> None:
+    """A model_dir already used must have been used with the same settings and, if given, the same data.
+
+    Raises:
+      ValueError: naming the settings that differ, or saying that the data changed.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    old, new = _read_json(path), config.to_json()
+    differ = sorted(k for k in new if k not in _RESTART_FREE and old.get(k) != new[k])
+    if differ:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in differ)
+        raise ValueError(
+            f"{model_dir} holds a run with other settings ({shown}); "
+            "use a new --model_dir, or delete this one to start over"
+        )
+    trained_on = old.get(FINGERPRINT_KEY)
+    if fingerprint is not None and trained_on is not None and trained_on != fingerprint:
+        raise ValueError(
+            f"{model_dir} holds a run trained on other data: the shards in {config.data_dir} are not the ones "
+            f"it was trained on (data fingerprint {trained_on[:12]} -> {fingerprint[:12]}; re-converted?); "
+            "use a new --model_dir, or delete this one to retrain"
+        )

@@ -1,0 +1,46 @@
+"""Cross-validation: every fold of a fold scheme trained in ``model_dir/fold_<i>``, then a results table."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from tensorflow import keras
+
+from ravdess_tfrecords import splits
+from trainers import metrics as metrics_lib
+from trainers.config import TrainConfig
+from trainers.loop import _log, train
+from trainers.model_dir import CV_JSON, CV_TABLE, _write_json
+from trainers.strategy import distribution_strategy
+
+
+def run(config: TrainConfig) -> dict[str, Any]:
+    """``train`` one split, or every fold of a fold scheme when ``config.fold`` is None.
+
+    Every fold trains in ``model_dir/fold_<i>``; the table of per-fold and mean
+    +/- std test metrics goes to ``model_dir/cv_results.md`` and ``.json``.
+
+    Returns:
+      ``metrics.json`` of the run, or the cross-validation summary.
+    """
+    strategy = distribution_strategy(config.strategy)  # once, for every fold
+    if not config.is_cross_validation:
+        return train(config, strategy)
+    count = splits.num_folds(config.split, config.folds)
+    results = []
+    for fold in range(count):
+        _log(config, f"=== fold {fold + 1}/{count} ({config.split}) ===")
+        fold_dir = os.path.join(config.model_dir, f"fold_{fold}")
+        keras.backend.clear_session()  # free the previous fold's graphs and layer names
+        results.append(train(dataclasses.replace(config, fold=fold, model_dir=fold_dir), strategy))
+    summary = metrics_lib.cross_validation_summary(results)
+    summary["split"] = config.split
+    _write_json(os.path.join(config.model_dir, CV_JSON), summary)
+    table = metrics_lib.format_cv_table(summary)
+    with open(os.path.join(config.model_dir, CV_TABLE), "w") as f:
+        f.write(table + "\n")
+    _log(config, f"{config.split} cross-validation, test metrics per fold:\n{table}\n"
+                 f"  written to {os.path.join(config.model_dir, CV_TABLE)} and {CV_JSON}")
+    return summary

@@ -1,0 +1,95 @@
+"""Metrics of a model on a dataset, and re-evaluation of a saved model directory (``trainers.evaluate``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+import ravdess_tfrecords
+from trainers import metrics as metrics_lib
+from trainers.config import TrainConfig
+from trainers.data import adapt_inputs
+from trainers.export import load_saved
+from trainers.model_dir import CONFIG_FILE, CONFUSION_PNG, METRICS_FILE, _read_json, _write_json
+
+
+def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` over ``(inputs, label)`` batches.
+
+    Returns:
+      ``(y_true int64 (N,), probabilities float32 (N, C))``; one-hot labels are argmax-ed.
+    """
+    y_true, probs = [], []
+    for inputs, label in ds:
+        probs.append(np.asarray(model.predict_on_batch(inputs)))
+        label = label.numpy()
+        y_true.append(label.argmax(axis=-1) if label.ndim == 2 else label)
+    if not probs:
+        raise ValueError("the evaluation dataset is empty")
+    return np.concatenate(y_true).astype(np.int64), np.concatenate(probs).astype(np.float32)
+
+
+def evaluate_model(model: keras.Model, ds: tf.data.Dataset, class_names: Sequence[str]) -> dict[str, Any]:
+    """``classification_metrics`` of ``model`` on ``ds`` plus the mean cross-entropy (``loss``)."""
+    y_true, probs = predict_dataset(model, ds)
+    out = metrics_lib.classification_metrics(y_true, probs.argmax(axis=1), class_names)
+    picked = probs[np.arange(len(y_true)), y_true]
+    out["loss"] = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+    return out
+
+
+def evaluate_saved(
+    model_dir: str,
+    *,
+    data_dir: str | None = None,
+    subset: str = "test",
+    split: str | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
+    batch_size: int = 32,
+    output_dir: str | None = None,
+) -> dict[str, Any]:
+    """Re-evaluate a saved model on ``subset`` of a split; defaults come from its ``config.json``.
+
+    Writes ``metrics.json`` and ``confusion_matrix.png`` into ``output_dir``
+    (default ``model_dir/eval_<subset>``).
+
+    Returns:
+      The metrics dict (``classification_metrics`` plus ``loss`` and ``actors``).
+    """
+    model, minfo = load_saved(model_dir)
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    trained = TrainConfig.from_json(_read_json(config_path)) if os.path.exists(config_path) else None
+    data_dir = data_dir or (trained.data_dir if trained else None)
+    if not data_dir:
+        raise ValueError("pass --data_dir: the model directory does not record one")
+    if split is None and trained is not None:
+        kwargs = trained.split_kwargs()
+    else:
+        kwargs = dataclasses.replace(
+            TrainConfig(data_dir, model_dir), split=split or "speaker", folds=folds, fold=fold
+        ).split_kwargs()
+    builder = ravdess_tfrecords.Builder(data_dir)
+    if builder.info.audio_frames != minfo["audio_frames"]:
+        raise ValueError(
+            f"{data_dir} has audio_frames={builder.info.audio_frames} but the model was trained "
+            f"with {minfo['audio_frames']}: convert with the model's settings"
+        )
+    num_classes = int(minfo["num_classes"])
+    ds = builder.as_dataset(subset, training=False, batch_size=batch_size, num_classes=num_classes, **kwargs)
+    ds = adapt_inputs(ds, minfo["inputs"])
+    metrics = evaluate_model(model, ds, minfo["class_names"])
+    metrics["actors"] = list(builder.actors_of(subset, **kwargs))
+    output_dir = output_dir or os.path.join(model_dir, f"eval_{subset.replace('+', '_')}")
+    os.makedirs(output_dir, exist_ok=True)
+    _write_json(os.path.join(output_dir, METRICS_FILE), metrics)
+    title = f"{subset} actors {metrics['actors']}"
+    metrics_lib.plot_confusion_matrix(metrics, os.path.join(output_dir, CONFUSION_PNG), title)
+    metrics["output_dir"] = output_dir
+    return metrics

@@ -1,0 +1,167 @@
+"""One training run: datasets, model, ``model.fit`` with callbacks, then evaluation and export."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import tensorflow as tf
+from tensorflow import keras
+
+import ravdess_tfrecords
+from ravdess_tfrecords import labels, models
+from trainers import metrics as metrics_lib
+from trainers.callbacks import backup_epochs, make_callbacks
+from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
+from trainers.data import make_datasets
+from trainers.evaluation import evaluate_model
+from trainers.export import save_model
+from trainers.model import build_and_compile
+from trainers.model_dir import (
+    BACKUP_DIR,
+    BEST_WEIGHTS,
+    CONFIG_FILE,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    HISTORY_FILE,
+    LOG_DIR,
+    METRICS_FILE,
+    _best,
+    _read_json,
+    _write_json,
+    read_history,
+    trim_history,
+)
+from trainers.strategy import distribution_strategy
+
+
+def _log(config: TrainConfig, message: str) -> None:
+    if config.verbose:
+        print(message, flush=True)
+
+
+def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
+    """Resume from a backup (history trimmed to its epochs), or clear what a run killed before one left."""
+    backup = os.path.join(model_dir, BACKUP_DIR)
+    epochs = backup_epochs(backup)
+    if epochs:
+        trim_history(os.path.join(model_dir, HISTORY_FILE), epochs)
+        _log(config, f"resuming the interrupted run in {model_dir} from {backup} after epoch {epochs}")
+        return
+    for stale in (BACKUP_DIR, HISTORY_FILE, BEST_WEIGHTS, LOG_DIR):
+        path = os.path.join(model_dir, stale)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+    """Train one model (one split or one fold), evaluate it on test, save and export it.
+
+    Started again with the same settings, it resumes an interrupted run from its
+    last completed epoch; a completed run (``metrics.json`` present) is not
+    retrained, its metrics are returned. Nothing is written into ``model_dir``
+    before the data, the split, the model and the datasets are built: a bad
+    ``data_dir`` or split leaves no trace.
+
+    Args:
+      config: the run's settings.
+      strategy: the model is built under its scope; None: ``config.strategy``'s.
+
+    Returns:
+      The contents of ``metrics.json``.
+
+    Raises:
+      FileNotFoundError, ValueError: no converted data in ``data_dir``; bad splits;
+        a model_dir used with other settings or trained on other data.
+    """
+    model_dir = config.model_dir
+    builder = ravdess_tfrecords.Builder(config.data_dir)
+    info = builder.info
+    fingerprint = data_fingerprint(info)
+    check_restart(config, model_dir, fingerprint)
+    metrics_path = os.path.join(model_dir, METRICS_FILE)
+    backup = os.path.join(model_dir, BACKUP_DIR)
+    if os.path.exists(metrics_path) and not os.path.exists(backup):
+        _log(config, f"{model_dir} already holds a completed run; reporting its metrics (delete it to retrain)")
+        return _read_json(metrics_path)
+    split_map = builder.split_actors(**config.split_kwargs())
+    missing = [name for name in ("train", "validation", "test") if not split_map.get(name)]
+    if missing:
+        raise ValueError(f"split {config.split!r} has no actors for {missing}: train, validation and test are needed")
+    class_names = labels.class_names(config.num_classes)
+
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if strategy is None:
+        strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
+        model = build_and_compile(config, info.audio_frames)
+    train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model))
+
+    # The run starts: from here on model_dir is written.
+    os.makedirs(model_dir, exist_ok=True)
+    _prepare_model_dir(config, model_dir)
+    _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
+    _log(
+        config,
+        f"model {model.name}: {model.count_params():,} parameters; actors "
+        + "; ".join(f"{k} {list(v)}" for k, v in split_map.items()),
+    )
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=make_callbacks(config, model_dir),
+        shuffle=False,  # the dataset shuffles itself
+        verbose=config.verbose,
+    )
+
+    history = read_history(os.path.join(model_dir, HISTORY_FILE))
+    best_weights = os.path.join(model_dir, BEST_WEIGHTS)
+    if os.path.exists(best_weights):
+        model.load_weights(best_weights)
+    best = _best(history, config.monitor)
+    test_metrics = evaluate_model(model, test_ds, class_names)
+    val_metrics = evaluate_model(model, val_ds, class_names)
+    saved = save_model(model, model_dir, config, info)
+    result = {
+        "test": test_metrics,
+        "validation": val_metrics,
+        "actors": {k: list(v) for k, v in split_map.items()},
+        "epochs_trained": len(history),
+        "best_epoch": None if best is None else best[0] + 1,
+        "monitor": config.monitor,
+        "model": config.model,
+        "visual_backbone": config.visual_backbone,
+        "temporal": config.temporal,
+        "num_classes": config.num_classes,
+        "seed": config.seed,
+        "shuffle_labels": config.shuffle_labels,
+    }
+    metrics_lib.plot_confusion_matrix(
+        test_metrics, os.path.join(model_dir, CONFUSION_PNG), f"{config.model} model, test actors {split_map['test']}"
+    )
+    metrics_lib.plot_history(history, os.path.join(model_dir, CURVES_PNG))
+    _write_json(metrics_path, result)  # last: marks the run complete
+    _log(config, format_outputs(model_dir, saved, test_metrics))
+    return result
+
+
+def format_outputs(model_dir: str, saved: dict[str, str], test_metrics: dict[str, Any]) -> str:
+    lines = [
+        metrics_lib.format_metrics(test_metrics, "test"),
+        f"  metrics:          {os.path.join(model_dir, METRICS_FILE)}",
+        f"  confusion matrix: {os.path.join(model_dir, CONFUSION_PNG)}",
+        f"  training curves:  {os.path.join(model_dir, CURVES_PNG)}",
+        f"  history:          {os.path.join(model_dir, HISTORY_FILE)}",
+        f"  TensorBoard logs: {os.path.join(model_dir, LOG_DIR)}",
+        f"  best checkpoint:  {os.path.join(model_dir, BEST_WEIGHTS)}",
+        f"  Keras model:      {saved['keras']}",
+    ]
+    if "saved_model" in saved:
+        lines.append(f"  SavedModel:       {saved['saved_model']}")
+    lines.append(f"  preprocessing:    {saved['dataset_info']}, {saved['model_info']}")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""What a run writes into its model directory, and the small readers and writers of those files.
+
+One run (``trainers.loop.train``) writes::
+
+    config.json            the TrainConfig and the data's fingerprint (checked when a run is started again)
+    history.csv            one row per epoch (CSVLogger, appended across resumes)
+    logs/                  TensorBoard scalars
+    backup/                BackupAndRestore state and the early-stopping / LR-plateau counters
+                           (deleted when training completes)
+    checkpoints/best.weights.h5   weights of the best epoch on validation
+    model.keras            the best model, Keras format
+    saved_model/           the best model exported for serving (model.export)
+    dataset_info.json      copy of the data's dataset_info.json: preprocessing settings, audio_frames
+    model_info.json        class names, num_classes, audio_frames, input names: what predict needs
+    metrics.json           test (and validation) metrics; marks the run complete
+    confusion_matrix.png, training_curves.png
+
+A cross-validation (``trainers.cv.run``) puts one such directory per fold in
+``fold_<i>/`` and the table of test metrics in ``cv_results.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from typing import Any
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+MODEL_INFO_FILE = "model_info.json"
+KERAS_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+BACKUP_DIR = "backup"
+COUNTERS_FILE = "counters.json"  # inside BACKUP_DIR
+LOG_DIR = "logs"
+BEST_WEIGHTS = os.path.join("checkpoints", "best.weights.h5")
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"
+CV_JSON = "cv_results.json"
+CV_TABLE = "cv_results.md"
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: str, value: Any) -> None:
+    _write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_history(path: str) -> list[dict[str, float]]:
+    """Rows of a CSVLogger file as dicts of floats (``epoch`` is 0-based); [] if absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def trim_history(path: str, epochs: int) -> int:
+    """Keep the rows of epochs ``0..epochs-1`` in a CSVLogger file (atomically); returns the rows dropped.
+
+    A run killed after its history row but before its backup redoes that epoch
+    on resume; dropping the row keeps one row per epoch.
+    """
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[column])) < epochs]
+    if len(kept) == len(rows):
+        return 0
+    out = io.StringIO()
+    csv.writer(out).writerows(kept)  # the CSVLogger dialect (excel)
+    _write_text(path, out.getvalue())
+    return len(rows) - len(kept)
+
+
+def _best(history: list[dict[str, float]], monitor: str) -> tuple[int, float] | None:
+    """(0-based epoch, value) of the best ``monitor`` row, or None."""
+    rows = [(int(r["epoch"]), r[monitor]) for r in history if monitor in r and math.isfinite(r[monitor])]
+    if not rows:
+        return None
+    pick = min if "loss" in monitor else max
+    return pick(rows, key=lambda item: item[1])
