@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords import _cli, labels, schema
 
 FLAGS = flags.FLAGS
 
@@ -26,6 +26,7 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
     """Defined by the entry point only: importing this module defines no flag."""
     flags.DEFINE_string("data_dir", None, "Directory written by ravdess_tfrecords.convert.")
+    flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
 
 def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter) -> list[str]:
@@ -102,11 +103,11 @@ def verify(data_dir: str) -> tuple[list[str], int]:
     return problems, sum(seen.values())
 
 
+@_cli.user_errors
 def main(argv: list[str]) -> int:
-    del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required")
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _cli.require("data_dir")
     problems, records = verify(FLAGS.data_dir)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -119,6 +120,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (``ravdess-verify``)."""
+    _cli.quiet_tensorflow()  # before TensorFlow is imported
     _define_flags()
     app.run(main)
 

@@ -63,3 +63,11 @@ def test_truncated_shard_is_caught_by_its_size(copy_dir):
         f.truncate(shard.stat().st_size - 10)
     problems, _ = verify.verify(str(copy_dir))
     assert any(p.startswith(shard.name) and "bytes, dataset_info.json says" in p for p in problems), problems
+
+
+def test_cli_user_error_is_one_quiet_line():
+    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line: no traceback, no TF start-up log
+    assert proc.stderr.startswith("error: --data_dir is required")
