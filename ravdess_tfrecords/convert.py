@@ -19,18 +19,23 @@ Zero converted clips is exit code 1, and so is a machine error.
 
 Workers stay in the converter's process group and ignore SIGINT (Ctrl-C lets
 each finish and cache its clip), and die with the converter however it ends.
+
+``--runner=DirectRunner|DataflowRunner|FlinkRunner|SparkRunner|...`` runs the same
+steps as an Apache Beam pipeline instead (``beam_convert``, the ``[beam]`` extra,
+imported only then); the flags this program does not know are Beam's pipeline options.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
 import signal
 import sys
 import traceback
@@ -42,7 +47,7 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import __version__, audio, ffmpeg, filenames, labels, schema, sources, writer
+from ravdess_tfrecords import __version__, audio, ffmpeg, filenames, labels, schema, sources, storage, writer
 from ravdess_tfrecords import progress as progress_bar
 from ravdess_tfrecords.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.preprocess import Settings, preprocess_clip
@@ -59,6 +64,9 @@ def _define_flags() -> None:
     flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
     flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    flags.DEFINE_string("runner", None, "Convert as an Apache Beam pipeline on this runner (DirectRunner, "
+                        "DataflowRunner, FlinkRunner, SparkRunner, PortableRunner); other --flags are then Beam "
+                        "pipeline options. Unset: a local process pool (--workers). Needs the [beam] extra.")
     # One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
     types = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
     for field in dataclasses.fields(Settings):
@@ -69,7 +77,7 @@ CACHE_DIRNAME = ".cache"
 VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
 # Skips by design, summarized by count instead of one line per file.
 _QUIET = ("not_audio_video", "filtered")
-_OK = ("converted", "cached")
+OK_STATUSES = ("converted", "cached")
 
 
 def library_versions() -> dict[str, str]:
@@ -172,9 +180,9 @@ def _classify(found: list[sources.Source], channels: set[int]):
     return clips, skipped
 
 
-def _example(name: filenames.ClipName, source: sources.Source, cache_path: str, frames: int) -> bytes:
-    with np.load(cache_path, allow_pickle=False) as cached:
-        mfcc, video = cached["audio"], cached["video"]
+def example(name: filenames.ClipName, source: sources.Source, mfcc: np.ndarray, video: np.ndarray,
+            frames: int) -> bytes:
+    """One serialized ``tf.train.Example``: MFCCs ``(24, T)`` padded or cut to ``frames``, video, labels."""
     return schema.serialize({
         "audio": audio.model_input(mfcc, frames),
         "video": video,
@@ -194,7 +202,7 @@ def _example(name: filenames.ClipName, source: sources.Source, cache_path: str, 
 
 def _check_writable(output_dir: str) -> None:
     try:
-        os.makedirs(os.path.join(output_dir, CACHE_DIRNAME), exist_ok=True)
+        storage.makedirs(os.path.join(output_dir, CACHE_DIRNAME))
         writer.write_text(os.path.join(output_dir, CACHE_DIRNAME, ".writable"), "")
     except OSError as e:
         raise MachineError(f"output directory {output_dir!r} is not writable: {e.strerror or e}") from e
@@ -227,22 +235,11 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
       RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
     settings = settings or Settings()
-    unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
-    if unknown:
-        raise ValueError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
-    _check_writable(output_dir)
+    plan = prepare(inputs, output_dir, vocal_channels, progress)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
     for pattern in (".*.tmp-*", "ravdess-member-*"):
         for stale in glob.glob(os.path.join(cache_dir, pattern)):
             os.unlink(stale)  # left by a killed run
-    shutil.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME), ignore_errors=True)
-
-    found, problems = sources.discover(list(inputs))
-    clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
-    failures += [{"file": display, "code": "unreadable", "reason": reason} for display, reason in problems]
-    for f in failures:
-        if f["code"] not in _QUIET:
-            _say(f"skipped {f['file']}: {f['reason']}", progress)
 
     # Pass 1: preprocess (parallel, cached).
     # Several workers: each decodes on its share of the cores rather than all of them fighting over all.
@@ -250,7 +247,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     versions = library_versions()
     jobs = [(source, settings,
              os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings, versions)}.npz"), threads)
-            for name, source in clips]
+            for name, source in plan.clips]
     results = []
     pool = None
     if workers > 1 and len(jobs) > 1:
@@ -262,12 +259,8 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
             if result["status"] == "machine":
                 raise _machine_error(f"cannot write the cache {cache_dir!r} ({result['display']})",
                                      result["reason"], output_dir)
-            if result["status"] not in _OK:
-                failures.append({k: result[k] for k in ("traceback",) if k in result}
-                                | {"file": result["display"], "code": result["status"], "reason": result["reason"]})
-                more = " (traceback in failures.jsonl)" if result["status"] == "internal" else ""
-                _say(f"skipped {result['display']}: {result['reason']}{more}", progress)
             results.append(result)
+            record_failure(result, plan.failures, progress)
     except OSError as e:  # starting workers or ffmpeg: no file handles left
         if is_machine_error(e, output_dir):
             raise _machine_error("cannot start the preprocessing", e, output_dir) from e
@@ -276,33 +269,119 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    failures.sort(key=lambda f: (f["file"], f["code"]))
-    done = [(name, source, r) for (name, source), r in zip(clips, results, strict=True) if r["status"] in _OK]
-    if not done:
-        try:  # every file's reason, as the README promises, even when nothing converted
-            writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(failures))
-        except OSError as e:
-            raise _machine_error(f"cannot write {schema.FAILURES_FILENAME}", e, output_dir) from e
-        raise RuntimeError(f"no clip converted from {', '.join(inputs)} ({len(found)} media files found); "
-                           f"every file's reason is in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
-
     # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
-    frames = int(round(float(np.mean([r["frames"] for _, _, r in done]))))
+    done = converted(plan, results, inputs, output_dir)
+    frames = audio_frames([r["frames"] for _, _, r in done])
+    with machine_errors(output_dir), writer.staging(output_dir) as staged:
+        shards = write_shards(staged, done, frames, examples_per_shard, progress)
+        info = publish(staged, output_dir, plan, done, shards, frames, settings, vocal_channels, versions)
+    reused = sum(r["status"] == "cached" for _, _, r in done)
+    return {**info["summary"], "failures": plan.failures, "info": info, "reused": reused}
+
+
+# The pieces below are shared with the Beam pipeline (``beam_convert``), which runs the same
+# steps on a runner's workers: one source of truth for what a conversion writes.
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a conversion found before preprocessing anything.
+
+    Attributes:
+      clips: ``(ClipName, Source)`` to preprocess, sorted by source.
+      failures: dicts (``file``, ``code``, ``reason``) of files skipped so far; grows.
+      found: media files found plus zips that could not be opened (``summary.found``).
+    """
+
+    clips: list[tuple[filenames.ClipName, sources.Source]]
+    failures: list[dict]
+    found: int
+
+
+def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool) -> Plan:
+    """Check the arguments and the output, discover and classify the sources, report the skipped ones.
+
+    ``inputs`` and ``output_dir`` may be ``tf.io.gfile`` paths. Removes a killed run's staging.
+    """
+    unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
+    if unknown:
+        raise ValueError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
+    _check_writable(output_dir)
+    storage.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME))
+    found, problems = sources.discover(list(inputs))
+    clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
+    failures += [{"file": display, "code": "unreadable", "reason": reason} for display, reason in problems]
+    for f in failures:
+        if f["code"] not in _QUIET:
+            _say(f"skipped {f['file']}: {f['reason']}", progress)
+    return Plan(clips, failures, len(found) + len(problems))
+
+
+def record_failure(result: dict, failures: list[dict], progress: bool) -> None:
+    """Add a skipped clip's ``preprocess_source`` result to ``failures`` and say so (nothing for a converted one)."""
+    if result["status"] in OK_STATUSES:
+        return
+    failures.append({k: result[k] for k in ("traceback",) if k in result}
+                    | {"file": result["display"], "code": result["status"], "reason": result["reason"]})
+    more = " (traceback in failures.jsonl)" if result["status"] == "internal" else ""
+    _say(f"skipped {result['display']}: {result['reason']}{more}", progress)
+
+
+def converted(plan: Plan, results: list[dict], inputs: list[str], output_dir: str) -> list[tuple]:
+    """``(name, source, result)`` of the converted clips (``results`` in ``plan.clips`` order); sorts the failures.
+
+    Raises:
+      RuntimeError: none converted; ``failures.jsonl`` is written first, with every file's reason.
+    """
+    plan.failures.sort(key=lambda f: (f["file"], f["code"]))
+    done = [(name, source, r) for (name, source), r in zip(plan.clips, results, strict=True)
+            if r["status"] in OK_STATUSES]
+    if not done:
+        with machine_errors(output_dir):  # every file's reason, as the README promises, even when nothing converted
+            writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(plan.failures))
+        raise RuntimeError(f"no clip converted from {', '.join(inputs)} ({plan.found} media files found); "
+                           f"every file's reason is in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
+    return done
+
+
+def audio_frames(frames: list[int]) -> int:
+    """M, the MFCC frame count every clip is padded or cut to: the mean over the converted clips, rounded."""
+    return int(round(float(np.mean(frames))))
+
+
+@contextlib.contextmanager
+def machine_errors(output_dir: str):
+    """Turn an ``OSError`` of the machine while writing the output into a ``MachineError`` that says so."""
     try:
-        with writer.staging(output_dir) as staged:
-            shards = write_shards(staged, done, frames, examples_per_shard, progress)
-            info = dataset_info(done, failures, shards, frames, settings, vocal_channels,
-                                found=len(found) + len(problems), versions=versions)
-            writer.publish(staged, output_dir, shards, {
-                schema.FAILURES_FILENAME: _failures_text(failures),
-                schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
-            })
+        yield
+    except MachineError:
+        raise
     except OSError as e:
         if is_machine_error(e, output_dir):
             raise _machine_error(f"cannot write the output {output_dir!r}", e, output_dir) from e
         raise
-    reused = sum(r["status"] == "cached" for _, _, r in done)
-    return {**info["summary"], "failures": failures, "info": info, "reused": reused}
+
+
+def publish(staged: str, output_dir: str, plan: Plan, done: list[tuple], shards: list[dict], frames: int,
+            settings: Settings, vocal_channels, versions: dict[str, str]) -> dict:
+    """Write ``failures.jsonl`` and ``dataset_info.json`` beside the staged shards and publish them all.
+
+    Returns:
+      The contents of ``dataset_info.json``.
+    """
+    info = dataset_info(done, plan.failures, shards, frames, settings, vocal_channels,
+                        found=plan.found, versions=versions)
+    writer.publish(staged, output_dir, shards, {
+        schema.FAILURES_FILENAME: _failures_text(plan.failures),
+        schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
+    })
+    return info
+
+
+def load_cached(cache_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A cached clip's ``(mfcc, video)``: float32 ``(24, T)`` and uint8 ``(6, 64, 64, 3)``."""
+    with np.load(cache_path, allow_pickle=False) as cached:
+        return cached["audio"], cached["video"]
 
 
 def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_shard: int,
@@ -313,14 +392,27 @@ def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_s
       The shard list of ``dataset_info.json``, in actor and shard order.
     """
     by_actor = collections.defaultdict(list)
-    for item in done:
-        by_actor[item[0].actor].append(item)
+    for name, source, r in done:
+        by_actor[name.actor].append((name, source, functools.partial(load_cached, r["cache"])))
     shards = []
     for actor in progress_bar.bar(sorted(by_actor), len(by_actor), "writing shards", progress, unit="actor"):
-        items = sorted(by_actor[actor], key=lambda item: item[0].clip_id)
-        records = (_example(name, source, r["cache"], frames) for name, source, r in items)
-        shards += writer.write_actor_shards(output_dir, actor, records, len(items), examples_per_shard)
+        shards += write_actor(output_dir, actor, by_actor[actor], frames, examples_per_shard)
     return shards
+
+
+def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, examples_per_shard: int) -> list[dict]:
+    """Write one actor's shards: its clips in ``clip_id`` order, each padded or cut to ``frames``.
+
+    Args:
+      clips: ``(name, source, arrays)``; ``arrays()`` gives ``(mfcc, video)``, called while the
+        clip's shard is written (so only one clip's arrays need be in memory).
+
+    Returns:
+      The actor's shard dicts (``writer.write_actor_shards``).
+    """
+    clips = sorted(clips, key=lambda clip: clip[0].clip_id)
+    records = (example(name, source, *arrays(), frames) for name, source, arrays in clips)
+    return writer.write_actor_shards(output_dir, actor, records, len(clips), examples_per_shard)
 
 
 def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], frames: int, settings: Settings,
@@ -395,17 +487,32 @@ def format_summary(summary: dict, output_dir: str) -> str:
     return "\n".join(lines)
 
 
+BEAM_MISSING = 'error: --runner needs Apache Beam: pip install "ravdess-tfrecords[beam]"'
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the summary
-    if len(argv) > 1:
+    if len(argv) > 1 and not FLAGS.runner:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required")
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
+    kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
+                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
+    if FLAGS.runner:
+        try:  # only now: without --runner nothing imports apache_beam
+            from ravdess_tfrecords import beam_convert
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "apache_beam":
+                raise
+            print(BEAM_MISSING, file=sys.stderr)
+            return 2
     try:
-        summary = convert(FLAGS.input, FLAGS.output, settings=settings, workers=FLAGS.workers,
-                          vocal_channels=FLAGS.vocal_channels, examples_per_shard=FLAGS.examples_per_shard,
-                          progress=FLAGS.progress)
+        if FLAGS.runner:
+            summary = beam_convert.convert_with_beam(FLAGS.input, FLAGS.output, runner=FLAGS.runner,
+                                                     pipeline_args=argv[1:], **kwargs)
+        else:
+            summary = convert(FLAGS.input, FLAGS.output, workers=FLAGS.workers, **kwargs)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -416,10 +523,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parse this program's flags and leave the rest (a Beam runner's pipeline options) in argv."""
+    return FLAGS(argv, known_only=True)
+
+
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

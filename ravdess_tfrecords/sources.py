@@ -1,7 +1,9 @@
 """Finding clips: folders (searched recursively), ``Actor_NN/`` folders and zip files.
 
 A zip member is copied to a temporary file only while its clip is processed,
-so zips are never extracted whole.
+so zips are never extracted whole. Inputs may be local or any ``tf.io.gfile``
+path (``gs://bucket/ravdess``); a clip that is not local is copied to a local
+temporary file while ffmpeg reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+
+from ravdess_tfrecords import storage
 
 MEDIA_EXTENSIONS = (".mp4", ".wav", ".mov", ".avi", ".mkv", ".m4v")
 
@@ -42,7 +46,7 @@ def _is_media(name: str) -> bool:
 
 
 def _zip_sources(path: str, display: str) -> list[Source]:
-    with zipfile.ZipFile(path) as archive:
+    with storage.open_file(path) as f, zipfile.ZipFile(f) as archive:
         return [
             Source(f"{display}:{info.filename}", path, info.filename, f"zip:{info.file_size}:{info.CRC:08x}")
             for info in archive.infolist()
@@ -62,13 +66,13 @@ def discover(inputs: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
     """
     sources, problems = [], []
     for root in inputs:
-        if not os.path.exists(root):
+        if not storage.exists(root):
             raise FileNotFoundError(f"input {root!r} does not exist")
-        if os.path.isfile(root):
+        if storage.isfile(root):
             files = [(root, os.path.basename(root))]
         else:
             files = []
-            for folder, dirs, names in os.walk(root):
+            for folder, dirs, names in storage.walk(root):
                 dirs.sort()
                 for n in sorted(names):
                     full = os.path.join(folder, n)
@@ -81,26 +85,30 @@ def discover(inputs: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
                     problems.append((display, f"cannot open zip ({e})"))
             elif _is_media(full):
                 try:
-                    st = os.stat(full)
+                    size, mtime = storage.size_and_mtime(full)
                 except OSError as e:
                     problems.append((display, f"cannot stat ({e.strerror})"))
                     continue
-                sources.append(Source(display, full, None, f"file:{st.st_size}:{st.st_mtime_ns}"))
+                sources.append(Source(display, full, None, f"file:{size}:{mtime}"))
     return sorted(sources), problems
 
 
 @contextlib.contextmanager
 def local_path(source: Source, tmp_dir: str | None = None) -> Iterator[str]:
-    """A path ffmpeg can open: the file itself, or a temporary copy of a zip member."""
-    if source.member is None:
+    """A path ffmpeg can open: a local file itself, or a temporary copy of a zip member or a file
+    that is not local (``tmp_dir`` local)."""
+    if source.member is None and storage.is_local(source.path):
         yield source.path
         return
-    suffix = os.path.splitext(source.member)[1]
+    suffix = os.path.splitext(source.basename)[1]
     fd, tmp = tempfile.mkstemp(prefix="ravdess-member-", suffix=suffix, dir=tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(source.path) as archive:
-            with archive.open(source.member) as member:
-                shutil.copyfileobj(member, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out, storage.open_file(source.path) as f:
+            if source.member is None:
+                shutil.copyfileobj(f, out, 1 << 20)
+            else:
+                with zipfile.ZipFile(f) as archive, archive.open(source.member) as member:
+                    shutil.copyfileobj(member, out, 1 << 20)
         yield tmp
     finally:
         os.unlink(tmp)

@@ -2,21 +2,22 @@
 
 Single files: a temporary name, then a rename. A whole output: every shard and
 text file is written into a staging directory inside the output, then renamed
-into place with ``dataset_info.json`` last (``publish``). A Beam pipeline can
-call ``write_actor_shards`` per actor and ``publish`` once.
+into place with ``dataset_info.json`` last (``publish``). The Beam pipeline
+(``beam_convert``) calls ``write_actor_shards`` per actor and ``publish`` once.
+
+Paths may be local or any ``tf.io.gfile`` path (``gs://...``, see ``storage``):
+a file for an object store is written locally, then uploaded whole.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import glob
 import math
 import os
-import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
-from ravdess_tfrecords import schema
+from ravdess_tfrecords import schema, storage
 
 STAGING_DIRNAME = ".staging"
 
@@ -25,12 +26,20 @@ STAGING_DIRNAME = ".staging"
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    On any error the temporary file is removed and ``path`` is untouched.
+    On any error the temporary file is removed and ``path`` is untouched. For a
+    path that is not local the temporary file is local, and uploaded on success.
     """
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    if storage.is_local(path):
+        tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-")
+        os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if storage.is_local(path):
+            os.replace(tmp, path)
+        else:
+            storage.copy_to(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -70,17 +79,13 @@ def write_actor_shards(output_dir: str, actor: int, records: Iterable[bytes], nu
         name = schema.shard_name(actor, index, count)
         path = os.path.join(output_dir, name)
         size = bounds[index + 1] - bounds[index]
-        try:
-            with atomic_path(path) as tmp:
-                with tf.io.TFRecordWriter(tmp) as out:
-                    for _ in range(size):
-                        out.write(next(iterator))
-        except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as e:
-            # TensorFlow reports the errno as its own error class, which is not an OSError.
-            code = errno.ENOSPC if isinstance(e, tf.errors.ResourceExhaustedError) else errno.EACCES
-            raise OSError(code, e.message.splitlines()[0] if e.message else os.strerror(code), path) from e
-        shards.append({"file": name, "actor": actor, "num_examples": size, "size": os.path.getsize(path),
-                       "sha256": schema.file_sha256(path)})
+        # TensorFlow reports a full disk as its own error class, which is not an OSError.
+        with storage.tf_errors_as_os(path), atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(tmp) as out:
+                for _ in range(size):
+                    out.write(next(iterator))
+            shards.append({"file": name, "actor": actor, "num_examples": size, "size": os.path.getsize(tmp),
+                           "sha256": schema.file_sha256(tmp)})
     return shards
 
 
@@ -89,12 +94,13 @@ def staging(output_dir: str) -> Iterator[str]:
     """A fresh staging directory inside ``output_dir`` (same filesystem: renames are atomic),
     removed afterwards whatever happens."""
     path = os.path.join(output_dir, STAGING_DIRNAME)
-    shutil.rmtree(path, ignore_errors=True)  # left by a killed run
-    os.makedirs(path)
+    storage.rmtree(path)  # left by a killed run
+    storage.makedirs(path)
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            storage.rmtree(path)
 
 
 def publish(staged: str, output_dir: str, shards: list[dict], texts: Mapping[str, str]) -> None:
@@ -113,10 +119,10 @@ def publish(staged: str, output_dir: str, shards: list[dict], texts: Mapping[str
     for name, text in texts.items():
         write_text(os.path.join(staged, name), text)
     for shard in shards:
-        os.replace(os.path.join(staged, shard["file"]), os.path.join(output_dir, shard["file"]))
+        storage.replace(os.path.join(staged, shard["file"]), os.path.join(output_dir, shard["file"]))
     for name in sorted(texts, key=lambda n: n == schema.INFO_FILENAME):
-        os.replace(os.path.join(staged, name), os.path.join(output_dir, name))
+        storage.replace(os.path.join(staged, name), os.path.join(output_dir, name))
     listed = {s["file"] for s in shards}
-    for old in glob.glob(os.path.join(output_dir, schema.shard_glob())):
+    for old in storage.glob(os.path.join(output_dir, schema.shard_glob())):
         if os.path.basename(old) not in listed:
-            os.unlink(old)
+            storage.remove(old)
