@@ -47,7 +47,7 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import __version__, audio, ffmpeg, filenames, labels, schema, sources, storage, writer
+from ravdess_tfrecords import __version__, _cli, audio, ffmpeg, filenames, labels, schema, sources, storage, writer
 from ravdess_tfrecords import progress as progress_bar
 from ravdess_tfrecords.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.preprocess import Settings, preprocess_clip
@@ -64,6 +64,7 @@ def _define_flags() -> None:
     flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
     flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
     flags.DEFINE_string("runner", None, "Convert as an Apache Beam pipeline on this runner (DirectRunner, "
                         "DataflowRunner, FlinkRunner, SparkRunner, PortableRunner); other --flags are then Beam "
                         "pipeline options. Unset: a local process pool (--workers). Needs the [beam] extra.")
@@ -491,7 +492,6 @@ BEAM_MISSING = 'error: --runner needs Apache Beam: pip install "ravdess-tfrecord
 
 
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the summary
     if len(argv) > 1 and not FLAGS.runner:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.input or not FLAGS.output:
@@ -530,6 +530,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
+    _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
     _define_flags()
     app.run(main, flags_parser=_parse_flags)
 

@@ -50,13 +50,6 @@ def _prctl():
         return None
 
 
-def _kill_me_with_parent() -> None:
-    """In a new child (``preexec_fn``): SIGKILL this process when its parent dies."""
-    prctl = _prctl()
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
-
 def die_with_parent(parent_pid: int) -> None:
     """Make the calling process exit when ``parent_pid`` (its parent) dies, however it dies.
 
@@ -75,8 +68,11 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-# How every ffmpeg is started: its own session, gone with its parent.
-_CHILD = {"start_new_session": True, "preexec_fn": _kill_me_with_parent if _prctl() is not None else None}
+# How every ffmpeg is started: its own session, so Ctrl-C in the terminal lets the worker finish its clip.
+# No preexec_fn (a death signal armed in the child): Python code between fork and exec can deadlock in a
+# process with other threads (the frame-decoding thread here, gRPC's on a Beam worker). An orphaned
+# ffmpeg ends on its own: its stdin is /dev/null and its next write to the dead worker's pipe kills it (SIGPIPE).
+_CHILD = {"start_new_session": True}
 
 
 @dataclasses.dataclass(frozen=True)
