@@ -4,6 +4,7 @@ Reading (needs only TensorFlow and numpy)::
 
     import ravdess_tfrecords as rt
     ds = rt.load("/data/ravdess-tfrecords", split="train")   # ((audio, video), label)
+    ds = rt.load(d, "train", augment_on="device")   # uint8 video for augment.with_augmentation(model)
     builder = rt.Builder("/data/ravdess-tfrecords"); builder.info
 
 Writing: ``python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output=DIR``.

@@ -269,6 +269,7 @@ class Builder:
         drop_remainder: bool | None = None,
         cache: bool | str | None = None,
         deterministic: bool | None = None,
+        augment_on: str = "host",
     ) -> tf.data.Dataset:
         """A batched ``tf.data.Dataset`` of ``((audio, video), label)`` for one split.
 
@@ -291,13 +292,18 @@ class Builder:
           as_dict: inputs as ``{"audio": ..., "video": ...}`` (Keras input names).
           vocal_channels: keep only ``"speech"`` and/or ``"song"``.
           intensities: keep only 1/``"normal"`` and/or 2/``"strong"``.
-          cache: True caches serialized records in memory, a path caches to a file,
-            False never; None (default) caches in memory when the split's shards are
-            small (``pipeline.autocache``: at most 256 MiB, the whole corpus is ~210 MB).
+          cache: True caches the decoded examples in memory, a path caches them to a
+            file, False never; None (default) caches in memory when the split's shards
+            are small (``pipeline.autocache``: at most 256 MiB, the whole corpus is ~210 MB).
+          augment_on: ``"host"`` (default): augmentation in this pipeline, video float32
+            in [0, 1]; ``"device"``: the host only reads, parses and batches, video stays
+            uint8 0..255 for a model behind ``augment.AugmentLayer``
+            (``augment.with_augmentation``), which augments in training and scales.
 
         Returns:
           ``audio`` float32 ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)``
-          in [0, 1], ``label`` int64 ``(B,)``; static B when ``drop_remainder``.
+          in [0, 1] (uint8 with ``augment_on="device"``), ``label`` int64 ``(B,)``;
+          static B when ``drop_remainder``.
         """
         chosen = self.actors_of(split, scheme=scheme, folds=folds, fold=fold, actors=actors)
         if not chosen:
@@ -322,6 +328,7 @@ class Builder:
             drop_remainder=drop_remainder,
             cache=cache,
             deterministic=deterministic,
+            augment_on=augment_on,
         )
         return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen))
 
@@ -351,7 +358,8 @@ def load(
     """``Builder(data_dir).as_dataset(split, ...)``: batches of ``((audio, video), label)``.
 
     See ``Builder.as_dataset`` for the options (fold, actors, seed, augment,
-    num_classes, one_hot, with_metadata, as_dict, vocal_channels, intensities, cache).
+    num_classes, one_hot, with_metadata, as_dict, vocal_channels, intensities, cache,
+    augment_on).
     """
     return Builder(data_dir).as_dataset(
         split, scheme=scheme, batch_size=batch_size, training=training, **options

@@ -5,14 +5,19 @@ Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 1. file-level ``interleave`` of ``TFRecordDataset`` over the chosen shards
    (file order shuffled each epoch in training);
 2. optional filter on vocal channel / intensity (see ``_record_filter``);
-3. ``cache`` of the serialized records in memory: by default when the chosen
-   shards are small (``AUTOCACHE_MAX_BYTES``, as tensorflow_datasets does), so
-   every epoch after the first reads memory, not disk;
-4. ``shuffle`` of serialized records (training; seeded when ``seed`` is given);
+3. with a cache (by default when the chosen shards are small,
+   ``AUTOCACHE_MAX_BYTES``, as tensorflow_datasets does): ``batch`` + one
+   vectorized ``tf.io.parse_example`` + ``schema.decode`` + ``unbatch``, then
+   ``cache`` of the *decoded* examples (uint8 video, float32 audio, ~the size
+   of the records) in memory, so every epoch after the first reads memory and
+   parses nothing;
+4. ``shuffle`` of examples (training; seeded when ``seed`` is given);
 5. ``batch``;
-6. one vectorized ``map``: ``tf.io.parse_example`` + ``schema.decode`` on the
-   whole batch, augmentation (training only, ``augment.augment_batch``), video
-   scaled to float32 [0, 1], labels, the output structure;
+6. one vectorized ``map``: parsing (when nothing is cached), then with
+   ``augment_on="host"`` augmentation (training only, ``augment.augment_batch``)
+   and video scaled to float32 [0, 1]; with ``augment_on="device"`` nothing:
+   video stays uint8 for the model's ``augment.AugmentLayer``; labels, the
+   output structure;
 7. ``prefetch``.
 
 Training reads in non-deterministic order (faster) unless a ``seed`` is given;
@@ -36,6 +41,7 @@ AUDIO_INPUT, VIDEO_INPUT = schema.INPUT_NAMES
 
 VOCAL_CHANNELS = tuple(labels.VOCAL_CHANNELS.values())
 INTENSITIES = {name: code for code, name in labels.INTENSITIES.items()}
+AUGMENT_ON = ("host", "device")
 
 DEFAULT_SHUFFLE_BUFFER = 2048  # ~85 kB per record: at most ~170 MB of serialized examples
 # Shards up to this size are cached in memory unless ``cache=False``: the whole
@@ -65,6 +71,7 @@ class Options:
     cache: bool | str | None = None
     deterministic: bool | None = None
     cycle_length: int = 16
+    augment_on: str = "host"
 
 
 def _normalize_filters(
@@ -146,6 +153,15 @@ def labels_of(features: dict[str, tf.Tensor], num_classes: int = labels.NUM_CLAS
 
 
 def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
+    if opts.augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {opts.augment_on!r}")
+    if opts.augment_on == "device":
+        if opts.augment is True or (isinstance(opts.augment, augment_lib.AugmentConfig) and opts.augment.enabled):
+            raise ValueError(
+                "augment_on='device': the pipeline does not augment; give the AugmentConfig to the model "
+                "(augment.with_augmentation / augment.AugmentLayer) and leave augment unset"
+            )
+        return None
     config = opts.augment
     if config is None:
         config = opts.training
@@ -161,15 +177,25 @@ def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
 
 
 def autocache(files: Sequence[str], shuffle_buffer: int | None, num_examples: int | None) -> bool:
-    """Whether ``cache=None`` caches ``files``' records in memory.
+    """Whether ``cache=None`` caches ``files``' decoded examples in memory.
 
-    Yes when they total at most ``AUTOCACHE_MAX_BYTES`` and either nothing is
-    shuffled or the shuffle buffer holds the whole split: a cache replays the
-    first epoch's file order, which only a buffer that big fully reshuffles.
+    Yes when the shards total at most ``AUTOCACHE_MAX_BYTES`` (the decoded
+    examples take about as much: uint8 video and float32 audio are stored raw)
+    and either nothing is shuffled or the shuffle buffer holds the whole split:
+    a cache replays the first epoch's file order, which only a buffer that big
+    fully reshuffles.
     """
     if shuffle_buffer is not None and (num_examples is None or shuffle_buffer < num_examples):
         return False
     return sum(tf.io.gfile.stat(f).length for f in files) <= AUTOCACHE_MAX_BYTES
+
+
+def augment_seeds(seed: int | None) -> tf.data.Dataset:
+    """One stateless seed, int64 ``(2,)``, per batch for ``augment.augment_batch`` (host mode).
+
+    Re-drawn each epoch (a new iterator), reproducible when ``seed`` is given.
+    """
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
 def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None = None) -> tf.data.Dataset:
@@ -185,7 +211,9 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
 
     Returns:
       A ``tf.data.Dataset`` of ``((audio, video), label)``; ``audio`` float32
-      ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)`` in [0, 1],
+      ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)`` in [0, 1]
+      (``augment_on="device"``: uint8 0..255, never augmented: the model's
+      ``augment.AugmentLayer`` augments and scales it),
       ``label`` int64 ``(B,)`` or float32 ``(B, num_classes)`` one-hot.
       ``as_dict``: the inputs are ``{"audio": ..., "video": ...}``.
       ``with_metadata``: a third element, a dict of ``schema.METADATA_KEYS`` ``(B,)``.
@@ -230,25 +258,30 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     cache = opts.cache
     if cache is None:
         cache = autocache(files, buffer if shuffle else None, num_examples)
+    audio_frames = opts.audio_frames
+    # Parse only what the outputs need: the metadata strings cost time on every batch.
+    keys = {"label" if opts.num_classes == 7 else "emotion"}
+    if opts.with_metadata:
+        keys.update(schema.METADATA_KEYS)
     if cache:
+        # Decode before caching: epochs after the first skip parse_example. Parsed
+        # in batches (one vectorized parse), cached and shuffled as single examples.
+        ds = ds.batch(opts.batch_size).map(
+            lambda serialized: parse_batch(serialized, audio_frames, keys),
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic,
+        ).unbatch()
+        if not filtered and num_examples is not None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
         ds = ds.cache() if cache is True else ds.cache(str(cache))
     if shuffle:
         ds = ds.shuffle(buffer, seed=opts.seed, reshuffle_each_iteration=True)
     ds = ds.batch(opts.batch_size, drop_remainder=drop_remainder)
 
-    audio_frames = opts.audio_frames
-    # Parse only what the outputs need: the metadata strings cost time on every batch.
-    keys = {"label" if opts.num_classes == 7 else "emotion"}
-    if config is not None and config.time_mask:
-        keys.add("audio_frames")
-    if opts.with_metadata:
-        keys.update(schema.METADATA_KEYS)
-
-    def to_outputs(serialized, seed=None):
-        features = parse_batch(serialized, audio_frames, keys)
+    def to_outputs(batch, seed=None):
+        features = batch if cache else parse_batch(batch, audio_frames, keys)
         if config is not None:
             features = augment_lib.augment_batch(features, seed, config)
-        else:
+        elif opts.augment_on == "host":
             features["video"] = augment_lib.to_unit(features["video"])
         label = labels_of(features, opts.num_classes)
         if opts.one_hot:
@@ -262,8 +295,6 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
         return inputs, label
 
     if config is not None:
-        # One stateless seed (2,) per batch; re-drawn each epoch, reproducible when seeded.
-        seeds = tf.data.Dataset.random(seed=opts.seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
+        ds = tf.data.Dataset.zip((ds, augment_seeds(opts.seed)))
     ds = ds.map(to_outputs, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)

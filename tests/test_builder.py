@@ -12,7 +12,7 @@ import tensorflow as tf
 from fake_shards import write_shards
 
 import ravdess_tfrecords as rt
-from ravdess_tfrecords import labels, schema, splits
+from ravdess_tfrecords import augment, labels, schema, splits
 
 M = 16
 
@@ -155,6 +155,9 @@ def test_end_to_end_on_converted_synthetic_corpus(request):
             assert 0.0 <= v.min() and v.max() <= 1.0 and v.std() > 0.01  # real faces, not blank
             a = audio.numpy()
             assert np.isfinite(a).all() and np.abs(a).max() < 50
+            # Real MFCC frames are never all zero: the time masks' real_frames is the stored count.
+            np.testing.assert_array_equal(augment.real_frames(audio).numpy(),
+                                          np.minimum(meta["audio_frames"].numpy(), m))
             assert set(meta["actor"].numpy()) <= set(actors)
             np.testing.assert_array_equal(label.numpy(), [labels.label_from_emotion(int(e))
                                                           for e in meta["emotion"].numpy()])

@@ -136,7 +136,13 @@ def test_seeded_training_is_reproducible_and_reshuffles_each_epoch(builder):
     b1, b2, bv = run()
     assert a1 == b1 and a2 == b2
     np.testing.assert_array_equal(av, bv)  # same augmentation too
-    assert a1 != a2 and sorted(a1) != sorted(a1)[::-1]
+    assert a1 != a2  # reshuffled each epoch
+    # ...and shuffled at all: not the stored (actor, shard) order, nor sorted.
+    stored = clips(builder.as_dataset("train", batch_size=10, training=False, with_metadata=True))
+    assert sorted(a1) == sorted(stored)
+    assert a1 != stored and a1 != sorted(a1)
+    actors = [int(c.split("-")[-1]) for c in a1[:20]]
+    assert len(set(actors)) > 5  # the first 20 clips come from many actors, not one actor's shard
 
 
 def test_one_hot_and_eight_classes(shards, builder):
@@ -179,6 +185,43 @@ def test_as_dict_and_cache(builder):
     for (x1, y1), (x2, y2) in zip(ds, cached, strict=True):
         np.testing.assert_array_equal(x1["audio"].numpy(), x2["audio"].numpy())
         np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+
+
+def test_device_mode_yields_the_stored_uint8_video_for_every_split(shards, builder):
+    _, _, truth = shards
+    for kwargs in ({}, {"cache": False}):
+        train = builder.as_dataset("train", batch_size=8, seed=1, augment_on="device", with_metadata=True, **kwargs)
+        (a_spec, v_spec), _, _ = train.element_spec
+        assert v_spec.dtype == tf.uint8 and v_spec.shape == (8, 6, 64, 64, 3) and a_spec.dtype == tf.float32
+        audio, video, label, meta = collect(train)
+        assert len(label) == 168  # 170 examples, drop_remainder in training
+        for i, clip in enumerate(meta["clip_id"]):  # training, yet nothing augmented or scaled
+            np.testing.assert_array_equal(video[i], truth[clip]["video"])
+            np.testing.assert_array_equal(audio[i], truth[clip]["audio"])
+            assert label[i] == truth[clip]["label"]
+    (_, video), _ = next(iter(builder.as_dataset("test", batch_size=4, augment_on="device")))
+    assert video.dtype == tf.uint8
+    with pytest.raises(ValueError, match="augment_on='device'.*AugmentLayer"):
+        builder.as_dataset("train", augment=AugmentConfig(), augment_on="device")
+    with pytest.raises(ValueError, match="augment_on must be one of"):
+        builder.as_dataset("train", augment_on="gpu")
+
+
+def _cache_output_types(ds) -> list[list[int]]:
+    """The element dtypes (``DataType`` enums) each cache stage of ``ds`` holds."""
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return [list(n.attr["output_types"].list.type) for n in nodes if n.op.startswith("CacheDataset")]
+
+
+def test_the_cache_holds_decoded_tensors_so_later_epochs_skip_parsing(builder):
+    cached = _cache_output_types(builder.as_dataset("train", batch_size=8, seed=0))
+    assert len(cached) == 1
+    assert tf.uint8.as_datatype_enum in cached[0] and tf.float32.as_datatype_enum in cached[0]
+    assert tf.string.as_datatype_enum not in cached[0]  # no serialized records, no metadata strings
+    assert _cache_output_types(builder.as_dataset("train", batch_size=8, seed=0, cache=False)) == []
 
 
 def test_option_errors(builder):

@@ -3,21 +3,28 @@
     python -m tools.bench_pipeline                       # random-content shards in a temp dir
     python -m tools.bench_pipeline --data_dir=tfrecords  # a converted corpus
 
-Prints examples per second of
+Prints examples per second, and the host CPU time each example cost, of
   (a) bare ``TFRecordDataset`` iteration (batched, no parsing): the limit;
-  (b) ``ravdess_tfrecords.load`` in training mode without augmentation;
-  (c) the same with augmentation (flip, crop, colour, SpecAugment masks);
-  (c') (c) with ``cache=False``: every epoch reads the shards (by default a
-      split this small is cached in memory after its first epoch);
+  (b) ``ravdess_tfrecords.load`` in training mode, host mode, without augmentation;
+  (c) host mode with augmentation (flip, crop, colour, SpecAugment masks);
+  (c') (c) with ``cache=False``: every epoch reads and parses the shards (by
+      default a split this small is cached, decoded, after its first epoch);
+  (e) device mode (``augment_on="device"``): read, parse, batch, uint8 video,
+      decoded cache; the model's ``AugmentLayer`` does the rest;
+  (e') (e) with ``cache=False``;
   (d) the seed notebook's way: a Python generator over numpy arrays (already in
       memory, not timed) with per-sample numpy augmentation, wrapped in
       ``tf.data.Dataset.from_generator``;
-the ratios (c)/(a) (target >= 0.5) and (c)/(d) (target >= 10); the
-augmentation maths alone (the pipeline's parallel ``map`` of
+the augmentation maths alone (the pipeline's parallel ``map`` of
 ``augment.augment_batch`` over one parsed batch in memory), the ceiling of (c)
-on this CPU whatever reading costs; and the
-fusion model's training-step throughput on this CPU beside (c), which shows
-whether the pipeline or the model is the bottleneck.
+on this CPU; and the fusion model's training step on this CPU, with and
+without the ``AugmentLayer`` in front, beside the layer alone.
+
+Targets: (e)/(a) >= 0.5; (c) >= 1.5x the previous round's ~1,700 examples/s
+(``--host_baseline``); (c)/(d) >= 10. Each rate is also given as the host
+cores it would take to feed one H100 at ``--feed_rate`` examples/s (the fusion
+model's training step there, batch 256): the CPU seconds (user + system, all
+threads) per example, times that rate.
 
 Each timed pass is one epoch of the split, as Keras reads it (a new iterator
 per epoch, so a full shuffle buffer refills each time); the first, untimed
@@ -49,6 +56,8 @@ flags.DEFINE_integer("actors", 24, "Random shards: actors.")
 flags.DEFINE_integer("clips_per_actor", 60, "Random shards: examples per actor (RAVDESS speech has 60).")
 flags.DEFINE_integer("audio_frames", 97, "Random shards: M, the padded MFCC frame count.")
 flags.DEFINE_string("visual_backbone", "vgg", "Backbone of the fusion model timed.")
+flags.DEFINE_float("feed_rate", 8000.0, "Examples/s one H100 trains the fusion model on (batch 256, Keras fp32).")
+flags.DEFINE_float("host_baseline", 1700.0, "The previous round's (c), examples/s: the 1.5x target's base.")
 
 
 def write_random_shards(out_dir: str, actors: int, clips: int, audio_frames: int) -> None:
@@ -85,17 +94,27 @@ def write_random_shards(out_dir: str, actors: int, clips: int, audio_frames: int
         json.dump(info, f, indent=2, sort_keys=True)
 
 
-def examples_per_second(ds, limit: int | None = None) -> float:
-    """One timed pass over ``ds`` (batches; the first leaf has the batch dimension)."""
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def examples_per_second(ds, limit: int | None = None) -> tuple[float, float]:
+    """One timed pass over ``ds`` (batches; the first leaf has the batch dimension).
+
+    Returns:
+      ``(examples per second, CPU seconds per example)``; the CPU time is the
+      whole process's, every thread's, so it counts the cores the pass kept busy.
+    """
     import tensorflow as tf
 
     n = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     for batch in ds:
         n += int(tf.shape(tf.nest.flatten(batch)[0])[0])
         if limit and n >= limit:
             break
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (_cpu_seconds() - cpu) / n
 
 
 def best_of(datasets: dict, rounds: int, limits: dict) -> dict:
@@ -104,10 +123,13 @@ def best_of(datasets: dict, rounds: int, limits: dict) -> dict:
     The best of several rounds estimates the speed without the noise of other
     processes on a shared machine (as ``timeit`` does); interleaving gives every
     candidate the same conditions.
+
+    Returns:
+      ``{key: (examples per second, CPU seconds per example)}`` of each one's fastest pass.
     """
     for key, ds in datasets.items():
         examples_per_second(ds, limit=limits.get(key))  # traces, compiles, fills the cache
-    best = dict.fromkeys(datasets, 0.0)
+    best = dict.fromkeys(datasets, (0.0, 0.0))
     for _ in range(rounds):
         for key, ds in datasets.items():
             best[key] = max(best[key], examples_per_second(ds, limit=limits.get(key)))
@@ -206,16 +228,35 @@ def augment_only_dataset(files, audio_frames: int, batch_size: int, batches: int
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_step_throughput(batch, audio_frames: int, steps: int) -> float:
+def _ms_per_call(fn, calls: int) -> float:
+    for _ in range(2):
+        fn()  # traces and compiles
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def train_step_costs(device_batch, audio_frames: int, steps: int) -> dict:
+    """ms per CPU training step of the fusion model: bare on a host-mode batch, behind the
+    ``AugmentLayer`` on the same batch in device mode (uint8 video), and the layer alone."""
+    import tensorflow as tf
+
+    from ravdess_tfrecords import augment
+
+    (audio, video), label = device_batch
+    unit = augment.to_unit(video)
     model = fusion_model(audio_frames)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    (audio, video), label = batch
-    for _ in range(2):
-        model.train_on_batch([audio, video], label)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch([audio, video], label)
-    return steps * int(label.shape[0]) / (time.perf_counter() - start)
+    wrapped = augment.with_augmentation(fusion_model(audio_frames), seed=0)
+    wrapped.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    layer = augment.AugmentLayer(seed=0)
+    layer_step = tf.function(lambda a, v: layer({"audio": a, "video": v}, training=True))
+    return {
+        "step": _ms_per_call(lambda: model.train_on_batch([audio, unit], label), steps),
+        "step+layer": _ms_per_call(lambda: wrapped.train_on_batch([audio, video], label), steps),
+        "layer": _ms_per_call(lambda: layer_step(audio, video)["video"].numpy(), 10 * steps),
+    }
 
 
 def main(argv: list[str]) -> None:
@@ -241,7 +282,7 @@ def main(argv: list[str]) -> None:
         from ravdess_tfrecords import pipeline
 
         cached = pipeline.autocache(files, n, n)
-        print(f"(b) and (c) cache the split in memory after their first epoch: {'yes' if cached else 'no'} "
+        print(f"(b), (c) and (e) cache the decoded split after their first epoch: {'yes' if cached else 'no'} "
               f"(at most {pipeline.AUTOCACHE_MAX_BYTES >> 20} MiB of shards)")
 
         plain = builder.as_dataset(FLAGS.split, batch_size=256, training=False)
@@ -252,32 +293,48 @@ def main(argv: list[str]) -> None:
             "b": builder.as_dataset(FLAGS.split, batch_size=b, training=True, augment=False),
             "c": builder.as_dataset(FLAGS.split, batch_size=b, training=True),
             "c'": builder.as_dataset(FLAGS.split, batch_size=b, training=True, cache=False),
+            "e": builder.as_dataset(FLAGS.split, batch_size=b, training=True, augment_on="device"),
+            "e'": builder.as_dataset(FLAGS.split, batch_size=b, training=True, augment_on="device", cache=False),
             "d": generator_dataset(audio, video, label, b),
             "augment": augment_only_dataset(files, m, b, n // b),
         }
         results = best_of(datasets, FLAGS.rounds, {"d": FLAGS.generator_examples})
-        results["model"] = train_step_throughput(next(iter(datasets["c"])), m, FLAGS.train_steps)
+        steps = train_step_costs(next(iter(datasets["e"])), m, FLAGS.train_steps)
 
     rows = [
         ("a", "bare TFRecordDataset iteration (the limit)"),
-        ("b", "pipeline, no augmentation"),
-        ("c", "pipeline, augmentation"),
-        ("c'", "pipeline, augmentation, cache=False"),
+        ("b", "host mode, no augmentation"),
+        ("c", "host mode, augmentation"),
+        ("c'", "host mode, augmentation, cache=False"),
+        ("e", "device mode: read, parse, batch, uint8 (layer augments)"),
+        ("e'", "device mode, cache=False"),
         ("d", "seed notebook: generator + numpy augmentation"),
         ("augment", "augmentation maths alone (ceiling of (c))"),
-        ("model", f"fusion model ({FLAGS.visual_backbone}) train step, CPU"),
     ]
-    print(f"\n{'':<51} {'examples/s':>11} {'vs (a)':>8} {'vs (c)':>8}")
+    feed = FLAGS.feed_rate
+    print(f"\n{'':<62} {'examples/s':>10} {'vs (a)':>7} {'CPU us/ex':>9} {'cores for ' + f'{feed:.0f}/s':>15}")
     for key, what in rows:
-        r = results[key]
-        label = f"({key})" if len(key) <= 2 else ""
-        print(f"{label:<4} {what:<46} {r:>11.0f} {r / results['a']:>7.2f}x {r / results['c']:>7.2f}x")
-    ca, cd = results["c"] / results["a"], results["c"] / results["d"]
-    print(f"\n(c)/(a) = {ca:.2f}  target >= 0.5: {'MET' if ca >= 0.5 else 'NOT MET'}")
-    print(f"(c)/(d) = {cd:.1f}  target >= 10:  {'MET' if cd >= 10 else 'NOT MET'}")
-    bottleneck = "the model" if results["model"] < results["c"] else "the input pipeline"
-    print(f"training on this CPU is bound by {bottleneck}: pipeline (c) {results['c']:.0f}/s vs "
-          f"model {results['model']:.0f}/s")
+        rate, cpu = results[key]
+        tag = f"({key})" if len(key) <= 2 else ""
+        print(f"{tag:<4} {what:<57} {rate:>10.0f} {rate / results['a'][0]:>6.2f}x {cpu * 1e6:>9.0f} "
+              f"{feed * cpu:>15.1f}")
+    print(f"\nfusion model ({FLAGS.visual_backbone}) training step on this CPU, batch {b}: {steps['step']:.0f} ms; "
+          f"behind the AugmentLayer (device mode): {steps['step+layer']:.0f} ms; "
+          f"the layer alone (training=True): {steps['layer']:.1f} ms")
+
+    a, c, e, d = (results[k][0] for k in ("a", "c", "e", "d"))
+    cores = os.cpu_count()
+    checks = [
+        (f"(e)/(a) = {e / a:.2f}", "target >= 0.5", e / a >= 0.5),
+        (f"(c) = {c:.0f}/s = {c / FLAGS.host_baseline:.2f}x {FLAGS.host_baseline:.0f}/s "
+         f"({c / cores:.0f}/s per core of {cores})", "target >= 1.5x", c >= 1.5 * FLAGS.host_baseline),
+        (f"(c)/(d) = {c / d:.1f}", "target >= 10", c / d >= 10),
+    ]
+    print()
+    for what, target, met in checks:
+        print(f"{what:<58} {target:<15} {'MET' if met else 'NOT MET'}")
+    print(f"\nhost cores to feed one H100 at {feed:.0f} examples/s (CPU time per example x {feed:.0f}): "
+          f"host mode {feed * results['c'][1]:.1f}, device mode {feed * results['e'][1]:.1f}")
 
 
 if __name__ == "__main__":
