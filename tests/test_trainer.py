@@ -365,3 +365,23 @@ def test_fusion_learns_and_shuffled_labels_stay_at_chance(tfrecords_dir, tmp_pat
     assert learned["uar"] >= 3 * chance, learned
     assert control["accuracy"] <= 0.35, control
     assert learned["accuracy"] - control["accuracy"] >= 0.3
+
+
+def test_augment_on_device_trains_behind_the_layer_and_saves_without_it(tfrecords_dir, tmp_path):
+    """--augment_on=device: uint8 video into an AugmentLayer during training; the saved model is the bare one."""
+    from ravdess_tfrecords import augment
+
+    model_dir = str(tmp_path / "device")
+    config = train_lib.TrainConfig(tfrecords_dir, model_dir, model="video", filters=(8,), epochs=1, batch_size=8,
+                                   augment_on="device", verbose=0)
+    metrics = train_lib.train(config)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["augment_on"] == "device"
+    saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    assert not any(isinstance(layer, augment.AugmentLayer) for layer in saved.layers)
+    assert saved.inputs[0].dtype == "float32"  # every saved model takes video in [0, 1]
+    # The run's own test evaluation (wrapped model, uint8 batches) equals the saved model's on host batches.
+    again = train_lib.evaluate_saved(model_dir)
+    assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    with pytest.raises(ValueError, match="augment_on"):
+        train_lib.TrainConfig(tfrecords_dir, model_dir, augment_on="gpu")

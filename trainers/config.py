@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, schema, splits
+from ravdess_tfrecords import labels, models, pipeline, schema, splits
 from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import canonical
 
@@ -41,6 +41,9 @@ class TrainConfig:
       monitor: the validation quantity for the checkpoint and early stopping.
       shuffle_labels: sanity control: training labels are shuffled within each batch,
         so a model can only reach chance level on test. Validation and test keep true labels.
+      augment_on: ``host`` (the input pipeline augments, video arrives in [0, 1]) or ``device``
+        (the pipeline ships uint8 video; an ``AugmentLayer`` in front of the model augments inside
+        the training step). Saved models never hold the layer (``augment.without_augmentation``).
       strategy: ``auto``, ``one_device`` or ``mirrored`` (``trainers.strategy``; ``default`` is
         ``one_device``); ``batch_size`` is the global batch.
     """
@@ -61,6 +64,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int | None = 0
     augment: tuple[str, ...] = AUGMENTATIONS
+    augment_on: str = "host"
     one_hot: bool = False
     monitor: str = "val_accuracy"
     early_stopping_patience: int = 15
@@ -88,6 +92,8 @@ class TrainConfig:
         bad = set(self.augment) - set(AUGMENTATIONS)
         if bad:
             raise ValueError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
+        if self.augment_on not in pipeline.AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {pipeline.AUGMENT_ON}, got {self.augment_on!r}")
         if self.num_classes not in (7, 8):
             raise ValueError(f"num_classes must be 7 or 8, got {self.num_classes}")
         object.__setattr__(self, "strategy", canonical(self.strategy))

@@ -35,10 +35,11 @@ def make_datasets(
         one_hot=config.one_hot,
         vocal_channels=config.vocal_channels,
         cache=config.cache,
+        augment_on=config.augment_on,
     )
-    train = ravdess_tfrecords.load(
-        config.data_dir, "train", training=True, seed=config.seed, augment=augment_config(config.augment), **common
-    )
+    # On the device the model's AugmentLayer augments (trainers.model); the pipeline only ships uint8.
+    augment = augment_config(config.augment) if config.augment_on == "host" else False
+    train = ravdess_tfrecords.load(config.data_dir, "train", training=True, seed=config.seed, augment=augment, **common)
     if config.shuffle_labels:
         label_seed = 0 if config.seed is None else config.seed
         # Within-batch label shuffle, re-drawn every batch and epoch: features and labels lose their link.

@@ -17,6 +17,7 @@ _cli.quiet_tensorflow()  # before TensorFlow is imported
 
 from absl import app, flags  # noqa: E402
 
+from ravdess_tfrecords import augment, pipeline  # noqa: E402
 from trainers import cv  # noqa: E402
 from trainers import strategy as strategy_lib  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
@@ -46,13 +47,18 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "keras.utils.set_random_seed and the input pipeline's seed.")
 flags.DEFINE_list("augment", ["flip", "crop", "color", "time_mask", "freq_mask"],
                   "Training augmentations switched on; --augment= turns all off.")
+flags.DEFINE_enum("augment_on", "auto", ["auto", *pipeline.AUGMENT_ON],
+                  "Where training augmentation runs: host (the tf.data pipeline), device (a layer in front of "
+                  "the model, in the training step; the pipeline ships uint8 video) or auto (device when "
+                  "TensorFlow sees a GPU, else host).")
 flags.DEFINE_boolean("one_hot", False, "One-hot labels and categorical cross-entropy (else sparse).")
 flags.DEFINE_enum("monitor", "val_accuracy", ["val_accuracy", "val_loss"],
                   "Validation quantity for the best checkpoint and early stopping.")
 flags.DEFINE_integer("patience", 15, "Early-stopping patience in epochs.")
 flags.DEFINE_integer("lr_patience", 5, "Epochs without val_loss improvement before the learning rate halves.")
 flags.DEFINE_list("vocal_channels", None, "Keep only these vocal channels (speech, song); default all stored.")
-flags.DEFINE_boolean("cache", True, "Cache the serialized records in memory after the first epoch.")
+flags.DEFINE_boolean("cache", True, "Cache the decoded examples in memory after the first epoch "
+                     "(splits under the autocache budget).")
 flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
 flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
@@ -123,6 +129,7 @@ def config_from_flags() -> TrainConfig:
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
         augment=tuple(FLAGS.augment),
+        augment_on=augment.default_augment_on() if FLAGS.augment_on == "auto" else FLAGS.augment_on,
         one_hot=FLAGS.one_hot,
         monitor=FLAGS.monitor,
         early_stopping_patience=FLAGS.patience,

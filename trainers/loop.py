@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models
+from ravdess_tfrecords import augment, labels, models
 from trainers import metrics as metrics_lib
 from trainers.callbacks import backup_epochs, make_callbacks
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
@@ -126,7 +126,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     best = _best(history, config.monitor)
     test_metrics = evaluate_model(model, test_ds, class_names)
     val_metrics = evaluate_model(model, val_ds, class_names)
-    saved = save_model(model, model_dir, config, info)
+    # Saved models take video in [0, 1] and hold no training-time augmentation, however they were trained.
+    saved = save_model(augment.without_augmentation(model), model_dir, config, info)
     result = {
         "test": test_metrics,
         "validation": val_metrics,
