@@ -10,8 +10,8 @@ from trainers import train_lib
 
 
 def test_names_and_aliases():
-    assert [strategy_lib.canonical(n) for n in ("auto", "one_device", "mirrored", "default")] == [
-        "auto", "one_device", "mirrored", "one_device"]
+    assert [strategy_lib.canonical(n) for n in ("auto", "one_device", "mirrored", "multi_worker", "default")] == [
+        "auto", "one_device", "mirrored", "multi_worker", "one_device"]
     with pytest.raises(ValueError, match="multi_gpu"):
         strategy_lib.canonical("multi_gpu")
 
@@ -37,3 +37,25 @@ def test_what_each_name_builds():
     assert mirrored.num_replicas_in_sync == max(gpus, 1)
     auto = strategy_lib.distribution_strategy("auto")
     assert isinstance(auto, tf.distribute.MirroredStrategy) == (gpus > 1)
+    # Off a cluster every process is the chief and the only worker.
+    for strategy in (one, mirrored):
+        assert strategy_lib.is_chief(strategy) and strategy_lib.num_workers(strategy) == 1
+        assert not strategy_lib.is_multi_worker(strategy)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{cluster", "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', 'needs "cluster" and "task"'),
+    ],
+)
+def test_multi_worker_needs_a_tf_config(monkeypatch, value, message):
+    # Checked before the strategy is built (two-worker runs: tests/test_multi_worker.py).
+    if value is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(ValueError, match=message):
+        strategy_lib.distribution_strategy("multi_worker")

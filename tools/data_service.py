@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.role == "worker" and not FLAGS.dispatcher:
-        raise app.UsageError("--role=worker needs --dispatcher=HOST:PORT")
+        print("error: --role=worker needs --dispatcher=HOST:PORT", file=sys.stderr)
+        return 2
     try:
         if FLAGS.role == "dispatcher":
             server = start_dispatcher(FLAGS.port, FLAGS.work_dir)

@@ -19,7 +19,7 @@ AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 DEFAULT_FILTERS = (32, 64, 128, 256)
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
-_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy")
+_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service")
 # config.json's key for data_fingerprint(...) of the data the run trained on.
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -44,8 +44,10 @@ class TrainConfig:
       augment_on: ``host`` (the input pipeline augments, video arrives in [0, 1]) or ``device``
         (the pipeline ships uint8 video; an ``AugmentLayer`` in front of the model augments inside
         the training step). Saved models never hold the layer (``augment.without_augmentation``).
-      strategy: ``auto``, ``one_device`` or ``mirrored`` (``trainers.strategy``; ``default`` is
-        ``one_device``); ``batch_size`` is the global batch.
+      strategy: ``auto``, ``one_device``, ``mirrored`` or ``multi_worker`` (``trainers.strategy``;
+        ``default`` is ``one_device``); ``batch_size`` is the global batch.
+      data_service: ``grpc://HOST:PORT`` of a tf.data service dispatcher that runs the training
+        input pipeline (``trainers.data.scale_out``); None: this process reads its own input.
     """
 
     data_dir: str
@@ -76,6 +78,7 @@ class TrainConfig:
     shuffle_labels: bool = False
     export: bool = True
     strategy: str = "auto"
+    data_service: str | None = None
     verbose: int = 2
 
     def __post_init__(self):
@@ -97,6 +100,12 @@ class TrainConfig:
         if self.num_classes not in (7, 8):
             raise ValueError(f"num_classes must be 7 or 8, got {self.num_classes}")
         object.__setattr__(self, "strategy", canonical(self.strategy))
+        if self.data_service is not None:
+            address = self.data_service.removeprefix("grpc://")
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"data_service must be grpc://HOST:PORT, got {self.data_service!r}")
+            object.__setattr__(self, "data_service", f"grpc://{address}")
         if not self.monitor.startswith("val_"):
             raise ValueError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 

@@ -13,7 +13,7 @@ from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.loop import _log, train
 from trainers.model_dir import CV_JSON, CV_TABLE, _write_json
-from trainers.strategy import distribution_strategy
+from trainers.strategy import distribution_strategy, is_chief
 
 
 def run(config: TrainConfig) -> dict[str, Any]:
@@ -37,6 +37,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
         results.append(train(dataclasses.replace(config, fold=fold, model_dir=fold_dir), strategy))
     summary = metrics_lib.cross_validation_summary(results)
     summary["split"] = config.split
+    if not is_chief(strategy):  # every worker trained every fold; only the chief writes the table
+        return summary
     _write_json(os.path.join(config.model_dir, CV_JSON), summary)
     table = metrics_lib.format_cv_table(summary)
     with open(os.path.join(config.model_dir, CV_TABLE), "w") as f:

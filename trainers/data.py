@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -10,6 +12,8 @@ import ravdess_tfrecords
 from ravdess_tfrecords import augment as augment_lib
 from ravdess_tfrecords import models
 from trainers.config import TrainConfig
+
+AutoShardPolicy = tf.data.experimental.AutoShardPolicy
 
 
 def augment_config(names: Sequence[str]) -> augment_lib.AugmentConfig | bool:
@@ -47,3 +51,69 @@ def make_datasets(
     validation = ravdess_tfrecords.load(config.data_dir, "validation", training=False, **common)
     test = ravdess_tfrecords.load(config.data_dir, "test", training=False, **common)
     return tuple(adapt_inputs(ds, input_names) for ds in (train, validation, test))
+
+
+def service_job_name(config: TrainConfig) -> str:
+    """The tf.data service job of a run: the same for every trainer of one (multi-worker) run and fold.
+
+    Derived from the settings that define the run (not the runtime ones), so the
+    workers of a cluster, started with the same flags, share one job and split its
+    data between them; another run or fold gets another job.
+    """
+    settings = {k: v for k, v in config.to_json().items() if k not in ("verbose", "data_service", "strategy")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return f"ravdess-{digest}"
+
+
+def _auto_shard(ds: tf.data.Dataset, policy: tf.data.experimental.AutoShardPolicy) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy
+    return ds.with_options(options)
+
+
+def scale_out(
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    config: TrainConfig,
+    *,
+    num_examples: int,
+    num_workers: int,
+) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
+    """Make the datasets fit for several workers and/or the tf.data service.
+
+    As in tensorflow/models ``official/core/input_reader.py``: with several
+    workers or the service, training repeats and an epoch is
+    ``num_examples // batch_size`` steps (``steps_per_epoch``), so every
+    worker runs the same number of steps whatever its shard holds. On the
+    service (``config.data_service``) the whole training pipeline (read, parse,
+    augment, batch) runs on the service's workers in a ``distributed_epoch``
+    job shared by the run's trainers (``service_job_name``); the service shards
+    it, so ``tf.distribute`` must not shard it again. Otherwise, with several
+    workers, ``tf.distribute`` shards training by batch (``AutoShardPolicy.DATA``):
+    every worker runs the whole pipeline, with the same seed, and keeps its share
+    of each global batch. Sharding by file is not possible: the augmentation's
+    per-batch seeds come from ``tf.data.Dataset.random``, a source that cannot be
+    split by file; so input work does not shrink with more workers (the
+    service's job). Validation stays local and whole on every worker (not
+    sharded): every worker runs the same validation steps and gets the same metrics.
+
+    Returns:
+      ``(train, validation, steps_per_epoch)``; ``steps_per_epoch`` None: one pass is an epoch.
+    """
+    multi_worker = num_workers > 1
+    if not (multi_worker or config.data_service):
+        return train, validation, None
+    steps = num_examples // config.batch_size
+    if steps < 1:
+        raise ValueError(f"the training split has {num_examples} examples, fewer than one global batch "
+                         f"({config.batch_size})")
+    train = train.repeat()
+    if config.data_service:
+        train = train.apply(tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=config.data_service, job_name=service_job_name(config)))
+        train = _auto_shard(train, AutoShardPolicy.OFF)
+    elif multi_worker:
+        train = _auto_shard(train, AutoShardPolicy.DATA)
+    if multi_worker:
+        validation = _auto_shard(validation, AutoShardPolicy.OFF)
+    return train, validation, steps

@@ -25,9 +25,13 @@ def predict_dataset(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray
     Returns:
       ``(y_true int64 (N,), probabilities float32 (N, C))``; one-hot labels are argmax-ed.
     """
+    # A direct call, not predict_on_batch: under a distribution strategy predict_on_batch runs the
+    # batch on every replica and concatenates the copies (N rows per replica); the call reads the
+    # local copy of the (identical) mirrored weights and needs no collective.
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     y_true, probs = [], []
     for inputs, label in ds:
-        probs.append(np.asarray(model.predict_on_batch(inputs)))
+        probs.append(np.asarray(predict(inputs)))
         label = label.numpy()
         y_true.append(label.argmax(axis=-1) if label.ndim == 2 else label)
     if not probs:

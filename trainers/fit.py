@@ -3,6 +3,7 @@ r"""Train an emotion model on converted RAVDESS shards.
     python -m trainers.fit --data_dir=tfrecords --model_dir=runs/fusion --split=speaker
     python -m trainers.fit --data_dir=tfrecords --model_dir=runs/luna5 --split=luna5      # every fold + table
     python -m trainers.fit --data_dir=tfrecords --model_dir=runs/audio --model=audio      # unimodal baseline
+    TF_CONFIG=... python -m trainers.fit ... --strategy=multi_worker                      # on every worker
 
 Started again with the same flags, a killed run resumes from its last epoch
 (``BackupAndRestore``); completed folds of a cross-validation are not retrained.
@@ -62,10 +63,14 @@ flags.DEFINE_boolean("cache", True, "Cache the decoded examples in memory after 
 flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
 flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
-                  "local GPU (--batch_size is the global batch, split over the replicas); auto: mirrored with "
-                  "two or more GPUs, else one_device.")
+                  "local GPU (--batch_size is the global batch, split over the replicas); multi_worker: "
+                  "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (every worker runs the same command; "
+                  "only the chief writes --model_dir); auto: mirrored with two or more GPUs, else one_device.")
 flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strategy_lib.STRATEGIES],
                   "Old name of --strategy; its values default (= one_device) and mirrored still work.")
+flags.DEFINE_string("data_service", None,
+                    "grpc://HOST:PORT of a tf.data service dispatcher (python -m tools.data_service): the training "
+                    "input pipeline (read, parse, augment, batch) runs on its workers; validation and test stay local.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
@@ -139,6 +144,7 @@ def config_from_flags() -> TrainConfig:
         shuffle_labels=FLAGS.shuffle_labels,
         export=FLAGS.export,
         strategy=_strategy(),
+        data_service=FLAGS.data_service,
         verbose=PROGRESS[FLAGS.progress],
     )
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -14,7 +18,7 @@ from ravdess_tfrecords import augment, labels, models
 from trainers import metrics as metrics_lib
 from trainers.callbacks import backup_epochs, make_callbacks
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
-from trainers.data import make_datasets
+from trainers.data import make_datasets, scale_out
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
 from trainers.model import build_and_compile
@@ -33,7 +37,14 @@ from trainers.model_dir import (
     read_history,
     trim_history,
 )
-from trainers.strategy import distribution_strategy
+from trainers.strategy import (
+    average_unsynced_variables,
+    distribution_strategy,
+    is_chief,
+    is_multi_worker,
+    num_workers,
+    task_name,
+)
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -57,18 +68,43 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
             os.remove(path)
 
 
+@contextlib.contextmanager
+def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+    """Where this process writes: ``model_dir`` on the chief; a temporary directory, deleted after, elsewhere.
+
+    Every worker of a multi-worker run runs the same code (fit, evaluation,
+    saving: they all take part in the collectives), but Keras' callbacks and
+    savers know nothing of chief and workers, so the other workers write their
+    copies where nobody reads them. A non-chief worker starts from a copy of the
+    chief's backup, when there is one, so a restarted cluster resumes as a whole.
+    """
+    if is_chief(strategy):
+        yield model_dir
+        return
+    scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
+    try:
+        backup = os.path.join(model_dir, BACKUP_DIR)
+        if backup_epochs(backup):
+            shutil.copytree(backup, os.path.join(scratch, BACKUP_DIR))
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """Train one model (one split or one fold), evaluate it on test, save and export it.
 
     Started again with the same settings, it resumes an interrupted run from its
-    last completed epoch; a completed run (``metrics.json`` present) is not
-    retrained, its metrics are returned. Nothing is written into ``model_dir``
+    last completed epoch (a multi-worker run: from the chief's backup, on every
+    worker); a completed run (``metrics.json`` present) is not retrained, its
+    metrics are returned. Nothing is written into ``model_dir``
     before the data, the split, the model and the datasets are built: a bad
     ``data_dir`` or split leaves no trace.
 
     Args:
       config: the run's settings.
-      strategy: the model is built under its scope; None: ``config.strategy``'s.
+      strategy: the model is built under its scope; None: ``config.strategy``'s. Under a
+        multi-worker strategy only the chief writes ``model_dir`` (``_write_dir``).
 
     Returns:
       The contents of ``metrics.json``.
@@ -100,7 +136,25 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     with strategy.scope():
         model = build_and_compile(config, info.audio_frames)
     train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model))
+    train_ds, val_ds, steps_per_epoch = scale_out(
+        train_ds, val_ds, config,
+        num_examples=builder.num_examples("train", **config.split_kwargs()),
+        num_workers=num_workers(strategy),
+    )
+    with _write_dir(model_dir, strategy) as write_dir:
+        # Only the chief reports; the other workers' copies of the logs would repeat it.
+        local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
+        return _fit_evaluate_save(
+            local, model, fingerprint, split_map, class_names, info,
+            (train_ds, val_ds, test_ds), steps_per_epoch, strategy,
+        )
 
+
+def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy):
+    """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory)."""
+    model_dir = config.model_dir
+    train_ds, val_ds, test_ds = datasets
+    metrics_path = os.path.join(model_dir, METRICS_FILE)
     # The run starts: from here on model_dir is written.
     os.makedirs(model_dir, exist_ok=True)
     _prepare_model_dir(config, model_dir)
@@ -114,6 +168,7 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
         callbacks=make_callbacks(config, model_dir),
         shuffle=False,  # the dataset shuffles itself
         verbose=config.verbose,
@@ -123,6 +178,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
     best_weights = os.path.join(model_dir, BEST_WEIGHTS)
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
+    if is_multi_worker(strategy):
+        average_unsynced_variables(model, strategy)  # batch-norm statistics differ per worker
     best = _best(history, config.monitor)
     test_metrics = evaluate_model(model, test_ds, class_names)
     val_metrics = evaluate_model(model, val_ds, class_names)

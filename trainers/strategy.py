@@ -7,9 +7,12 @@ its model under ``strategy.scope()``; the loop never picks one.
 
 from __future__ import annotations
 
+import json
+import os
+
 import tensorflow as tf
 
-STRATEGIES = ("auto", "one_device", "mirrored")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # Values of the old --distribution_strategy flag that are not STRATEGIES.
 ALIASES = {"default": "one_device"}
 
@@ -26,17 +29,92 @@ def canonical(name: str) -> str:
     return name
 
 
+def tf_config() -> dict:
+    """The ``TF_CONFIG`` environment variable, parsed.
+
+    Raises:
+      ValueError: unset, not JSON, or without ``cluster`` and ``task``.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                         "(cluster and task; see the README, 'Scaling out')")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not isinstance(value, dict) or "cluster" not in value or "task" not in value:
+        raise ValueError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:12345", '
+                         '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    return value
+
+
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy called ``name``.
 
     * ``one_device`` (alias ``default``): TensorFlow's default strategy: the first GPU, else the CPU.
     * ``mirrored``: ``MirroredStrategy`` over every local GPU (the CPU if none); the global batch
       (``--batch_size``) is split evenly over the replicas.
-    * ``auto``: ``mirrored`` with two or more local GPUs, else ``one_device``.
+    * ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``, every
+      local GPU (or the CPU) of every worker; the global batch is split over all replicas. Must
+      be built before TensorFlow runs any op; applies ``trainers.keras_multi_worker.patch``.
+    * ``auto``: ``mirrored`` with two or more local GPUs, else ``one_device`` (never multi-worker).
+
+    Raises:
+      ValueError: an unknown name; ``multi_worker`` without a usable ``TF_CONFIG``.
     """
     name = canonical(name)
+    if name == "multi_worker":
+        tf_config()
+        from trainers import keras_multi_worker
+
+        keras_multi_worker.patch()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "auto":
         name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` spans two or more workers (collectives between processes)."""
+    extended = strategy.extended
+    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes (workers, chief included) that ``strategy`` spans: 1 off a cluster."""
+    if not is_multi_worker(strategy):
+        return 1
+    return strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the model directory: the chief (or worker 0 without one); True off a cluster."""
+    return bool(strategy.extended.should_checkpoint) if is_multi_worker(strategy) else True
+
+
+def task_name(strategy: tf.distribute.Strategy) -> str:
+    """``worker_1``-style name of this process in its cluster (``chief`` off a cluster)."""
+    if not is_multi_worker(strategy):
+        return "chief"
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type}_{resolver.task_id}"
+
+
+def average_unsynced_variables(model, strategy: tf.distribute.Strategy) -> int:
+    """Set every float non-trainable variable of ``model`` to its mean over all replicas; returns how many.
+
+    Gradients are all-reduced, so trainable weights agree on every replica, but
+    Keras' batch-norm moving statistics are updated from each replica's own
+    batches and never synchronized: each worker ends with its own. Averaging them
+    (as a synchronized batch norm would, once) makes every worker hold the same
+    model before evaluation and saving. A collective: every worker must call it.
+    """
+    variables = [v for v in model.non_trainable_variables if v.dtype.startswith("float")]
+    # In replica context a mirrored variable reads as this replica's own copy.
+    local_values = strategy.run(tf.function(lambda: [tf.identity(v.value) for v in variables]))
+    for variable, value in zip(variables, local_values, strict=True):
+        variable.assign(strategy.reduce("MEAN", value, axis=None))
+    return len(variables)

@@ -1,0 +1,93 @@
+"""``--data_service``: the training input pipeline on an in-process tf.data service (dispatcher + one worker).
+
+Loopback only: the dispatcher and worker of ``tools/data_service.py`` run in
+this process on free ports; the service reads the same shard directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+from fake_shards import write_shards
+
+from tools import data_service
+from trainers import config as config_lib
+from trainers import data as data_lib
+from trainers import loop
+from trainers.model_dir import METRICS_FILE, read_history
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACTORS = {"train": (1, 2, 3, 4), "validation": (5,), "test": (6,)}
+
+
+def _config(tmp_path, **kwargs) -> config_lib.TrainConfig:
+    return config_lib.TrainConfig(
+        str(tmp_path / "data"), str(tmp_path / "run"), split="actors", actors=ACTORS, filters=(4, 4, 4, 4),
+        batch_size=8, epochs=1, export=False, strategy="one_device", verbose=0, **kwargs)
+
+
+def test_one_epoch_of_fit_reads_through_the_service(tmp_path):
+    write_shards(str(tmp_path / "data"), actors=range(1, 7))  # 4 train actors x 8 clips: 4 steps of 8
+    dispatcher = data_service.start_dispatcher()
+    worker = data_service.start_worker(dispatcher.target)
+    try:
+        assert worker._num_tasks() == 0
+        config = _config(tmp_path, data_service=dispatcher.target)
+        result = loop.train(config)
+        # The service ran the training pipeline: its worker holds the run's task (private API, tests only).
+        assert worker._num_tasks() == 1
+    finally:
+        worker.stop()
+        dispatcher.stop()
+    run = tmp_path / "run"
+    history = read_history(str(run / "history.csv"))
+    assert [int(row["epoch"]) for row in history] == [0]
+    assert (run / METRICS_FILE).exists() and result["test"]["support"]
+    assert sum(result["test"]["support"].values()) == 8  # test stays local and whole: actor 6's 8 clips
+
+
+def test_service_address_and_job_name(tmp_path):
+    config = _config(tmp_path, data_service="localhost:5050")
+    assert config.data_service == "grpc://localhost:5050"
+    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+        _config(tmp_path, data_service="grpc://nohost")
+    # The trainers of one multi-worker run share the job; another fold or run gets its own.
+    name = data_lib.service_job_name(config)
+    assert name == data_lib.service_job_name(dataclasses.replace(config, verbose=2, strategy="multi_worker"))
+    assert name != data_lib.service_job_name(dataclasses.replace(config, model_dir=str(tmp_path / "other")))
+    assert name != data_lib.service_job_name(dataclasses.replace(config, seed=7))
+    # A runtime setting: a run may resume with or without the service.
+    assert "data_service" in config_lib._RESTART_FREE
+
+
+def test_scale_out_repeats_with_a_fixed_epoch_only_when_needed(tmp_path):
+    import tensorflow as tf
+
+    config = _config(tmp_path)
+    train, validation = tf.data.Dataset.range(40).batch(8), tf.data.Dataset.range(8).batch(8)
+    same = data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+    assert same == (train, validation, None)
+    repeated, _, steps = data_lib.scale_out(train, validation, config, num_examples=41, num_workers=2)
+    assert steps == 5 and repeated.cardinality() == tf.data.INFINITE_CARDINALITY
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        data_lib.scale_out(train, validation, config, num_examples=7, num_workers=2)
+
+
+def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    bad = subprocess.run([sys.executable, "-m", "tools.data_service", "--role=worker"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: --role=worker needs --dispatcher=HOST:PORT")
+    proc = subprocess.Popen([sys.executable, "-m", "tools.data_service", "--role=dispatcher", "--port=0"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("tf.data service dispatcher at grpc://") and "--data_service=grpc://" in line
+        assert proc.poll() is None  # serving until killed
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
