@@ -22,9 +22,9 @@ from ravdess_tfrecords.labels import CLASS_NAMES, CLASS_NAMES_8, NUM_CLASSES
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Builder": "ravdess_tfrecords.builder",
-    "DatasetInfo": "ravdess_tfrecords.builder",
-    "load": "ravdess_tfrecords.builder",
+    "Builder": "ravdess_tfrecords.reading.builder",
+    "DatasetInfo": "ravdess_tfrecords.reading.builder",
+    "load": "ravdess_tfrecords.reading.builder",
 }
 
 __all__ = ["CLASS_NAMES", "CLASS_NAMES_8", "NUM_CLASSES", "__version__", *_LAZY]

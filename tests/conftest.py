@@ -17,7 +17,7 @@ CLIPS_PER_ACTOR = 3
 
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory) -> str:
-    from ravdess_tfrecords import synthetic
+    from ravdess_tfrecords.conversion import synthetic
 
     out = tmp_path_factory.mktemp("corpus")
     synthetic.make_corpus(str(out), clips_per_actor=CLIPS_PER_ACTOR, workers=2)
@@ -26,7 +26,7 @@ def synthetic_corpus(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tfrecords_dir(synthetic_corpus, tmp_path_factory) -> str:
-    from ravdess_tfrecords import convert
+    from ravdess_tfrecords.conversion import convert
 
     out = tmp_path_factory.mktemp("tfrecords")
     convert.convert([synthetic_corpus], str(out), workers=2, progress=False)

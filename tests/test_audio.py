@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from ravdess_tfrecords import audio, filenames, synthetic
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords import filenames
+from ravdess_tfrecords.conversion import audio, synthetic
+from ravdess_tfrecords.conversion.errors import ClipError
 
 
 def test_standardize_zero_mean_unit_variance():

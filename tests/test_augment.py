@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ravdess_tfrecords import augment
-from ravdess_tfrecords.augment import AugmentConfig
+from ravdess_tfrecords.reading import augment
+from ravdess_tfrecords.reading.augment import AugmentConfig
 
 B, F, S, M = 16, 6, 64, 40
 SEED = tf.constant([7, 11], tf.int64)

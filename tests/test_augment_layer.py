@@ -13,8 +13,9 @@ from fake_shards import write_shards
 from tensorflow import keras
 
 import ravdess_tfrecords as rt
-from ravdess_tfrecords import augment, models, pipeline
-from ravdess_tfrecords.augment import AugmentConfig, AugmentLayer
+from ravdess_tfrecords import models
+from ravdess_tfrecords.reading import augment, pipeline
+from ravdess_tfrecords.reading.augment import AugmentConfig, AugmentLayer
 
 M = 20
 SEED = 17

@@ -37,7 +37,7 @@ def _cli(*args, setup=""):
 @pytest.fixture(scope="module")
 def corpus_and_local(tmp_path_factory):
     """A folder of 2 actors (one bad file), a zip of a third, and their local conversion."""
-    from ravdess_tfrecords import synthetic
+    from ravdess_tfrecords.conversion import synthetic
 
     root = tmp_path_factory.mktemp("beam")
     synthetic.make_corpus(str(root / "in"), actors=[1, 2, 3], clips_per_actor=2, workers=2)

@@ -12,7 +12,8 @@ import tensorflow as tf
 from fake_shards import write_shards
 
 import ravdess_tfrecords as rt
-from ravdess_tfrecords import augment, labels, schema, splits
+from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.reading import augment, splits
 
 M = 16
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ravdess_tfrecords import convert, filenames, labels, schema, synthetic
+from ravdess_tfrecords import filenames, labels, schema
+from ravdess_tfrecords.conversion import convert, synthetic
 from tests.conftest import CLIPS_PER_ACTOR
 
 

@@ -15,8 +15,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from ravdess_tfrecords import convert, filenames, schema, sources, synthetic
-from ravdess_tfrecords.preprocess import Settings, preprocess_clip
+from ravdess_tfrecords import filenames, schema
+from ravdess_tfrecords.conversion import convert, sources, synthetic
+from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
 
 
 def _clip(root, clip_id, **kwargs):
@@ -43,8 +44,10 @@ def test_flags_are_defined_only_by_the_entry_points(tmp_path):
         "flags.DEFINE_string('data_dir', 'mine', 'a project of its own')\n"
         "flags.DEFINE_string('output', 'mine', '')\n"
         "flags.DEFINE_integer('workers', 3, '')\n"
-        "import ravdess_tfrecords.verify, ravdess_tfrecords.convert\n"
-        "assert callable(ravdess_tfrecords.convert.convert) and callable(ravdess_tfrecords.verify.verify)\n"
+        "import ravdess_tfrecords.convert, ravdess_tfrecords.verify\n"
+        "from ravdess_tfrecords.conversion import convert\n"
+        "from ravdess_tfrecords.reading import verify\n"
+        "assert callable(convert.convert) and callable(verify.verify)\n"
         "print('imported')\n"
     )
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)

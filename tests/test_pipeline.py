@@ -11,8 +11,8 @@ import tensorflow as tf
 from fake_shards import write_shards
 
 import ravdess_tfrecords as rt
-from ravdess_tfrecords import pipeline
-from ravdess_tfrecords.augment import AugmentConfig
+from ravdess_tfrecords.reading import pipeline
+from ravdess_tfrecords.reading.augment import AugmentConfig
 
 M = 20
 

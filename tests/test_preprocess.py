@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from ravdess_tfrecords import faces, filenames, preprocess, synthetic, video
+from ravdess_tfrecords import filenames
+from ravdess_tfrecords.conversion import faces, preprocess, synthetic, video
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from ravdess_tfrecords import convert, ffmpeg, filenames, schema, synthetic
+from ravdess_tfrecords import filenames, schema
+from ravdess_tfrecords.conversion import convert, ffmpeg, synthetic
 
 
 def _clip(root, clip_id, **kwargs):

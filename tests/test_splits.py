@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ravdess_tfrecords import splits
+from ravdess_tfrecords.reading import splits
 
 ALL = set(range(1, 25))
 

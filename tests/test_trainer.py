@@ -22,7 +22,8 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, writer
+from ravdess_tfrecords import labels
+from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
 from trainers import config as config_lib
 from trainers import metrics as metrics_lib
@@ -369,7 +370,7 @@ def test_fusion_learns_and_shuffled_labels_stay_at_chance(tfrecords_dir, tmp_pat
 
 def test_augment_on_device_trains_behind_the_layer_and_saves_without_it(tfrecords_dir, tmp_path):
     """--augment_on=device: uint8 video into an AugmentLayer during training; the saved model is the bare one."""
-    from ravdess_tfrecords import augment
+    from ravdess_tfrecords.reading import augment
 
     model_dir = str(tmp_path / "device")
     config = train_lib.TrainConfig(tfrecords_dir, model_dir, model="video", filters=(8,), epochs=1, batch_size=8,

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from ravdess_tfrecords import schema, verify
+from ravdess_tfrecords import schema
+from ravdess_tfrecords.reading import verify
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import audio, faces, ffmpeg, filenames, preprocess, schema, synthetic, video
+from ravdess_tfrecords import filenames, schema
+from ravdess_tfrecords.conversion import audio, faces, ffmpeg, preprocess, synthetic, video
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("clips", 4, "Full-size clips for (a) and (b).")

@@ -217,7 +217,7 @@ def augment_only_dataset(files, audio_frames: int, batch_size: int, batches: int
     """
     import tensorflow as tf
 
-    from ravdess_tfrecords import augment, pipeline
+    from ravdess_tfrecords.reading import augment, pipeline
 
     serialized = next(iter(tf.data.TFRecordDataset(files).batch(batch_size)))
     features = pipeline.parse_batch(serialized, audio_frames, {"audio_frames"})
@@ -242,7 +242,7 @@ def train_step_costs(device_batch, audio_frames: int, steps: int) -> dict:
     ``AugmentLayer`` on the same batch in device mode (uint8 video), and the layer alone."""
     import tensorflow as tf
 
-    from ravdess_tfrecords import augment
+    from ravdess_tfrecords.reading import augment
 
     (audio, video), label = device_batch
     unit = augment.to_unit(video)
@@ -279,7 +279,7 @@ def main(argv: list[str]) -> None:
         b = FLAGS.batch_size
         print(f"{data_dir}: split {FLAGS.split!r}: {n} examples in {len(files)} shards, audio (24, {m}, 1), "
               f"batch {b}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), TensorFlow {tf.__version__}")
-        from ravdess_tfrecords import pipeline
+        from ravdess_tfrecords.reading import pipeline
 
         cached = pipeline.autocache(files, n, n)
         print(f"(b), (c) and (e) cache the decoded split after their first epoch: {'yes' if cached else 'no'} "

@@ -78,7 +78,8 @@ def main(argv: list[str]) -> None:
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import ravdess_tfrecords as rt
-    from ravdess_tfrecords import labels, splits
+    from ravdess_tfrecords import labels
+    from ravdess_tfrecords.reading import splits
 
     builder = rt.Builder(FLAGS.data_dir)
     info = builder.info

@@ -3,7 +3,7 @@
     python -m tools.make_synthetic_corpus --output=/tmp/synthetic-ravdess
     python -m tools.make_synthetic_corpus --output=/tmp/full --full_size --actors=1,2 --clips_per_actor=4
 
-See ``ravdess_tfrecords.synthetic`` for what the clips hold.
+See ``ravdess_tfrecords.conversion.synthetic`` for what the clips hold.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags
 
-from ravdess_tfrecords import synthetic
+from ravdess_tfrecords.conversion import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Directory to write the corpus to.", required=True)

@@ -11,7 +11,8 @@ from typing import Any
 import tensorflow as tf
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, pipeline, schema, splits
+from ravdess_tfrecords import labels, models, schema
+from ravdess_tfrecords.reading import pipeline, splits
 from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import canonical
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tensorflow import keras
 
-from ravdess_tfrecords import splits
+from ravdess_tfrecords.reading import splits
 from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.loop import _log, train

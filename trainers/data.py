@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 import ravdess_tfrecords
-from ravdess_tfrecords import augment as augment_lib
 from ravdess_tfrecords import models
+from ravdess_tfrecords.reading import augment as augment_lib
 from trainers.config import TrainConfig
 
 AutoShardPolicy = tf.data.experimental.AutoShardPolicy

@@ -18,7 +18,7 @@ _cli.quiet_tensorflow()  # before TensorFlow is imported
 
 from absl import app, flags  # noqa: E402
 
-from ravdess_tfrecords import augment, pipeline  # noqa: E402
+from ravdess_tfrecords.reading import augment, pipeline  # noqa: E402
 from trainers import cv  # noqa: E402
 from trainers import strategy as strategy_lib  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
@@ -31,7 +31,7 @@ PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
 flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
 flags.DEFINE_enum("split", "speaker", ["speaker", "kfold", "luna5", "sixfold"],
-                  "Speaker-independent split scheme (ravdess_tfrecords.splits).")
+                  "Speaker-independent split scheme (ravdess_tfrecords.reading.splits).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default 6).")
 flags.DEFINE_integer("fold", None, "Train this test fold only; unset with a fold scheme: every fold plus a table.")
 flags.DEFINE_list("train_actors", None, "Explicit actor lists (all three together) instead of --split.")

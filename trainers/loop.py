@@ -14,7 +14,8 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import augment, labels, models
+from ravdess_tfrecords import labels, models
+from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import backup_epochs, make_callbacks
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tensorflow import keras
 
-from ravdess_tfrecords import augment, models
+from ravdess_tfrecords import models
+from ravdess_tfrecords.reading import augment
 from trainers.config import TrainConfig
 from trainers.data import augment_config
 

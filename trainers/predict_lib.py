@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from tensorflow import keras
 
-from ravdess_tfrecords import audio, models, preprocess, schema
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords import models, schema
+from ravdess_tfrecords.conversion import audio, preprocess
+from ravdess_tfrecords.conversion.errors import ClipError
 from trainers.export import load_saved
 
 

@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
-from ravdess_tfrecords import augment as augment_lib
 from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.reading import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
 

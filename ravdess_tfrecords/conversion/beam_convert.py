@@ -37,9 +37,9 @@ import tempfile
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from ravdess_tfrecords import convert, storage, writer
-from ravdess_tfrecords.errors import MachineError
-from ravdess_tfrecords.preprocess import Settings
+from ravdess_tfrecords.conversion import convert, storage, writer
+from ravdess_tfrecords.conversion.errors import MachineError
+from ravdess_tfrecords.conversion.preprocess import Settings
 
 REPORT_FILENAME = "beam-report.json"
 _LOCAL_RUNNERS = ("direct", "directrunner")

@@ -32,8 +32,8 @@ from multiprocessing import get_context
 import numpy as np
 from PIL import Image
 
-from ravdess_tfrecords import ffmpeg
-from ravdess_tfrecords import progress as progress_bar
+from ravdess_tfrecords.conversion import ffmpeg
+from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.filenames import NUM_ACTORS, ClipName
 
 TRUTH_FILENAME = "truth.json"

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ravdess_tfrecords import ffmpeg
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords.conversion import ffmpeg
+from ravdess_tfrecords.conversion.errors import ClipError
 
 
 def frame_times(start: float, end: float, num_frames: int) -> np.ndarray:

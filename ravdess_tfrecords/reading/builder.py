@@ -25,8 +25,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from ravdess_tfrecords import augment as augment_lib
-from ravdess_tfrecords import labels, pipeline, schema, splits
+from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.reading import augment as augment_lib
+from ravdess_tfrecords.reading import pipeline, splits
 
 _REQUIRED_KEYS = ("schema_version", "class_names", "num_classes", "audio_frames", "shards")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ravdess_tfrecords import ffmpeg
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords.conversion import ffmpeg
+from ravdess_tfrecords.conversion.errors import ClipError
 
 # Decoded audio may fall this far short of the header's duration (codec priming, rounding).
 TRUNCATION_SLACK = 0.25

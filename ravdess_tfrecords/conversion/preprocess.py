@@ -15,8 +15,9 @@ import dataclasses
 
 import numpy as np
 
-from ravdess_tfrecords import audio, faces, schema, video
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords import schema
+from ravdess_tfrecords.conversion import audio, faces, video
+from ravdess_tfrecords.conversion.errors import ClipError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ravdess_tfrecords.errors import ClipError
+from ravdess_tfrecords.conversion.errors import ClipError
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,8 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
-from ravdess_tfrecords import schema, storage
+from ravdess_tfrecords import schema
+from ravdess_tfrecords.conversion import storage
 
 STAGING_DIRNAME = ".staging"
 

@@ -1,0 +1,5 @@
+"""The reading half: converted shards -> speaker splits -> ``tf.data`` with on-graph augmentation.
+
+Needs TensorFlow and numpy only, and imports nothing of ``ravdess_tfrecords.conversion``.
+Modules: ``builder`` (``Builder``, ``load``), ``pipeline``, ``augment``, ``splits``, ``verify``.
+"""

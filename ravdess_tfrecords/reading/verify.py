@@ -1,0 +1,129 @@
+"""Check a converted directory against its ``dataset_info.json``.
+
+    python -m ravdess_tfrecords.verify --data_dir=/data/ravdess-tfrecords
+
+Re-hashes every shard, parses every record against the schema, and checks
+counts, labels, shapes and value ranges. Prints every problem with the file it
+is in; exit code 1 if there is any. Reading half: needs only TensorFlow.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from ravdess_tfrecords import _cli, labels, schema
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """Defined by the entry point only: importing this module defines no flag."""
+    flags.DEFINE_string("data_dir", None, "Directory written by ravdess_tfrecords.convert.")
+    flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
+
+
+def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter) -> list[str]:
+    import tensorflow as tf
+
+    problems, count = [], 0
+    name = shard["file"]
+    try:
+        for batch in tf.data.TFRecordDataset(path).batch(256):
+            ex = schema.decode(tf.io.parse_example(batch, schema.parse_spec()), frames)
+            n = int(batch.shape[0])
+            count += n
+            audio, video = ex["audio"].numpy(), ex["video"].numpy()
+            label, emotion, actor = ex["label"].numpy(), ex["emotion"].numpy(), ex["actor"].numpy()
+            if not np.isfinite(audio).all():
+                problems.append(f"{name}: audio holds NaN or inf")
+            if np.any((emotion < 1) | (emotion > 8)):
+                problems.append(f"{name}: emotion code outside 1..8")
+            elif np.any(label != [labels.label_from_emotion(int(e)) for e in emotion]):
+                problems.append(f"{name}: label does not match the emotion code")
+            if np.any(actor != shard["actor"]):
+                problems.append(f"{name}: holds actors {sorted(set(actor.tolist()))}, expected {shard['actor']}")
+            if np.any(ex["audio_frames"].numpy() <= 0):
+                problems.append(f"{name}: audio_frames must be positive")
+            if video.reshape(n, -1).max(axis=1).min() == 0:
+                problems.append(f"{name}: an all-black face stack")
+            seen.update(label.tolist())
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        problems.append(f"{name}: cannot be parsed after {count} records ({e.message.splitlines()[0]})")
+        return problems
+    if count != shard["num_examples"]:
+        problems.append(f"{name}: {count} records, dataset_info.json says {shard['num_examples']}")
+    return problems
+
+
+def verify(data_dir: str) -> tuple[list[str], int]:
+    """All problems found in ``data_dir`` (empty when sound) and the number of records checked."""
+    info_path = os.path.join(data_dir, schema.INFO_FILENAME)
+    if not os.path.exists(info_path):
+        return [f"{info_path}: missing; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        return [f"{info_path}: unreadable ({e})"], 0
+    if info.get("schema_version") != schema.SCHEMA_VERSION:
+        return [f"{info_path}: schema version {info.get('schema_version')}, this library reads "
+                f"{schema.SCHEMA_VERSION}; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
+    problems, seen = [], collections.Counter()
+    listed = set()
+    for shard in info["shards"]:
+        listed.add(shard["file"])
+        path = os.path.join(data_dir, shard["file"])
+        if not os.path.exists(path):
+            problems.append(f"{shard['file']}: missing")
+            continue
+        if "size" in shard and os.path.getsize(path) != shard["size"]:
+            problems.append(f"{shard['file']}: {os.path.getsize(path)} bytes, dataset_info.json says {shard['size']}")
+        if schema.file_sha256(path) != shard["sha256"]:
+            problems.append(f"{shard['file']}: sha256 differs from dataset_info.json (changed or corrupt)")
+        problems += _check_records(path, shard, info["audio_frames"], seen)
+    for extra in sorted(glob.glob(os.path.join(data_dir, schema.shard_glob()))):
+        if os.path.basename(extra) not in listed:
+            problems.append(f"{os.path.basename(extra)}: not listed in dataset_info.json")
+    per_actor = collections.Counter()
+    for shard in info["shards"]:
+        per_actor[str(shard["actor"])] += shard["num_examples"]
+    if dict(per_actor) != info["counts"]["per_actor"]:
+        problems.append(f"{schema.INFO_FILENAME}: counts.per_actor disagrees with the shard list")
+    if sum(per_actor.values()) != info["num_examples"]:
+        problems.append(f"{schema.INFO_FILENAME}: num_examples disagrees with the shard list")
+    if not problems and {str(k): v for k, v in sorted(seen.items())} != info["counts"]["per_label"]:
+        problems.append(f"{schema.INFO_FILENAME}: counts.per_label disagrees with the records")
+    return problems, sum(seen.values())
+
+
+@_cli.user_errors
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _cli.require("data_dir")
+    problems, records = verify(FLAGS.data_dir)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {FLAGS.data_dir}", file=sys.stderr)
+        return 1
+    print(f"OK: {records} records in {FLAGS.data_dir} match dataset_info.json")
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point (``ravdess-verify``)."""
+    _cli.quiet_tensorflow()  # before TensorFlow is imported
+    _define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
