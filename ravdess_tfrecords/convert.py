@@ -1,9 +1,20 @@
 """``python -m ravdess_tfrecords.convert``: the converter's command line, kept at its documented name.
 
-The converter itself is ``ravdess_tfrecords.conversion.convert``.
+The converter itself is ``ravdess_tfrecords.conversion.convert``. This shim first
+checks that the ``[convert]`` extra is installed: without it, one ``error:`` line
+says what to install and the exit status is 2.
 """
 
-from ravdess_tfrecords.conversion.convert import run
+from ravdess_tfrecords import conversion
+
+
+def run() -> None:
+    """Console-script entry point (``ravdess-convert``)."""
+    conversion.require_extra("the converter")
+    from ravdess_tfrecords.conversion import convert
+
+    convert.run()
+
 
 if __name__ == "__main__":
     run()

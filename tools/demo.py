@@ -13,7 +13,9 @@ Runs, each as the command a user would type (printed before it runs):
 7. ``trainers.predict``: one raw clip of a test actor, through the same preprocessing.
 
 Then it prints where every output went and how long each step took.
-Everything goes under ``--output`` (replaced on each run).
+Everything goes under ``--output`` (replaced on each run). It needs the
+``[convert]`` and ``[synthetic]`` extras (``make demo`` installs them); without
+them, one ``error:`` line says what to install before anything runs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 
 from absl import app, flags
 
-from ravdess_tfrecords import filenames, labels
+from ravdess_tfrecords import conversion, filenames, labels
 
 FLAGS = flags.FLAGS
 
@@ -68,6 +70,8 @@ def _test_clip(corpus: str) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Steps 1, 2, 4 and 7 run the converter's stack: say so now, not after minutes.
+    conversion.require_synthetic_extras("tools.demo")
     out = os.path.abspath(FLAGS.output)
     corpus = os.path.join(out, "corpus")
     shards = os.path.join(out, "tfrecords")

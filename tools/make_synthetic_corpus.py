@@ -3,7 +3,8 @@
     python -m tools.make_synthetic_corpus --output=/tmp/synthetic-ravdess
     python -m tools.make_synthetic_corpus --output=/tmp/full --full_size --actors=1,2 --clips_per_actor=4
 
-See ``ravdess_tfrecords.conversion.synthetic`` for what the clips hold.
+See ``ravdess_tfrecords.conversion.synthetic`` for what the clips hold. Needs the
+``[convert]`` and ``[synthetic]`` extras; without them, one ``error:`` line says so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from absl import app, flags
 
-from ravdess_tfrecords.conversion import synthetic
+from ravdess_tfrecords import conversion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Directory to write the corpus to.", required=True)
@@ -29,6 +30,9 @@ flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes.")
 
 def main(argv: list[str]) -> None:
     del argv
+    conversion.require_synthetic_extras("tools.make_synthetic_corpus")
+    from ravdess_tfrecords.conversion import synthetic
+
     width, height = (1280, 720) if FLAGS.full_size else (FLAGS.width, FLAGS.height)
     start = time.perf_counter()
     truth = synthetic.make_corpus(

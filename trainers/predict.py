@@ -7,19 +7,20 @@ Each clip goes through exactly the converter's preprocessing, with the settings
 saved in the model directory (see ``trainers/predict_lib.py``). One line per
 clip, ``clip.mp4: angry 0.81 (happy 0.10, sad 0.05)``; a clip that fails says
 why and the others still run. The exit code is non-zero only if every clip failed.
+
+The preprocessing needs the ``[convert]`` extra; without it, one ``error:`` line
+says what to install (exit status 2).
 """
 
 from __future__ import annotations
 
 import json
 
-from ravdess_tfrecords import _cli
+from ravdess_tfrecords import _cli, conversion
 
 _cli.quiet_tensorflow()  # before TensorFlow is imported
 
 from absl import app, flags  # noqa: E402
-
-from trainers import predict_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -36,6 +37,9 @@ def main(argv: list[str]) -> int:
     if not clips:
         raise app.UsageError("name at least one clip: python -m trainers.predict --model_dir=DIR clip.mp4 ...")
     _cli.require("model_dir")
+    conversion.require_extra("trainers.predict")  # the converter's preprocessing, before importing it
+    from trainers import predict_lib
+
     predictor = predict_lib.load(FLAGS.model_dir)
     results = predict_lib.predict_clips(predictor, clips)
     if FLAGS.json:

@@ -1,0 +1,194 @@
+"""``pip install ravdess-tfrecords`` without ``[convert]``: read, build models, train; converting names the extra.
+
+A real virtual environment (``.venv-reader/`` in the repository, git-ignored) gets a
+real, non-editable ``pip install`` of the package's sources, without extras. It is
+built once and reused while ``setup.cfg`` and ``pyproject.toml`` stay the same (the
+first build downloads TensorFlow unless pip's cache has it: a few minutes);
+the package itself is reinstalled (``--no-deps``) whenever its sources change.
+Its Python runs from a directory outside the repository, so it imports the
+installed package, never the worktree.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ravdess_tfrecords import conversion
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(REPO, ".venv-reader")
+DEPS_FILES = ("setup.cfg", "pyproject.toml")
+# What a wheel is built from (setup.cfg's packages, long_description).
+SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "ravdess_tfrecords", "trainers")
+KEY_FILE = ".deps-key"
+PACKAGE_KEY_FILE = ".package-key"
+BUILD_TIMEOUT_S = 1800
+CONVERT_STACK = ("librosa", "dlib", "imageio_ffmpeg")  # only the [convert] extra brings these
+
+# Runs in the fresh venv: everything a reader does, with real values checked.
+READER = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    import numpy as np
+    import ravdess_tfrecords as rt
+    from ravdess_tfrecords import models
+    from ravdess_tfrecords.reading import splits
+    import trainers.fit, trainers.evaluation, trainers.export  # the trainers import without the converter
+    data_dir = sys.argv[1]
+    (audio, video), label = next(iter(rt.load(data_dir, "train", batch_size=4, seed=0)))
+    split = splits.split_actors("speaker")
+    model = models.build_model("fusion", audio_frames=int(audio.shape[2]), filters=(8, 16))
+    probs = model.predict([audio.numpy(), video.numpy()], verbose=0)
+    print(json.dumps({
+        "file": rt.__file__,
+        "audio": list(audio.shape), "video": list(video.shape), "labels": label.numpy().tolist(),
+        "video_range": [float(video.numpy().min()), float(video.numpy().max())],
+        "split": {k: list(v) for k, v in split.items()},
+        "probs_sum": probs.sum(axis=1).tolist(),
+        "found": {m: importlib.util.find_spec(m) is not None for m in sys.argv[2].split(",")},
+        "writing_half": sorted(m for m in sys.modules if m.startswith("ravdess_tfrecords.conversion.")),
+    }))
+    """
+)
+
+
+def _digest(paths: tuple[str, ...]) -> str:
+    """sha256 over the files under ``paths`` (relative to the repository), names and contents."""
+    h = hashlib.sha256()
+    for top in paths:
+        full = os.path.join(REPO, top)
+        files = [full] if os.path.isfile(full) else sorted(
+            os.path.join(d, f) for d, dirs, fs in os.walk(full) if "__pycache__" not in d for f in fs
+            if not f.endswith(".pyc"))
+        for path in files:
+            h.update(os.path.relpath(path, REPO).encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(f.read() + b"\0")
+    return h.hexdigest()
+
+
+def _read(path: str) -> str | None:
+    return open(path).read() if os.path.exists(path) else None
+
+
+def _pip(python: str, *args: str) -> None:
+    proc = subprocess.run([python, "-m", "pip", "install", "-q", *args], capture_output=True, text=True,
+                          timeout=BUILD_TIMEOUT_S, cwd="/")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> str:
+    """The venv's python, with the package installed from the current sources and no extras."""
+    python = os.path.join(VENV, "bin", "python")
+    deps_key = _digest(DEPS_FILES)
+    if _read(os.path.join(VENV, KEY_FILE)) != deps_key:
+        shutil.rmtree(VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True, timeout=300)
+    # A copy of what the wheel is built from: no build/ or egg-info left in the repository to leak in.
+    package_key = _digest(SOURCES)
+    if _read(os.path.join(VENV, PACKAGE_KEY_FILE)) != package_key:
+        src = tmp_path_factory.mktemp("src")
+        for name in SOURCES:
+            (shutil.copytree if os.path.isdir(os.path.join(REPO, name)) else shutil.copy)(
+                os.path.join(REPO, name), os.path.join(src, name))
+        if _read(os.path.join(VENV, KEY_FILE)) != deps_key:
+            _pip(python, str(src))  # dependencies from pip (its cache, after the first time)
+            with open(os.path.join(VENV, KEY_FILE), "w") as f:
+                f.write(deps_key)
+        else:
+            _pip(python, "--no-deps", "--force-reinstall", str(src))
+        with open(os.path.join(VENV, PACKAGE_KEY_FILE), "w") as f:
+            f.write(package_key)
+    return python
+
+
+def _run(python: str, *args: str, cwd: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return subprocess.run([python, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, what: str) -> str:
+    """The single stderr line of a command that lacks the [convert] extra."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    line = lines[0]
+    assert line.startswith(f"error: {what} needs an extra: "), line
+    assert 'pip install "ravdess-tfrecords[convert]"' in line, line
+    missing = re.search(r"\(missing: (.*)\)$", line).group(1).split(", ")
+    assert set(CONVERT_STACK) <= set(missing) <= set(conversion.NEEDS), line
+    return line
+
+
+def test_convert_extra_lists_what_the_converter_checks():
+    config = configparser.ConfigParser()
+    config.read(os.path.join(REPO, "setup.cfg"))
+    extras = config["options.extras_require"]
+    names = lambda text: {re.split(r"[<>=!~\[ ;]", r.strip())[0] for r in text.strip().splitlines()}  # noqa: E731
+    assert names(extras["convert"]) == set(conversion.NEEDS.values())
+    assert not names(config["options"]["install_requires"]) & set(conversion.NEEDS.values())
+    assert "ravdess-tfrecords" in names(extras["beam"]) and "[convert]" in extras["beam"]
+    assert names(extras["synthetic"]) == set(conversion.SYNTHETIC_NEEDS.values())
+
+
+def test_base_install_reads_trains_and_points_the_converter_to_its_extra(venv, tfrecords_dir, synthetic_corpus,
+                                                                        tmp_path):
+    data = tfrecords_dir  # the session's real conversion (tests/conftest.py)
+    with open(os.path.join(data, "dataset_info.json")) as f:
+        info = json.load(f)
+    outside = str(tmp_path)  # not the repository: the installed package, not the worktree
+
+    # Reading, splits, models, trainers: no converter dependency, no writing-half module.
+    proc = _run(venv, "-c", READER, data, ",".join(CONVERT_STACK), cwd=outside)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["file"].startswith(VENV), got["file"]
+    assert got["found"] == {m: False for m in CONVERT_STACK}
+    assert got["writing_half"] == []
+    assert got["audio"] == [4, 24, info["audio_frames"], 1] and got["video"] == [4, 6, 64, 64, 3]
+    assert 0.0 <= got["video_range"][0] < got["video_range"][1] <= 1.0
+    assert all(0 <= y < 7 for y in got["labels"])
+    assert got["split"]["test"] == [23, 24] and len(got["split"]["train"]) == 17
+    assert got["probs_sum"] == pytest.approx([1.0] * 4, abs=1e-4)
+    for module in CONVERT_STACK:
+        proc = _run(venv, "-c", f"import {module}", cwd=outside)
+        assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr, (module, proc.stderr[-500:])
+
+    proc = _run(venv, "-m", "ravdess_tfrecords.verify", f"--data_dir={data}", cwd=outside)
+    assert proc.returncode == 0 and f"OK: {info['num_examples']} records" in proc.stdout, proc.stderr[-3000:]
+
+    # One epoch of trainers.fit, its PNG plots (matplotlib is in the base install) included.
+    model_dir = str(tmp_path / "model")
+    proc = _run(venv, "-m", "trainers.fit", f"--data_dir={data}", f"--model_dir={model_dir}", "--model=video",
+                "--filters=8,16", "--batch_size=8", "--augment=", "--seed=1", "--epochs=1", cwd=outside)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        with open(os.path.join(model_dir, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", png
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["epochs_trained"] == 1 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+
+    # Converting, by module and by console script, and predicting on an mp4: one line naming [convert], exit 2.
+    out = tmp_path / "out"
+    _one_error_line(_run(venv, "-m", "ravdess_tfrecords.convert", f"--input={synthetic_corpus}", f"--output={out}",
+                         cwd=outside), "the converter")
+    _one_error_line(_run(os.path.join(VENV, "bin", "ravdess-convert"), f"--input={synthetic_corpus}",
+                         f"--output={out}", cwd=outside), "the converter")
+    assert not out.exists()
+    actor = os.path.join(synthetic_corpus, "Actor_24")
+    clip = os.path.join(actor, sorted(f for f in os.listdir(actor) if f.endswith(".mp4"))[0])
+    _one_error_line(_run(venv, "-m", "trainers.predict", f"--model_dir={model_dir}", clip, cwd=outside),
+                    "trainers.predict")
