@@ -110,6 +110,21 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     return True
 
 
+def define_main_flags(define: Callable[[], None]) -> None:
+    """Run ``define`` (a module's ``DEFINE_*`` calls) and make its flags the program's own in ``--help``.
+
+    absl's ``--help`` lists the flags of the module it runs as ``__main__``; a
+    command whose flags live in another module (``python -m ravdess_tfrecords.convert``
+    runs a thin entry point, a console script runs a generated one) would list none.
+    """
+    from absl import flags
+
+    before = set(flags.FLAGS)
+    define()
+    for name in sorted(set(flags.FLAGS) - before):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
 def require(*names: str) -> None:
     """Raise ``ValueError`` (a user error) naming the first of the absl flags ``names`` left empty."""
     from absl import flags

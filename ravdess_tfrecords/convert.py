@@ -1,8 +1,11 @@
-"""``python -m ravdess_tfrecords.convert``: the converter's command line, kept at its documented name.
+"""Convert RAVDESS clips to per-speaker TFRecord shards (the converter's documented command line).
 
-The converter itself is ``ravdess_tfrecords.conversion.convert``. This shim first
-checks that the ``[convert]`` extra is installed: without it, one ``error:`` line
-says what to install and the exit status is 2.
+    python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
+    python -m ravdess_tfrecords.convert ... --runner=DataflowRunner [Beam pipeline options]
+
+The converter itself is ``ravdess_tfrecords.conversion.convert``. This entry point
+first checks that the ``[convert]`` extra is installed: without it, one ``error:``
+line says what to install and the exit status is 2.
 """
 
 from ravdess_tfrecords import conversion

@@ -1,6 +1,8 @@
-"""``python -m ravdess_tfrecords.verify``: the shard checker's command line, kept at its documented name.
+"""Check a converted directory against its metadata: re-hash every shard, re-parse every record.
 
-The checker itself is ``ravdess_tfrecords.reading.verify``.
+    python -m ravdess_tfrecords.verify --data_dir=/data/ravdess-tfrecords
+
+The checker itself is ``ravdess_tfrecords.reading.verify`` (the documented command line lives here).
 """
 
 from ravdess_tfrecords.reading.verify import run

@@ -532,7 +532,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
     _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
-    _define_flags()
+    _cli.define_main_flags(_define_flags)
     app.run(main, flags_parser=_parse_flags)
 
 

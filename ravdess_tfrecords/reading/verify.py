@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
 def run() -> None:
     """Console-script entry point (``ravdess-verify``)."""
     _cli.quiet_tensorflow()  # before TensorFlow is imported
-    _define_flags()
+    _cli.define_main_flags(_define_flags)
     app.run(main)
 
 
