@@ -28,8 +28,9 @@ feature                 dtype      shape               meaning
 ======================  =========  ==================  ====================================
 
 ``audio`` and ``video`` are stored as raw little-endian bytes, so a whole batch
-decodes with one ``tf.io.decode_raw``. ``M`` (``audio_frames`` in
-``dataset_info.json``) is the corpus' mean MFCC frame count, fixed at conversion.
+decodes with one ``tf.io.decode_raw`` (and tensorflow_datasets reads them as
+``Tensor(encoding="bytes")``). ``M`` (``audio_frames`` in ``ravdess_info.json``)
+is the corpus' mean MFCC frame count, fixed at conversion.
 """
 
 from __future__ import annotations
@@ -40,11 +41,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-# Bump when the stored features or dataset_info.json change incompatibly; the reader refuses others.
+# Bump when the stored features or the info file change incompatibly; the reader refuses others.
 # 2: every shard listed with its size in bytes (readers check it).
-SCHEMA_VERSION = 2
+# 3: the info file is ravdess_info.json; dataset_info.json is tensorflow_datasets' (TFDS_FILENAMES).
+SCHEMA_VERSION = 3
 
-INFO_FILENAME = "dataset_info.json"
+INFO_FILENAME = "ravdess_info.json"
+# The metadata tensorflow_datasets reads (``tfds.builder_from_directory``), written beside the shards.
+TFDS_INFO_FILENAME = "dataset_info.json"
+TFDS_FEATURES_FILENAME = "features.json"
+TFDS_LABELS_FILENAME = "label.labels.txt"  # the ClassLabel names of the ``label`` feature
+TFDS_FILENAMES = (TFDS_INFO_FILENAME, TFDS_FEATURES_FILENAME, TFDS_LABELS_FILENAME)
+# Schema versions 1 and 2 named INFO_FILENAME so; tensorflow_datasets' file of that name replaces it.
+OLD_INFO_FILENAME = TFDS_INFO_FILENAME
 FAILURES_FILENAME = "failures.jsonl"
 SHARD_PREFIX = "ravdess"
 
@@ -53,6 +62,19 @@ CONVERT_HINT = (
     "run `python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output={path}` "
     "(or `make tfrecords RAVDESS_DIR=... TFRECORDS_DIR={path}`; no corpus at hand: `make demo`)"
 )
+
+
+
+def old_info_message(data_dir: str, old_info: object) -> str | None:
+    """What to tell a reader of ``data_dir`` that has no ``INFO_FILENAME`` but whose
+    ``OLD_INFO_FILENAME`` holds ``old_info`` (parsed JSON): None unless an older converter wrote it."""
+    version = old_info.get("schema_version") if isinstance(old_info, dict) else None
+    if not isinstance(version, int):
+        return None  # tensorflow_datasets' file, or none at all
+    return (f"{data_dir!r} was written by an older ravdess_tfrecords converter (schema version {version}, "
+            f"its info in {OLD_INFO_FILENAME}); this ravdess_tfrecords reads schema version {SCHEMA_VERSION} "
+            f"({INFO_FILENAME}): re-convert, {CONVERT_HINT.format(path=data_dir)}")
+
 
 NUM_MFCC = 24
 NUM_FRAMES = 6
@@ -96,19 +118,25 @@ FEATURES: dict[str, Feature] = {
 METADATA_KEYS = tuple(k for k in FEATURES if k not in ("audio", "video", "label"))
 
 
+def split_name(actor: int) -> str:
+    """``actor01``: an actor's shards' split, as tensorflow_datasets names it."""
+    return f"actor{actor:02d}"
+
+
 def shard_name(actor: int, index: int, num_shards: int) -> str:
-    """``ravdess-actor01.tfrecord-00000-of-00002`` (tensorflow_datasets style)."""
-    return f"{SHARD_PREFIX}-actor{actor:02d}.tfrecord-{index:05d}-of-{num_shards:05d}"
+    """``ravdess-actor01.tfrecord-00000-of-00002``: tensorflow_datasets' default file template,
+    ``{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}``."""
+    return f"{SHARD_PREFIX}-{split_name(actor)}.tfrecord-{index:05d}-of-{num_shards:05d}"
 
 
 def shard_glob(actor: int | None = None) -> str:
     """A glob matching the shards of one actor, or of all actors."""
-    who = f"actor{actor:02d}" if actor is not None else "actor[0-9][0-9]"
+    who = split_name(actor) if actor is not None else "actor[0-9][0-9]"
     return f"{SHARD_PREFIX}-{who}.tfrecord-*-of-*"
 
 
 def file_sha256(path: str) -> str:
-    """Hex sha256 of a file, as listed for each shard in ``dataset_info.json``."""
+    """Hex sha256 of a file, as listed for each shard in ``ravdess_info.json``."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -171,7 +199,7 @@ def decode(parsed: Mapping, audio_frames: int) -> dict:
     Args:
       parsed: the output of ``tf.io.parse_example(serialized, parse_spec())``
         for a batch ``(B,)`` or ``tf.io.parse_single_example`` for one example.
-      audio_frames: M from ``dataset_info.json``.
+      audio_frames: M from ``ravdess_info.json``.
 
     Returns:
       The same dict with ``audio`` float32 ``(..., 24, M, 1)`` and ``video``

@@ -2,8 +2,9 @@
 
 The reading-half tests use these instead of a full conversion: they are fast, and
 every stored value is known, so tests can compare what the pipeline yields
-against the truth. The layout and ``dataset_info.json`` follow the converter's
-contract (one shard set per actor, ``schema.shard_name``).
+against the truth. The layout, ``ravdess_info.json`` and the tensorflow_datasets
+metadata follow the converter's contract (one shard set per actor, ``schema.shard_name``,
+``tfds_metadata.files``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.conversion import tfds_metadata
 
 # (vocal_channel, emotion, intensity, statement, repetition) of each clip an actor gets.
 SPEECH_CLIPS = tuple(
@@ -61,7 +63,7 @@ def write_shards(
     schema_version: int = schema.SCHEMA_VERSION,
     seed: int = 0,
 ) -> tuple[dict, dict[str, dict]]:
-    """Write shards + ``dataset_info.json`` into ``out_dir``.
+    """Write shards, ``ravdess_info.json`` and the tensorflow_datasets metadata into ``out_dir``.
 
     Returns:
       (the info dict written, ``{clip_id: example dict}`` of every stored example).
@@ -110,6 +112,9 @@ def write_shards(
         "summary": {"found": len(truth), "converted": len(truth), "skipped": {}},
         "failures": [],
     }
+    for name, text in tfds_metadata.files(shards, audio_frames).items():
+        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
+            f.write(text)
     with open(os.path.join(out_dir, schema.INFO_FILENAME), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
     return info, truth

@@ -69,7 +69,7 @@ def test_direct_runner_output_equals_local_byte_for_byte(corpus_and_local):
     assert proc.returncode == 0, proc.stderr
     assert "converted 6 clips of 3 actors" in proc.stdout
     published = sorted(n for n in os.listdir(root / "local") if not n.startswith("."))
-    assert published == sorted([schema.INFO_FILENAME, schema.FAILURES_FILENAME,
+    assert published == sorted([schema.INFO_FILENAME, schema.FAILURES_FILENAME, *schema.TFDS_FILENAMES,
                                 *(schema.shard_name(actor, 0, 1) for actor in (1, 2, 3))])
     assert sorted(n for n in os.listdir(root / "beam") if not n.startswith(".")) == published
     assert not os.path.exists(root / "beam" / ".staging")

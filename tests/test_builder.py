@@ -1,4 +1,4 @@
-"""Builder / DatasetInfo / load: reading dataset_info.json, splits, clear errors, and real converted data."""
+"""Builder / DatasetInfo / load: reading ravdess_info.json, splits, clear errors, and real converted data."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def data_dir(tmp_path_factory):
 
 
 def _copy(src, dst, edit=None, drop_files=()):
-    """Copy a shard directory, optionally editing its dataset_info.json or deleting files."""
+    """Copy a shard directory, optionally editing its ravdess_info.json or deleting files."""
     shutil.copytree(src, dst)
     for name in drop_files:
         os.remove(os.path.join(dst, name))
@@ -40,7 +40,7 @@ def _copy(src, dst, edit=None, drop_files=()):
     return str(dst)
 
 
-def test_info_is_read_from_dataset_info_json(data_dir):
+def test_info_is_read_from_ravdess_info_json(data_dir):
     b = rt.Builder(data_dir)
     info = b.info
     assert isinstance(info, rt.DatasetInfo)
@@ -79,13 +79,13 @@ def test_missing_data_dir_says_what_to_run(tmp_path):
         rt.load(missing)
 
 
-def test_dir_without_dataset_info_or_shards_says_what_to_run(tmp_path, data_dir):
+def test_dir_without_info_or_shards_says_what_to_run(tmp_path, data_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match=r"has no shards and no dataset_info\.json.*--output="):
+    with pytest.raises(FileNotFoundError, match=r"has no shards and no ravdess_info\.json.*--output="):
         rt.Builder(str(empty))
     only_shards = _copy(data_dir, tmp_path / "noinfo", drop_files=[schema.INFO_FILENAME])
-    with pytest.raises(FileNotFoundError, match=r"has 48 shard files but no dataset_info\.json.*make tfrecords"):
+    with pytest.raises(FileNotFoundError, match=r"has 48 shard files but no ravdess_info\.json.*make tfrecords"):
         rt.Builder(only_shards)
     no_shards = _copy(data_dir, tmp_path / "noshards", edit=lambda i: i.update(shards=[]))
     with pytest.raises(FileNotFoundError, match=r"no shards.*ravdess_tfrecords\.convert"):
@@ -116,6 +116,24 @@ def test_wrong_schema_version_names_both_versions_and_the_command(tmp_path, data
     assert f"schema version {schema.SCHEMA_VERSION + 1}" in message
     assert f"reads schema version {schema.SCHEMA_VERSION}" in message
     assert "python -m ravdess_tfrecords.convert" in message
+
+
+def test_a_directory_of_an_older_converter_says_to_reconvert(tmp_path, data_dir):
+    """Schema 2 and before: our info was dataset_info.json (tensorflow_datasets' file name now)."""
+    old = _copy(data_dir, tmp_path / "v2", edit=lambda i: i.update(schema_version=2))
+    os.replace(os.path.join(old, schema.INFO_FILENAME), os.path.join(old, schema.OLD_INFO_FILENAME))
+    for name in schema.TFDS_FILENAMES[1:]:
+        os.remove(os.path.join(old, name))
+    with pytest.raises(ValueError) as err:
+        rt.Builder(old)
+    message = str(err.value)
+    assert "older ravdess_tfrecords converter (schema version 2, its info in dataset_info.json)" in message
+    assert f"reads schema version {schema.SCHEMA_VERSION} (ravdess_info.json): re-convert" in message
+    assert "python -m ravdess_tfrecords.convert" in message
+    # tensorflow_datasets' dataset_info.json alone (no ravdess_info.json) is not taken for an old directory.
+    tfds_only = _copy(data_dir, tmp_path / "tfds_only", drop_files=[schema.INFO_FILENAME])
+    with pytest.raises(FileNotFoundError, match=r"has 48 shard files but no ravdess_info\.json"):
+        rt.Builder(tfds_only)
 
 
 def test_unknown_actor_and_presets_on_a_partial_conversion(tmp_path):

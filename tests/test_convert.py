@@ -134,7 +134,7 @@ def test_deterministic_across_workers_and_zip_input(tmp_path):
     assert {k: r["converted"] for k, r in runs.items()} == {"w1": 3, "w2": 3, "zip": 3}
     names = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "w1" / "ravdess-*")))
     assert names == [schema.shard_name(1, 0, 1), schema.shard_name(2, 0, 1)]
-    for name in [*names, schema.INFO_FILENAME]:
+    for name in [*names, schema.INFO_FILENAME, *schema.TFDS_FILENAMES]:
         data = {k: (tmp_path / k / name).read_bytes() for k in runs}
         assert data["w1"] == data["w2"] == data["zip"], name
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels
+from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
 from trainers import config as config_lib
@@ -131,8 +131,8 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
     assert test["class_names"] == list(labels.CLASS_NAMES)
 
     # What predict needs sits beside the model.
-    with open(os.path.join(model_dir, "dataset_info.json")) as f, open(
-        os.path.join(tfrecords_dir, "dataset_info.json")
+    with open(os.path.join(model_dir, schema.INFO_FILENAME)) as f, open(
+        os.path.join(tfrecords_dir, schema.INFO_FILENAME)
     ) as g:
         assert json.load(f) == json.load(g)
     with open(os.path.join(model_dir, "model_info.json")) as f:
@@ -258,7 +258,7 @@ def test_bad_actors_write_nothing(tfrecords_dir, tmp_path):
 
 def _reconvert_actor(data_dir: str, actor: int) -> None:
     """Rewrite one actor's shards with its records in reverse order, as a re-conversion would change them."""
-    info_path = os.path.join(data_dir, "dataset_info.json")
+    info_path = os.path.join(data_dir, schema.INFO_FILENAME)
     with open(info_path) as f:
         info = json.load(f)
     old = [s for s in info["shards"] if s["actor"] == actor]
@@ -283,11 +283,11 @@ def test_a_finished_run_on_other_data_is_refused(tfrecords_dir, tmp_path):
     (model_dir / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}}))
     assert train_lib.train(config) == {"test": {"accuracy": 0.5}}  # the same data: reported, not retrained
 
-    # The converter may add fields to dataset_info.json: they do not change the fingerprint.
-    with open(os.path.join(data_dir, "dataset_info.json")) as f:
+    # The converter may add fields to ravdess_info.json: they do not change the fingerprint.
+    with open(os.path.join(data_dir, schema.INFO_FILENAME)) as f:
         info = json.load(f)
     info["added_by_a_newer_converter"] = {"anything": 1}
-    with open(os.path.join(data_dir, "dataset_info.json"), "w") as f:
+    with open(os.path.join(data_dir, schema.INFO_FILENAME), "w") as f:
         json.dump(info, f)
     assert config_lib.data_fingerprint(ravdess_tfrecords.Builder(data_dir).info) == fingerprint
 

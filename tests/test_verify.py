@@ -58,12 +58,35 @@ def test_wrong_schema_version_and_missing_info(copy_dir, tmp_path):
     assert "missing" in problem and "ravdess_tfrecords.convert" in problem
 
 
+def test_directory_of_an_older_converter_says_to_reconvert(copy_dir):
+    """Schema 2 and before wrote our info as dataset_info.json, tensorflow_datasets' file name now."""
+    info = json.loads((copy_dir / schema.INFO_FILENAME).read_text())
+    (copy_dir / schema.INFO_FILENAME).unlink()
+    (copy_dir / schema.OLD_INFO_FILENAME).write_text(json.dumps({**info, "schema_version": 2}))
+    (problem,), _ = verify.verify(str(copy_dir))
+    assert "older ravdess_tfrecords converter (schema version 2" in problem and "re-convert" in problem
+    assert "ravdess_tfrecords.convert" in problem
+
+
+def test_tfds_metadata_that_disagrees_with_the_shards_is_caught(copy_dir):
+    tfds_path = copy_dir / schema.TFDS_INFO_FILENAME
+    tfds_info = json.loads(tfds_path.read_text())
+    tfds_info["splits"][0]["shardLengths"] = ["99"]
+    tfds_path.write_text(json.dumps(tfds_info))
+    problems, _ = verify.verify(str(copy_dir))
+    assert len(problems) == 1 and problems[0].startswith(f"{schema.TFDS_INFO_FILENAME}: splits"), problems
+    (copy_dir / schema.TFDS_FEATURES_FILENAME).unlink()
+    problems, _ = verify.verify(str(copy_dir))
+    assert problems == [f"{schema.TFDS_FEATURES_FILENAME}: missing (tensorflow_datasets cannot read the "
+                        f"directory); {schema.CONVERT_HINT.format(path=copy_dir)}"]
+
+
 def test_truncated_shard_is_caught_by_its_size(copy_dir):
     shard = copy_dir / _first_shard(copy_dir)
     with open(shard, "r+b") as f:
         f.truncate(shard.stat().st_size - 10)
     problems, _ = verify.verify(str(copy_dir))
-    assert any(p.startswith(shard.name) and "bytes, dataset_info.json says" in p for p in problems), problems
+    assert any(p.startswith(shard.name) and f"bytes, {schema.INFO_FILENAME} says" in p for p in problems), problems
 
 
 def test_cli_user_error_is_one_quiet_line():

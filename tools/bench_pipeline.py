@@ -61,7 +61,7 @@ flags.DEFINE_float("host_baseline", 1700.0, "The previous round's (c), examples/
 
 
 def write_random_shards(out_dir: str, actors: int, clips: int, audio_frames: int) -> None:
-    """Shards + dataset_info.json in the converter's format, content random."""
+    """Shards + ravdess_info.json in the converter's format, content random."""
     import tensorflow as tf
 
     from ravdess_tfrecords import labels, schema

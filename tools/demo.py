@@ -5,7 +5,7 @@ r"""``make demo``: the whole product on a synthetic RAVDESS-shaped corpus, no do
 Runs, each as the command a user would type (printed before it runs):
 
 1. ``tools.make_synthetic_corpus``: all 24 actors, ``--clips_per_actor`` speech clips each;
-2. ``ravdess_tfrecords.convert``: per-speaker TFRecord shards + ``dataset_info.json``;
+2. ``ravdess_tfrecords.convert``: per-speaker TFRecord shards + ``ravdess_info.json`` (and tfds metadata);
 3. ``tools.dataset_stats``: the size of each set of the speaker split, per class;
 4. ``tools.plot_samples``: 3 samples (frames, MFCCs, emotion) as a PNG;
 5. ``trainers.fit``: the fusion model on actors 1-17, validated on 18-22, tested on 23-24;
@@ -28,7 +28,7 @@ import time
 
 from absl import app, flags
 
-from ravdess_tfrecords import conversion, filenames, labels
+from ravdess_tfrecords import conversion, filenames, labels, schema
 
 FLAGS = flags.FLAGS
 
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> None:
     print("\n=== where everything went")
     rows = [
         ("synthetic corpus (mp4 + truth.json)", corpus),
-        ("TFRecord shards + dataset_info.json", shards),
+        ("TFRecord shards + ravdess_info.json + tfds metadata", shards),
         ("3 samples: frames, MFCCs, emotions", samples),
         ("model directory", model_dir),
         ("  test metrics (accuracy, UAR, macro F1, per class)", os.path.join(model_dir, "metrics.json")),
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
         ("  best checkpoint", os.path.join(model_dir, "checkpoints", "best.weights.h5")),
         ("  Keras model", os.path.join(model_dir, "model.keras")),
         ("  exported SavedModel", os.path.join(model_dir, "saved_model")),
-        ("  preprocessing settings + class names", os.path.join(model_dir, "dataset_info.json")),
+        ("  preprocessing settings + class names", os.path.join(model_dir, schema.INFO_FILENAME)),
         ("re-evaluation", os.path.join(model_dir, "eval_test")),
         ("clip predicted", clip),
     ]

@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything one training run needs (``trainers.fit`` builds it from its flags).
 
     Attributes:
-      data_dir: converted shards (``dataset_info.json``).
+      data_dir: converted shards (``ravdess_info.json``).
       model_dir: where the run writes (see ``trainers.model_dir``).
       split: scheme: ``speaker``, ``kfold``, ``luna5``, ``sixfold`` or ``actors``.
       folds, fold: K for ``kfold``; the test fold (None: every fold, in ``cv.run``).
@@ -149,9 +149,9 @@ class TrainConfig:
 def data_fingerprint(info: ravdess_tfrecords.DatasetInfo) -> str:
     """sha256 of what identifies converted data: its shards' names and sha256 checksums.
 
-    Fields the converter adds to ``dataset_info.json`` later do not change it; a
+    Fields the converter adds to ``ravdess_info.json`` later do not change it; a
     re-conversion that changes any shard's bytes does. Shards listed without a
-    checksum (hand-made directories): the sha256 of ``dataset_info.json`` itself.
+    checksum (hand-made directories): the sha256 of ``ravdess_info.json`` itself.
     """
     if all(s.sha256 for s in info.shards):
         blob = "".join(sorted(f"{s.file} {s.sha256}\n" for s in info.shards)).encode()

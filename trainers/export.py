@@ -35,7 +35,7 @@ def model_info(config: TrainConfig, model: keras.Model, info: ravdess_tfrecords.
 def save_model(
     model: keras.Model, model_dir: str, config: TrainConfig, info: ravdess_tfrecords.DatasetInfo
 ) -> dict[str, str]:
-    """Write ``model.keras``, ``saved_model/`` (if ``config.export``), ``dataset_info.json``, ``model_info.json``.
+    """Write ``model.keras``, ``saved_model/`` (if ``config.export``), ``ravdess_info.json``, ``model_info.json``.
 
     Returns:
       ``{what: path}`` of everything written.

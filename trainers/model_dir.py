@@ -10,7 +10,7 @@ One run (``trainers.loop.train``) writes::
     checkpoints/best.weights.h5   weights of the best epoch on validation
     model.keras            the best model, Keras format
     saved_model/           the best model exported for serving (model.export)
-    dataset_info.json      copy of the data's dataset_info.json: preprocessing settings, audio_frames
+    ravdess_info.json      copy of the data's ravdess_info.json: preprocessing settings, audio_frames
     model_info.json        class names, num_classes, audio_frames, input names: what predict needs
     metrics.json           test (and validation) metrics; marks the run complete
     confusion_matrix.png, training_curves.png

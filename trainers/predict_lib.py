@@ -2,7 +2,7 @@
 
 A model directory written by ``trainers.fit`` holds ``model.keras``,
 ``model_info.json`` (class names, audio_frames, input names) and a copy of the
-data's ``dataset_info.json`` whose ``preprocessing`` dict is the converter's
+data's ``ravdess_info.json`` whose ``preprocessing`` dict is the converter's
 ``preprocess.Settings``. A clip goes through exactly what the converter did:
 
 1. ``preprocess.preprocess_clip(path, Settings.from_dict(saved))``: standardized
@@ -50,6 +50,8 @@ def load(model_dir: str) -> Predictor:
     """
     model, info = load_saved(model_dir)
     data_info_path = os.path.join(model_dir, schema.INFO_FILENAME)
+    if not os.path.exists(data_info_path):  # a model saved before schema 3 has it under the old name
+        data_info_path = os.path.join(model_dir, schema.OLD_INFO_FILENAME)
     if not os.path.exists(data_info_path):
         raise FileNotFoundError(f"{data_info_path} not found: the preprocessing settings are saved there")
     with open(data_info_path) as f:

@@ -135,7 +135,7 @@ def model_input(mfcc: np.ndarray, frames: int) -> np.ndarray:
 
     Args:
       mfcc: standardized MFCCs ``(24, T)``.
-      frames: M, the corpus' padded frame count (``dataset_info.json``'s ``audio_frames``).
+      frames: M, the corpus' padded frame count (``ravdess_info.json``'s ``audio_frames``).
 
     Returns:
       float32 ``(24, M, 1)``, as the converter writes it and the models read it.

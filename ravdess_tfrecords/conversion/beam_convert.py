@@ -5,7 +5,7 @@
         --extra_package=dist/ravdess_tfrecords-VERSION.tar.gz
 
 The same steps and functions as the local pool (``convert``), so the shards,
-``dataset_info.json`` and ``failures.jsonl`` are byte-identical to a local
+``ravdess_info.json``, ``failures.jsonl`` and the tfds metadata are byte-identical to a local
 run's with the same flags. The way tensorflow_datasets builds large datasets
 (its ``BeamWriter``):
 
@@ -19,7 +19,7 @@ run's with the same flags. The way tensorflow_datasets builds large datasets
             ``OUTPUT/.staging``, and one report of every clip's result and
             every shard into the staging directory.
   launcher  ``convert.converted`` and ``convert.publish``, the local run's own
-            final step: ``failures.jsonl`` and ``dataset_info.json`` last.
+            final step: ``failures.jsonl``, the tfds metadata and ``ravdess_info.json`` last.
 
 A full disk or an unwritable output on a worker fails the pipeline (a runner
 retries the work first); nothing published is touched. Apache Beam is the

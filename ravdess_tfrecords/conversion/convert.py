@@ -7,8 +7,9 @@ result (``OUTPUT/.cache``, keyed by the settings, the source's fingerprint and
 the versions of librosa, numpy, dlib and ffmpeg), so a stopped run resumes
 where it was. Pass 2 takes the mean MFCC frame count over the converted clips
 as M, pads every clip to it, writes one shard set per actor plus
-``dataset_info.json`` and ``failures.jsonl`` into ``OUTPUT/.staging``, and
-publishes them (``writer.publish``): a reader sees the old output or the new one.
+``ravdess_info.json``, ``failures.jsonl`` and the metadata tensorflow_datasets reads
+(``tfds_metadata``: ``dataset_info.json``, ``features.json``, ``label.labels.txt``)
+into ``OUTPUT/.staging``, and publishes them (``writer.publish``): a reader sees the old output or the new one.
 
 Bad input never stops the run: each skipped file gets one line naming it and
 the reason, and the summary counts them; an unexpected exception in one clip
@@ -48,7 +49,7 @@ import numpy as np
 from absl import app, flags
 
 from ravdess_tfrecords import __version__, _cli, filenames, labels, schema
-from ravdess_tfrecords.conversion import audio, ffmpeg, sources, storage, writer
+from ravdess_tfrecords.conversion import audio, ffmpeg, sources, storage, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
@@ -60,7 +61,7 @@ def _define_flags() -> None:
     """The CLI's flags, defined by the entry point only: importing this module defines none,
     so a program with its own ``--output`` or ``--workers`` can import it."""
     flags.DEFINE_list("input", None, "RAVDESS folders, Actor_NN folders or zip files (comma-separated).")
-    flags.DEFINE_string("output", None, "Directory for the shards, dataset_info.json and failures.jsonl.")
+    flags.DEFINE_string("output", None, "Directory for the shards, ravdess_info.json, failures.jsonl, tfds metadata.")
     flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
     flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
     flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
@@ -226,7 +227,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     """Convert every audio-video clip under ``inputs`` into shards under ``output_dir``.
 
     Returns:
-      The ``summary`` of ``dataset_info.json`` (found, converted, skipped by reason, cut,
+      The ``summary`` of ``ravdess_info.json`` (found, converted, skipped by reason, cut,
       finer_face_search), plus ``failures`` (one dict per skipped file), ``info`` (the
       whole metadata) and ``reused`` (clips taken from the cache).
 
@@ -366,15 +367,17 @@ def machine_errors(output_dir: str):
 
 def publish(staged: str, output_dir: str, plan: Plan, done: list[tuple], shards: list[dict], frames: int,
             settings: Settings, vocal_channels, versions: dict[str, str]) -> dict:
-    """Write ``failures.jsonl`` and ``dataset_info.json`` beside the staged shards and publish them all.
+    """Write ``failures.jsonl``, the tensorflow_datasets metadata and ``ravdess_info.json`` beside the
+    staged shards and publish them all.
 
     Returns:
-      The contents of ``dataset_info.json``.
+      The contents of ``ravdess_info.json``.
     """
     info = dataset_info(done, plan.failures, shards, frames, settings, vocal_channels,
                         found=plan.found, versions=versions)
     writer.publish(staged, output_dir, shards, {
         schema.FAILURES_FILENAME: _failures_text(plan.failures),
+        **tfds_metadata.files(shards, frames),
         schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
     })
     return info
@@ -391,7 +394,7 @@ def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_s
     """Write the shards of every actor in ``done`` (``(name, source, result)``, cached clips) into ``output_dir``.
 
     Returns:
-      The shard list of ``dataset_info.json``, in actor and shard order.
+      The shard list of ``ravdess_info.json``, in actor and shard order.
     """
     by_actor = collections.defaultdict(list)
     for name, source, r in done:
@@ -419,7 +422,7 @@ def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, ex
 
 def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], frames: int, settings: Settings,
                  vocal_channels, *, found: int, versions: dict[str, str]) -> dict:
-    """The contents of ``dataset_info.json`` (a pure function of its arguments).
+    """The contents of ``ravdess_info.json`` (a pure function of its arguments).
 
     ``failures`` go in without their tracebacks (those stay in ``failures.jsonl``).
     """

@@ -22,7 +22,7 @@ from ravdess_tfrecords.conversion.errors import ClipError
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Preprocessing settings; stored in ``dataset_info.json`` and beside every exported model.
+    """Preprocessing settings; stored in ``ravdess_info.json`` and beside every exported model.
 
     Attributes:
       sample_rate: Hz the audio is resampled to (16 kHz: speech band, small MFCC cost).

@@ -27,7 +27,7 @@ class Source:
 
     ``display`` names it in messages: a path relative to the input it was found
     under, with ``zip:member`` for zip members (never an absolute path, so
-    ``dataset_info.json`` does not depend on where the corpus lies).
+    ``ravdess_info.json`` does not depend on where the corpus lies).
     ``fingerprint`` changes when the content may have: size + mtime, or zip CRC.
     """
 

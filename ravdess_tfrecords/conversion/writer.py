@@ -2,7 +2,7 @@
 
 Single files: a temporary name, then a rename. A whole output: every shard and
 text file is written into a staging directory inside the output, then renamed
-into place with ``dataset_info.json`` last (``publish``). The Beam pipeline
+into place with ``ravdess_info.json`` last (``publish``). The Beam pipeline
 (``beam_convert``) calls ``write_actor_shards`` per actor and ``publish`` once.
 
 Paths may be local or any ``tf.io.gfile`` path (``gs://...``, see ``storage``):
@@ -107,10 +107,10 @@ def staging(output_dir: str) -> Iterator[str]:
 def publish(staged: str, output_dir: str, shards: list[dict], texts: Mapping[str, str]) -> None:
     """Make a staged conversion the output.
 
-    Writes ``texts`` (``{file name: content}``, ``dataset_info.json`` among them)
+    Writes ``texts`` (``{file name: content}``, ``ravdess_info.json`` among them)
     into ``staged`` first: a full disk stops the run here, before anything
     published is touched. Then renames the shards into ``output_dir``, then the
-    texts with ``dataset_info.json`` last, then deletes the shards of an earlier
+    texts with ``ravdess_info.json`` last, then deletes the shards of an earlier
     conversion that the new info does not list. Nothing is published until
     everything is written, and the switch is a few renames; a reader that
     opens the directory during them may find new shards under the old info,

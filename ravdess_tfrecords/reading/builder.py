@@ -10,8 +10,10 @@
     test = rt.load("/data/ravdess-tfrecords", "test", scheme="kfold", fold=3)
 
 The data directory is what ``python -m ravdess_tfrecords.convert`` writes: one
-shard set per actor plus ``dataset_info.json``. Paths go through ``tf.io.gfile``,
-so any filesystem TensorFlow reads (local, ``gs://``, ...) works.
+shard set per actor plus ``ravdess_info.json`` (read here) and the metadata
+tensorflow_datasets reads (``dataset_info.json``, ``features.json``,
+``label.labels.txt``: ``tfds.builder_from_directory(data_dir)`` works too). Paths
+go through ``tf.io.gfile``, so any filesystem TensorFlow reads (local, ``gs://``, ...) works.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ShardInfo:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """The contents of ``dataset_info.json`` (written by the converter).
+    """The contents of ``ravdess_info.json`` (written by the converter).
 
     Attributes:
       data_dir: the directory it was read from.
@@ -103,12 +105,13 @@ class DatasetInfo:
 
     @classmethod
     def read(cls, data_dir: str | os.PathLike) -> DatasetInfo:
-        """Read and check ``data_dir/dataset_info.json`` and the shards it lists.
+        """Read and check ``data_dir/ravdess_info.json`` and the shards it lists.
 
         Raises:
-          FileNotFoundError: no directory, no ``dataset_info.json``, or no / missing shards,
+          FileNotFoundError: no directory, no ``ravdess_info.json``, or no / missing shards,
             with the command that writes them.
-          ValueError: a schema version this reader does not know, or a malformed file.
+          ValueError: a schema version this reader does not know (a directory of an older
+            converter, whose info was ``dataset_info.json``), or a malformed file.
         """
         data_dir = os.path.expanduser(os.fspath(data_dir))
         hint = schema.CONVERT_HINT.format(path=data_dir)
@@ -116,6 +119,9 @@ class DatasetInfo:
             raise FileNotFoundError(f"RAVDESS TFRecord directory {data_dir!r} does not exist: {hint}")
         path = _join(data_dir, schema.INFO_FILENAME)
         if not tf.io.gfile.exists(path):
+            old = _old_info_message(data_dir)
+            if old:
+                raise ValueError(old)
             found = tf.io.gfile.glob(_join(data_dir, schema.shard_glob()))
             what = f"has {len(found)} shard files but no" if found else "has no shards and no"
             raise FileNotFoundError(f"{data_dir!r} {what} {schema.INFO_FILENAME}: {hint}")
@@ -184,6 +190,15 @@ class DatasetInfo:
             raise ValueError(
                 f"{self.data_dir!r} has shards whose size differs from {path}: {_some(resized)}; the directory "
                 f"is damaged or a conversion is writing it right now (then retry when it is done): {hint}")
+
+
+def _old_info_message(data_dir: str) -> str | None:
+    """``schema.old_info_message`` for ``data_dir``'s ``dataset_info.json``, if it is ours."""
+    try:
+        with tf.io.gfile.GFile(_join(data_dir, schema.OLD_INFO_FILENAME), "r") as f:
+            return schema.old_info_message(data_dir, json.load(f))
+    except (tf.errors.OpError, ValueError):  # absent, unreadable, not JSON: not an old directory
+        return None
 
 
 def _some(items: list[str], shown: int = 5) -> str:

@@ -206,7 +206,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
       opts: see ``Options``; ``None`` fields default from ``opts.training``:
         shuffle, drop_remainder and augmentation on in training, off otherwise;
         ``cache=None`` caches small splits in memory (``autocache``).
-      num_examples: records in ``files`` (from ``dataset_info.json``); lets the
+      num_examples: records in ``files`` (from ``ravdess_info.json``); lets the
         dataset report its length, and is checked while reading.
 
     Returns:

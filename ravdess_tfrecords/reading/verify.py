@@ -1,10 +1,12 @@
-"""Check a converted directory against its ``dataset_info.json``.
+"""Check a converted directory against its ``ravdess_info.json``.
 
     python -m ravdess_tfrecords.verify --data_dir=/data/ravdess-tfrecords
 
 Re-hashes every shard, parses every record against the schema, and checks
-counts, labels, shapes and value ranges. Prints every problem with the file it
-is in; exit code 1 if there is any. Reading half: needs only TensorFlow.
+counts, labels, shapes and value ranges, and that the tensorflow_datasets
+metadata (``dataset_info.json``) lists the same splits and shards. Prints every
+problem with the file it is in; exit code 1 if there is any. Reading half: needs
+only TensorFlow.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _check_records(path: str, shard: dict, frames: int, seen: collections.Counte
         problems.append(f"{name}: cannot be parsed after {count} records ({e.message.splitlines()[0]})")
         return problems
     if count != shard["num_examples"]:
-        problems.append(f"{name}: {count} records, dataset_info.json says {shard['num_examples']}")
+        problems.append(f"{name}: {count} records, {schema.INFO_FILENAME} says {shard['num_examples']}")
     return problems
 
 
@@ -66,7 +68,9 @@ def verify(data_dir: str) -> tuple[list[str], int]:
     """All problems found in ``data_dir`` (empty when sound) and the number of records checked."""
     info_path = os.path.join(data_dir, schema.INFO_FILENAME)
     if not os.path.exists(info_path):
-        return [f"{info_path}: missing; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
+        old = _read_json(os.path.join(data_dir, schema.OLD_INFO_FILENAME))
+        return [schema.old_info_message(data_dir, old)
+                or f"{info_path}: missing; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
     try:
         with open(info_path) as f:
             info = json.load(f)
@@ -84,13 +88,14 @@ def verify(data_dir: str) -> tuple[list[str], int]:
             problems.append(f"{shard['file']}: missing")
             continue
         if "size" in shard and os.path.getsize(path) != shard["size"]:
-            problems.append(f"{shard['file']}: {os.path.getsize(path)} bytes, dataset_info.json says {shard['size']}")
+            problems.append(f"{shard['file']}: {os.path.getsize(path)} bytes, {schema.INFO_FILENAME} says "
+                            f"{shard['size']}")
         if schema.file_sha256(path) != shard["sha256"]:
-            problems.append(f"{shard['file']}: sha256 differs from dataset_info.json (changed or corrupt)")
+            problems.append(f"{shard['file']}: sha256 differs from {schema.INFO_FILENAME} (changed or corrupt)")
         problems += _check_records(path, shard, info["audio_frames"], seen)
     for extra in sorted(glob.glob(os.path.join(data_dir, schema.shard_glob()))):
         if os.path.basename(extra) not in listed:
-            problems.append(f"{os.path.basename(extra)}: not listed in dataset_info.json")
+            problems.append(f"{os.path.basename(extra)}: not listed in {schema.INFO_FILENAME}")
     per_actor = collections.Counter()
     for shard in info["shards"]:
         per_actor[str(shard["actor"])] += shard["num_examples"]
@@ -100,7 +105,36 @@ def verify(data_dir: str) -> tuple[list[str], int]:
         problems.append(f"{schema.INFO_FILENAME}: num_examples disagrees with the shard list")
     if not problems and {str(k): v for k, v in sorted(seen.items())} != info["counts"]["per_label"]:
         problems.append(f"{schema.INFO_FILENAME}: counts.per_label disagrees with the records")
+    problems += _check_tfds_splits(data_dir, info["shards"])
     return problems, sum(seen.values())
+
+
+def _read_json(path: str) -> object:
+    """The parsed JSON at ``path``; None when absent or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_tfds_splits(data_dir: str, shards: list[dict]) -> list[str]:
+    """tensorflow_datasets' splits (one per actor, ``actorNN``) against our shard list."""
+    missing = [n for n in schema.TFDS_FILENAMES if not os.path.exists(os.path.join(data_dir, n))]
+    if missing:
+        return [f"{', '.join(missing)}: missing (tensorflow_datasets cannot read the directory); "
+                f"{schema.CONVERT_HINT.format(path=data_dir)}"]
+    tfds_info = _read_json(os.path.join(data_dir, schema.TFDS_INFO_FILENAME))
+    try:
+        theirs = {s["name"]: [int(n) for n in s["shardLengths"]] for s in tfds_info["splits"]}
+    except (TypeError, KeyError, ValueError):
+        return [f"{schema.TFDS_INFO_FILENAME}: unreadable or without splits"]
+    ours: dict[str, list[int]] = {}
+    for shard in sorted(shards, key=lambda s: (s["actor"], s["file"])):
+        ours.setdefault(schema.split_name(shard["actor"]), []).append(shard["num_examples"])
+    if theirs != ours:
+        return [f"{schema.TFDS_INFO_FILENAME}: splits {theirs} disagree with the shards of {schema.INFO_FILENAME}"]
+    return []
 
 
 @_cli.user_errors
@@ -114,7 +148,7 @@ def main(argv: list[str]) -> int:
     if problems:
         print(f"{len(problems)} problem(s) in {FLAGS.data_dir}", file=sys.stderr)
         return 1
-    print(f"OK: {records} records in {FLAGS.data_dir} match dataset_info.json")
+    print(f"OK: {records} records in {FLAGS.data_dir} match {schema.INFO_FILENAME}")
     return 0
 
 

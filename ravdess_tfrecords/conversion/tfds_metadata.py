@@ -1,0 +1,129 @@
+"""The metadata tensorflow_datasets needs to read a converted directory, written without tensorflow_datasets.
+
+With these files beside the shards, ``tfds.builder_from_directory(OUTPUT)`` loads
+the directory: one split per actor (``actor01`` .. ``actor24``, so ``"actor01+actor02"``
+and slices like ``"actor03[:50%]"`` work) and every stored feature
+(``schema.FEATURES``) declared as a tfds feature that parses our records unchanged:
+
+=====================  ============================================================
+stored                 tfds feature
+=====================  ============================================================
+``audio``, ``video``   ``Tensor(shape, dtype, encoding="bytes")``: one bytes value,
+                       ``decode_raw`` little-endian, reshaped (our raw layout)
+``label``              ``ClassLabel(names=labels.CLASS_NAMES)`` (``label.labels.txt``)
+int features           ``Tensor(shape=(), dtype=int64)``
+str features           ``Text()``
+=====================  ============================================================
+
+``as_supervised=True`` yields ``((audio, video), label)``, as ``rt.load`` does.
+
+The files are what ``tfds.folder_dataset.write_metadata`` writes for the same
+features and splits, byte for byte (tests/test_tfds.py checks that with the real
+tensorflow_datasets), built here from the schema with ``json`` alone: the
+converter needs no tensorflow_datasets, and the bytes depend only on the shard
+list and M, so a conversion stays byte-deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+
+from ravdess_tfrecords import labels, schema
+
+# tensorflow_datasets' default file template; schema.shard_name follows it.
+FILEPATH_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+HOMEPAGE = "https://zenodo.org/record/1188976"
+CITATION = """@article{livingstone2018ravdess,
+  title={The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS): A dynamic, multimodal set of
+facial and vocal expressions in North American English},
+  author={Livingstone, Steven R. and Russo, Frank A.},
+  journal={PLoS ONE},
+  volume={13},
+  number={5},
+  pages={e0196391},
+  year={2018},
+  doi={10.1371/journal.pone.0196391}
+}"""
+SUPERVISED_KEYS = (schema.INPUT_NAMES, "label")
+
+_CLASS = "tensorflow_datasets.core.features."
+_TENSOR = _CLASS + "tensor_feature.Tensor"
+
+
+def version() -> str:
+    """The tfds dataset version: the schema version, as tfds wants ``x.y.z``."""
+    return f"{schema.SCHEMA_VERSION}.0.0"
+
+
+def _tensor(shape: Iterable[int], dtype: str, encoding: str) -> dict:
+    # tfds writes int64 proto fields as JSON strings.
+    dims = [str(d) for d in shape]
+    return {"pythonClassName": _TENSOR,
+            "tensor": {"dtype": dtype, "encoding": encoding, "shape": {"dimensions": dims} if dims else {}}}
+
+
+def feature(name: str, audio_frames: int) -> dict:
+    """The tfds feature (its ``features.json`` entry) that reads stored feature ``name``."""
+    spec = schema.FEATURES[name]
+    if spec.kind == "tensor":
+        shape = schema.audio_shape(audio_frames) if name == "audio" else schema.VIDEO_SHAPE
+        return _tensor(shape, spec.dtype.name, "bytes")
+    if name == "label":
+        return {"classLabel": {"numClasses": str(labels.NUM_CLASSES)},
+                "pythonClassName": _CLASS + "class_label_feature.ClassLabel"}
+    if spec.kind == "int":
+        return _tensor((), "int64", "none")
+    return {"pythonClassName": _CLASS + "text_feature.Text", "text": {}}
+
+
+def features_json(audio_frames: int) -> dict:
+    """``features.json``: a ``FeaturesDict`` of every stored feature."""
+    return {"featuresDict": {"features": {name: feature(name, audio_frames) for name in schema.FEATURES}},
+            "pythonClassName": _CLASS + "features_dict.FeaturesDict"}
+
+
+def _supervised_keys(keys) -> dict:
+    if isinstance(keys, str):
+        return {"featureKey": keys}
+    return {"tuple": {"items": [_supervised_keys(k) for k in keys]}}
+
+
+def dataset_info_json(shards: Iterable[Mapping], audio_frames: int) -> dict:
+    """tfds' ``dataset_info.json`` for the shards of ``ravdess_info.json`` (``file``, ``actor``,
+    ``num_examples``, ``size``): one split per actor, its shards in file order."""
+    by_actor = itertools.groupby(sorted(shards, key=lambda s: (s["actor"], s["file"])), key=lambda s: s["actor"])
+    splits = []
+    for actor, group in by_actor:
+        group = list(group)
+        splits.append({"filepathTemplate": FILEPATH_TEMPLATE, "name": schema.split_name(actor),
+                       "numBytes": str(sum(s["size"] for s in group)),
+                       "shardLengths": [str(s["num_examples"]) for s in group]})
+    return {
+        "citation": CITATION,
+        "description": description(audio_frames),
+        "fileFormat": "tfrecord",
+        "location": {"urls": [HOMEPAGE]},
+        "name": schema.SHARD_PREFIX,
+        "splits": splits,
+        "supervisedKeys": _supervised_keys(SUPERVISED_KEYS),
+        "version": version(),
+    }
+
+
+def description(audio_frames: int) -> str:
+    audio = "x".join(map(str, schema.audio_shape(audio_frames)))
+    video = "x".join(map(str, schema.VIDEO_SHAPE))
+    return (f"RAVDESS audio-visual clips converted by ravdess_tfrecords: one split per actor (actor01..actor24); "
+            f"audio: standardized MFCCs float32 {audio}; video: face crops uint8 {video}; "
+            f"label: {labels.NUM_CLASSES} classes (neutral and calm merged), emotion: the corpus code 1..8.")
+
+
+def files(shards: Iterable[Mapping], audio_frames: int) -> dict[str, str]:
+    """``{file name: content}`` of the tfds metadata files, formatted as tfds formats them."""
+    return {
+        schema.TFDS_INFO_FILENAME: json.dumps(dataset_info_json(shards, audio_frames), indent=2, sort_keys=True),
+        schema.TFDS_FEATURES_FILENAME: json.dumps(features_json(audio_frames), indent=4, sort_keys=True),
+        schema.TFDS_LABELS_FILENAME: "".join(f"{name}\n" for name in labels.CLASS_NAMES),
+    }
