@@ -23,7 +23,7 @@ import textwrap
 
 import pytest
 
-from ravdess_tfrecords import conversion
+from ravdess_tfrecords import conversion, schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(REPO, ".venv-reader")
@@ -146,7 +146,7 @@ def test_convert_extra_lists_what_the_converter_checks():
 def test_base_install_reads_trains_and_points_the_converter_to_its_extra(venv, tfrecords_dir, synthetic_corpus,
                                                                         tmp_path):
     data = tfrecords_dir  # the session's real conversion (tests/conftest.py)
-    with open(os.path.join(data, "dataset_info.json")) as f:
+    with open(os.path.join(data, schema.INFO_FILENAME)) as f:
         info = json.load(f)
     outside = str(tmp_path)  # not the repository: the installed package, not the worktree
 
