@@ -74,4 +74,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ravdess_tfrecords import _cli
+
+    _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
     app.run(main)
