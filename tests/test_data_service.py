@@ -1,6 +1,6 @@
 """``--data_service``: the training input pipeline on an in-process tf.data service (dispatcher + one worker).
 
-Loopback only: the dispatcher and worker of ``tools/data_service.py`` run in
+Loopback only: the dispatcher and worker of ``trainers/service.py`` (what ``tools.data_service`` runs) run in
 this process on free ports; the service reads the same shard directory.
 """
 
@@ -14,10 +14,10 @@ import sys
 import pytest
 from fake_shards import write_shards
 
-from tools import data_service
 from trainers import config as config_lib
 from trainers import data as data_lib
 from trainers import loop
+from trainers import service as data_service
 from trainers.model_dir import METRICS_FILE, read_history
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import filenames, schema
+from ravdess_tfrecords import conversion, filenames, schema
 from ravdess_tfrecords.conversion import audio, faces, ffmpeg, preprocess, synthetic, video
 
 FLAGS = flags.FLAGS
@@ -69,7 +69,7 @@ def _naive(path: str) -> np.ndarray:
 
 def main(argv: list[str]) -> None:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    conversion.require_synthetic_extras("tools.bench_convert")  # it synthesizes and converts
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
         root = FLAGS.work_dir or tmp
         # librosa's default loader reaches ffmpeg through audioread, which looks on PATH.

@@ -12,10 +12,11 @@ the training host's CPUs are no longer the limit. Workers must reach the shards
 
 from __future__ import annotations
 
-import socket
 import sys
 
 from absl import app, flags
+
+from trainers.service import start_dispatcher, start_worker
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server to run.", required=True)
@@ -27,26 +28,6 @@ flags.DEFINE_string("worker_address", None,
 flags.DEFINE_string("work_dir", None,
                     "Dispatcher only: a directory (any tf.io.gfile path) for its journal, so a restarted "
                     "dispatcher picks up its running jobs. Unset: in memory.")
-
-
-def start_dispatcher(port: int = 0, work_dir: str | None = None):
-    """A started ``tf.data.experimental.service.DispatchServer``; its address is ``server.target``."""
-    import tensorflow as tf
-
-    config = tf.data.experimental.service.DispatcherConfig(
-        port=port, work_dir=work_dir, fault_tolerant_mode=bool(work_dir))
-    return tf.data.experimental.service.DispatchServer(config)
-
-
-def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None):
-    """A started ``WorkerServer`` registered with ``dispatcher`` (``HOST:PORT``, no scheme)."""
-    import tensorflow as tf
-
-    dispatcher = dispatcher.removeprefix("grpc://")
-    config = tf.data.experimental.service.WorkerConfig(
-        dispatcher_address=dispatcher, port=port,
-        worker_address=worker_address or ("localhost:%port%" if port == 0 else f"{socket.getfqdn()}:{port}"))
-    return tf.data.experimental.service.WorkerServer(config)
 
 
 def main(argv: list[str]) -> int:

@@ -11,10 +11,10 @@ Samples are picked to show different emotions where the split has them.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from absl import app, flags
+
+from ravdess_tfrecords import conversion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted shards (the converter's --output).", required=True)
@@ -82,7 +82,7 @@ def plot(samples, info, output: str) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    conversion.require_extra("tools.plot_samples", modules=("librosa",))  # librosa.display draws the MFCCs
     import ravdess_tfrecords as rt
 
     builder = rt.Builder(FLAGS.data_dir)
