@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import fake_shards
 import numpy as np
@@ -34,13 +36,17 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _run_workers(args_of, tmp_path) -> list[tuple[int, str]]:
-    """Start one process per worker (``args_of(index)``), wait for all; ``[(returncode, output)]``."""
+def _run_workers(args_of, tmp_path, kill_when=None, run: str = "") -> list[tuple[int, str]]:
+    """Start one process per worker (``args_of(index)``), wait for all; ``[(returncode, output)]``.
+
+    ``kill_when``: a callable polled while they run; once it is true every worker is SIGKILLed.
+    ``run``: a suffix for the logs and scratch folders of a second run in the same ``tmp_path``.
+    """
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(WORKERS)]}
     procs, logs = [], []
     try:
         for index in range(WORKERS):
-            scratch = tmp_path / f"tmp_{index}"  # each worker's TMPDIR: where a non-chief writes
+            scratch = tmp_path / f"tmp_{index}{run}"  # each worker's TMPDIR: where a non-chief writes
             scratch.mkdir()
             env = dict(
                 os.environ,
@@ -50,12 +56,19 @@ def _run_workers(args_of, tmp_path) -> list[tuple[int, str]]:
                 TMPDIR=str(scratch),
                 PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
             )
-            log = open(tmp_path / f"worker_{index}.log", "w+")
+            log = open(tmp_path / f"worker_{index}{run}.log", "w+")
             logs.append(log)
             procs.append(subprocess.Popen([sys.executable, PROGRAM, *args_of(index)], cwd=REPO, env=env,
                                           stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + TIMEOUT_S
+        while kill_when is not None and any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if kill_when():
+                for proc in procs:
+                    proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
         for proc in procs:
-            proc.wait(timeout=TIMEOUT_S)
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         out = []
         for proc, log in zip(procs, logs, strict=True):
             log.seek(0)
@@ -99,6 +112,34 @@ def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
     assert info["inputs"] == ["audio", "video"]
     assert os.listdir(tmp_path / "tmp_1") == []  # the non-chief's scratch model dir was removed
     assert "test: accuracy" in results[0][1] and "test: accuracy" not in results[1][1]  # only the chief reports
+
+
+def test_a_killed_multi_worker_job_resumes_from_the_chiefs_backup(tmp_path):
+    """SIGKILL both workers once the chief's first backup exists; the same command again finishes the job."""
+    from trainers.callbacks import backup_epochs
+    from trainers.model_dir import read_history
+
+    data_dir = tmp_path / "data"
+    fake_shards.write_shards(str(data_dir), actors=range(1, 7))
+    model_dir = tmp_path / "run"
+    epochs = 6  # room for the kill to land before the end
+    flags = [f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--train_actors=1,2,3,4",
+             "--validation_actors=5", "--test_actors=6", "--model=video", "--filters=4,4", "--batch_size=8",
+             f"--epochs={epochs}", "--patience=50", "--strategy=multi_worker", "--noexport", "--seed=3"]
+    backup = str(model_dir / "backup")
+    killed = _run_workers(lambda i: ["fit", str(tmp_path / f"first_{i}.npy"), "--", *flags], tmp_path,
+                          kill_when=lambda: backup_epochs(backup) >= 1)
+    assert [code for code, _ in killed] == [-signal.SIGKILL] * WORKERS, killed[0][1][-3000:]
+    done = backup_epochs(backup)
+    assert 1 <= done < epochs and not (model_dir / "metrics.json").exists()
+
+    results = _run_workers(lambda i: ["fit", str(tmp_path / f"weights_{i}.npy"), "--", *flags], tmp_path,
+                           run="_again")
+    for index, (code, log) in enumerate(results):
+        assert code == 0, f"worker {index} failed:\n{log[-3000:]}"
+    assert f"after epoch {done}" in results[0][1]  # the chief resumed where its backup ended
+    assert [int(row["epoch"]) for row in read_history(str(model_dir / "history.csv"))] == list(range(epochs))
+    np.testing.assert_array_equal(np.load(tmp_path / "weights_0.npy"), np.load(tmp_path / "weights_1.npy"))
 
 
 @pytest.mark.parametrize(

@@ -76,17 +76,22 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[str
     Every worker of a multi-worker run runs the same code (fit, evaluation,
     saving: they all take part in the collectives), but Keras' callbacks and
     savers know nothing of chief and workers, so the other workers write their
-    copies where nobody reads them. A non-chief worker starts from a copy of the
-    chief's backup, when there is one, so a restarted cluster resumes as a whole.
+    copies where nobody reads them. A non-chief worker starts from a copy of what
+    the chief resumes from (its backup, history and best checkpoint), when there
+    is a backup, so a restarted cluster resumes as a whole and ends on the same
+    weights (the best checkpoint's threshold comes from the history).
     """
     if is_chief(strategy):
         yield model_dir
         return
     scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
     try:
-        backup = os.path.join(model_dir, BACKUP_DIR)
-        if backup_epochs(backup):
-            shutil.copytree(backup, os.path.join(scratch, BACKUP_DIR))
+        if backup_epochs(os.path.join(model_dir, BACKUP_DIR)):
+            shutil.copytree(os.path.join(model_dir, BACKUP_DIR), os.path.join(scratch, BACKUP_DIR))
+            for name in (HISTORY_FILE, BEST_WEIGHTS):
+                if os.path.exists(os.path.join(model_dir, name)):
+                    os.makedirs(os.path.dirname(os.path.join(scratch, name)), exist_ok=True)
+                    shutil.copy2(os.path.join(model_dir, name), os.path.join(scratch, name))
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
