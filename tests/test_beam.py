@@ -83,7 +83,7 @@ def test_runner_without_beam_is_one_error_line(tmp_path):
                 setup="sys.modules['apache_beam'] = None  # as if the [beam] extra were not installed\n")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == \
-        'error: --runner needs Apache Beam: pip install "ravdess-tfrecords[beam]"'
+        'error: --runner needs an extra: pip install "ravdess-tfrecords[beam]" (missing: apache_beam)'
     assert not os.path.exists(tmp_path / "out")
     # Without --runner, a flag that is neither ours nor known stays an error.
     proc = _cli(f"--input={tmp_path}", f"--output={tmp_path / 'out'}", "--temp_location=/tmp")

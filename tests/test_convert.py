@@ -148,3 +148,9 @@ def test_song_is_kept_only_when_asked(tmp_path):
     assert both["converted"] == 2 and both["skipped"] == {}
     with pytest.raises(ValueError, match="unknown vocal channel"):
         convert.convert([str(corpus)], str(tmp_path / "c"), vocal_channels=("singing",))
+
+
+def test_the_local_pool_refuses_a_remote_output_before_any_work(tmp_path):
+    # The pool caches on local disk; a bucket is Beam's job. Refused before anything is read or written.
+    with pytest.raises(ValueError, match="--runner"):
+        convert.convert([str(tmp_path / "nowhere")], "gs://bucket/ravdess-tfrecords")

@@ -34,10 +34,7 @@ from keras.src.backend.tensorflow import trainer as tf_trainer
 # The two fixes by name; ``patch(only=...)`` applies a subset (for the canary).
 FIXES = ("symbolic_build", "scalar_mean")
 
-_original = {
-    "symbolic_build": tf_trainer.TensorFlowTrainer._maybe_symbolic_build,
-    "scalar_mean": tf_trainer.reduce_per_replica,
-}
+_keras_reduce_per_replica = tf_trainer.reduce_per_replica  # what the patched one falls back to
 
 
 def _first_local(value):
@@ -74,7 +71,7 @@ def reduce_per_replica(values, strategy, reduction):
         return tf.nest.map_structure(
             lambda v: strategy.reduce("MEAN", v, axis=0 if _rank(v) else None), values
         )
-    return _original["scalar_mean"](values, strategy, reduction)
+    return _keras_reduce_per_replica(values, strategy, reduction)
 
 
 def patch(only: tuple[str, ...] = FIXES) -> None:
@@ -86,9 +83,3 @@ def patch(only: tuple[str, ...] = FIXES) -> None:
         tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     if "scalar_mean" in only:
         tf_trainer.reduce_per_replica = reduce_per_replica
-
-
-def unpatch() -> None:
-    """Restore Keras' own functions."""
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _original["symbolic_build"]
-    tf_trainer.reduce_per_replica = _original["scalar_mean"]

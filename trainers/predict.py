@@ -18,7 +18,8 @@ import json
 
 from ravdess_tfrecords import _cli, conversion
 
-_cli.quiet_tensorflow()  # before TensorFlow is imported
+if __name__ == "__main__":  # the command line, not a program importing this module
+    _cli.quiet_tensorflow()  # before TensorFlow is imported
 
 from absl import app, flags  # noqa: E402
 

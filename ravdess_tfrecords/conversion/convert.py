@@ -48,7 +48,7 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import __version__, _cli, filenames, labels, schema
+from ravdess_tfrecords import __version__, _cli, conversion, filenames, labels, schema
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, storage, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import REASONS, ClipError, MachineError, is_machine_error
@@ -232,11 +232,17 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
       whole metadata) and ``reused`` (clips taken from the cache).
 
     Raises:
-      ValueError: an unknown vocal channel. FileNotFoundError: a missing input.
+      ValueError: an unknown vocal channel; an ``output_dir`` that is not local (the pool
+        caches on this machine's disk: a Beam runner writes to any ``tf.io.gfile`` path).
+      FileNotFoundError: a missing input.
       MachineError (an OSError): the output or its cache cannot be written (full disk,
         too many open files, no permission); the published output is left as it was.
       RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
+    if not storage.is_local(output_dir):
+        raise ValueError(f"--output={output_dir} is not on this machine's disk, where the local process pool "
+                         "caches and writes: give a local folder (and copy it), or run on Apache Beam "
+                         "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
     settings = settings or Settings()
     plan = prepare(inputs, output_dir, vocal_channels, progress)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
@@ -492,9 +498,6 @@ def format_summary(summary: dict, output_dir: str) -> str:
     return "\n".join(lines)
 
 
-BEAM_MISSING = 'error: --runner needs Apache Beam: pip install "ravdess-tfrecords[beam]"'
-
-
 def main(argv: list[str]) -> int:
     if len(argv) > 1 and not FLAGS.runner:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -503,14 +506,9 @@ def main(argv: list[str]) -> int:
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
     kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
                   examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
-    if FLAGS.runner:
-        try:  # only now: without --runner nothing imports apache_beam
-            from ravdess_tfrecords.conversion import beam_convert
-        except ModuleNotFoundError as e:
-            if (e.name or "").split(".")[0] != "apache_beam":
-                raise
-            print(BEAM_MISSING, file=sys.stderr)
-            return 2
+    if FLAGS.runner:  # only now: without --runner nothing imports apache_beam
+        conversion.require_extra("--runner", ("beam",), ("apache_beam",))
+        from ravdess_tfrecords.conversion import beam_convert
     try:
         if FLAGS.runner:
             summary = beam_convert.convert_with_beam(FLAGS.input, FLAGS.output, runner=FLAGS.runner,
