@@ -130,11 +130,11 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
                     np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
                              boxes=clip.boxes, duration=np.float64(clip.duration),
                              finer_search=np.bool_(clip.finer_search))
-            status = "converted"
-        else:
-            status = "cached"
+            # What pass 2 needs is in memory: no read back of the file just written.
+            return {**result, "status": "converted", "frames": int(clip.audio.shape[1]),
+                    "duration": float(clip.duration), "finer_search": bool(clip.finer_search)}
         with np.load(cache_path, allow_pickle=False) as cached:
-            return {**result, "status": status, "frames": int(cached["audio"].shape[1]),
+            return {**result, "status": "cached", "frames": int(cached["audio"].shape[1]),
                     "duration": float(cached["duration"]), "finer_search": bool(cached["finer_search"])}
     except OSError as e:
         if is_machine_error(e, cache_dir):
