@@ -9,6 +9,8 @@
 * ``user_errors(main)``: a ``ValueError`` or ``OSError`` out of ``main`` (a missing
   directory, a bad split, a model directory used with other settings) becomes one
   ``error: ...`` line on stderr and exit status 2; ``--verbose`` shows the traceback.
+  Before ``main`` it hides Python's INFO log lines (``quiet_logs``): TensorFlow's
+  SavedModel export, absl's and Beam's chatter; warnings and errors stay.
 
 Why not only environment variables: TensorFlow 2.21 writes the first lines from
 its shared libraries' static initializers, before it reads ``TF_CPP_MIN_LOG_LEVEL``,
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import logging
 import os
 import sys
 import tempfile
@@ -134,6 +137,19 @@ def require(*names: str) -> None:
             raise ValueError(f"--{name} is required ({flags.FLAGS[name].help})")
 
 
+def quiet_logs() -> None:
+    """Hide Python log records below WARNING: absl's root logger and TensorFlow's own.
+
+    TensorFlow logs its SavedModel export (``Assets written to``, signature renames)
+    at INFO through the ``tensorflow`` logger, which prints once by itself and once
+    through absl's handler on the root logger; both go.
+    """
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # absl's scale (-1), not logging.WARNING (30)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
 def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
     """Wrap an absl ``main``: ``USER_ERRORS`` print ``error: ...`` and return 2, unless ``--verbose``."""
 
@@ -141,6 +157,8 @@ def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]]
     def wrapped(argv: list[str]) -> int | None:
         from absl import flags
 
+        if not ("verbose" in flags.FLAGS and flags.FLAGS.verbose):
+            quiet_logs()
         try:
             return main(argv)
         except USER_ERRORS as e:

@@ -10,7 +10,10 @@ from typing import Any
 
 from tensorflow import keras
 
+from ravdess_tfrecords import storage
+from trainers import keras_gfile
 from trainers.config import TrainConfig
+from trainers.evaluation import evaluate_model
 from trainers.model_dir import (
     BACKUP_DIR,
     BEST_WEIGHTS,
@@ -22,6 +25,7 @@ from trainers.model_dir import (
     _write_json,
     read_history,
 )
+from trainers.strategy import average_unsynced_variables
 
 # What of each callback's state must outlive a killed process (Keras resets it in on_train_begin).
 _COUNTERS = {
@@ -36,7 +40,7 @@ _METADATA = "training_metadata.json"  # BackupAndRestore's own record of the fin
 def backup_epochs(backup_dir: str) -> int:
     """Epochs finished according to a ``BackupAndRestore`` directory (0 when there is none)."""
     path = os.path.join(backup_dir, _METADATA)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return 0
     return int(_read_json(path)["epoch"])
 
@@ -70,7 +74,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         epochs = backup_epochs(self.backup_dir)
-        if not epochs or not os.path.exists(self._counters_path):
+        if not epochs or not storage.exists(self._counters_path):
             return
         saved = _read_json(self._counters_path).get(str(epochs))
         if saved is None:
@@ -80,8 +84,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 setattr(cb, name, value)
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        previous = _read_json(self._counters_path) if os.path.exists(self._counters_path) else {}
+        storage.makedirs(self.backup_dir)
+        previous = _read_json(self._counters_path) if storage.exists(self._counters_path) else {}
         # The last two epochs: a kill between this file and the weights leaves the backup one epoch behind.
         kept = {k: v for k, v in previous.items() if int(k) == epoch}
         kept[str(epoch + 1)] = self._state()
@@ -94,6 +98,41 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+class ExactValidation(keras.callbacks.Callback):
+    """Validation metrics over every validation clip exactly once, for a multi-worker run.
+
+    Under ``MultiWorkerMirroredStrategy`` Keras' own validation reduces each
+    worker's metric *values* with a mean, which is not the metric over the set
+    when workers see different clips or counts (2 workers, 60 clips: 11/64
+    logged, 16/60 true). Here, at each epoch end, every worker first averages
+    the batch-norm moving statistics over the replicas (a collective: then all
+    workers hold the same model), then runs the whole, unsharded validation
+    set through it locally (``evaluation.evaluate_model``, no collective), and
+    writes ``val_loss`` and ``val_accuracy`` into the epoch's logs. Every worker
+    gets the same numbers, so checkpoint, early stopping and the LR plateau
+    decide alike everywhere, and they equal what ``trainers.evaluate`` reports
+    for the same weights. Put it first in the callback list.
+
+    Args:
+      dataset: the validation batches ``(inputs, label)``, not distributed.
+      class_names: the model's classes.
+      strategy: the run's (multi-worker) strategy.
+    """
+
+    def __init__(self, dataset, class_names: Sequence[str], strategy):
+        super().__init__()
+        self._dataset = dataset
+        self._class_names = tuple(class_names)
+        self._strategy = strategy
+
+    def on_epoch_end(self, epoch, logs=None):
+        average_unsynced_variables(self.model, self._strategy)
+        metrics = evaluate_model(self.model, self._dataset, self._class_names)
+        if logs is not None:
+            logs["val_loss"] = metrics["loss"]
+            logs["val_accuracy"] = metrics["accuracy"]
+
+
 def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.Callback]:
     """Best checkpoint, early stopping, LR on plateau, CSV history, TensorBoard, then backup/restore.
 
@@ -101,10 +140,11 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
     better than the best one already in ``history.csv``, and early stopping and
     the LR plateau go on counting where they were (``ResumableBackup``).
     """
+    keras_gfile.patch()  # CSVLogger under a URI model_dir
     history = read_history(os.path.join(model_dir, HISTORY_FILE))
     best = _best(history, config.monitor)
     mode = "min" if "loss" in config.monitor else "max"
-    os.makedirs(os.path.dirname(os.path.join(model_dir, BEST_WEIGHTS)), exist_ok=True)
+    storage.makedirs(os.path.dirname(os.path.join(model_dir, BEST_WEIGHTS)))
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=config.monitor, mode=mode, patience=config.early_stopping_patience, verbose=1
     )

@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, schema
+from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.reading import pipeline, splits
 from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import canonical
@@ -173,7 +173,7 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
       ValueError: naming the settings that differ, or saying that the data changed.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return
     old, new = _read_json(path), config.to_json()
     differ = sorted(k for k in new if k not in _RESTART_FREE and old.get(k) != new[k])

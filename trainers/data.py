@@ -29,9 +29,14 @@ def adapt_inputs(ds: tf.data.Dataset, input_names: Sequence[str]) -> tf.data.Dat
 
 
 def make_datasets(
-    config: TrainConfig, input_names: Sequence[str]
+    config: TrainConfig, input_names: Sequence[str], builder: ravdess_tfrecords.Builder | None = None
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, tf.data.Dataset]:
-    """Train (shuffled, augmented), validation and test datasets for a model's inputs."""
+    """Train (shuffled, augmented), validation and test datasets for a model's inputs.
+
+    ``builder``: the run's ``Builder`` of ``config.data_dir`` (read once per run and passed
+    down: on an object store every read of the info file and every shard stat is a round trip).
+    """
+    builder = builder or ravdess_tfrecords.Builder(config.data_dir)
     common = dict(
         config.split_kwargs(),
         batch_size=config.batch_size,
@@ -43,13 +48,13 @@ def make_datasets(
     )
     # On the device the model's AugmentLayer augments (trainers.model); the pipeline only ships uint8.
     augment = augment_config(config.augment) if config.augment_on == "host" else False
-    train = ravdess_tfrecords.load(config.data_dir, "train", training=True, seed=config.seed, augment=augment, **common)
+    train = builder.as_dataset("train", training=True, seed=config.seed, augment=augment, **common)
     if config.shuffle_labels:
         label_seed = 0 if config.seed is None else config.seed
         # Within-batch label shuffle, re-drawn every batch and epoch: features and labels lose their link.
         train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=label_seed)))
-    validation = ravdess_tfrecords.load(config.data_dir, "validation", training=False, **common)
-    test = ravdess_tfrecords.load(config.data_dir, "test", training=False, **common)
+    validation = builder.as_dataset("validation", training=False, **common)
+    test = builder.as_dataset("test", training=False, **common)
     return tuple(adapt_inputs(ds, input_names) for ds in (train, validation, test))
 
 
@@ -71,6 +76,16 @@ def _auto_shard(ds: tf.data.Dataset, policy: tf.data.experimental.AutoShardPolic
     return ds.with_options(options)
 
 
+def shard_policy(config: TrainConfig, num_files: int, num_workers: int) -> tf.data.experimental.AutoShardPolicy:
+    """How several workers split the training input without the data service (see ``scale_out``).
+
+    By file in device mode when every worker gets a shard file; else by batch.
+    """
+    if config.augment_on == "device" and num_files >= num_workers:
+        return AutoShardPolicy.FILE
+    return AutoShardPolicy.DATA
+
+
 def scale_out(
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
@@ -78,6 +93,7 @@ def scale_out(
     *,
     num_examples: int,
     num_workers: int,
+    num_files: int = 0,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
     """Make the datasets fit for several workers and/or the tf.data service.
 
@@ -89,13 +105,20 @@ def scale_out(
     augment, batch) runs on the service's workers in a ``distributed_epoch``
     job shared by the run's trainers (``service_job_name``); the service shards
     it, so ``tf.distribute`` must not shard it again. Otherwise, with several
-    workers, ``tf.distribute`` shards training by batch (``AutoShardPolicy.DATA``):
-    every worker runs the whole pipeline, with the same seed, and keeps its share
-    of each global batch. Sharding by file is not possible: the augmentation's
-    per-batch seeds come from ``tf.data.Dataset.random``, a source that cannot be
-    split by file; so input work does not shrink with more workers (the
-    service's job). Validation stays local and whole on every worker (not
-    sharded): every worker runs the same validation steps and gets the same metrics.
+    workers, ``tf.distribute`` shards training:
+
+    * device augmentation (``augment_on="device"``): by file (``AutoShardPolicy.FILE``):
+      each worker reads, parses and batches only its own shards (``num_files`` of them
+      in all; by batch if fewer than the workers), so input work shrinks with more workers.
+    * host augmentation: by batch (``AutoShardPolicy.DATA``): every worker runs the
+      whole pipeline, with the same seed, and keeps its share of each global batch.
+      Sharding by file is not possible there: the augmentation's per-batch seeds come
+      from ``tf.data.Dataset.random``, a source that cannot be split by file.
+
+    ``num_examples`` must count the training examples after the vocal-channel
+    filter (``Builder.num_examples(..., vocal_channels=...)``), or an "epoch" would
+    be more than one pass. Validation stays local and whole on every worker (not
+    sharded); ``trainers.callbacks.ExactValidation`` computes its metrics.
 
     Returns:
       ``(train, validation, steps_per_epoch)``; ``steps_per_epoch`` None: one pass is an epoch.
@@ -113,7 +136,7 @@ def scale_out(
             processing_mode="distributed_epoch", service=config.data_service, job_name=service_job_name(config)))
         train = _auto_shard(train, AutoShardPolicy.OFF)
     elif multi_worker:
-        train = _auto_shard(train, AutoShardPolicy.DATA)
+        train = _auto_shard(train, shard_policy(config, num_files, num_workers))
     if multi_worker:
         validation = _auto_shard(validation, AutoShardPolicy.OFF)
     return train, validation, steps

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
+from ravdess_tfrecords import storage
 from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.data import adapt_inputs
@@ -69,7 +70,7 @@ def evaluate_saved(
     """
     model, minfo = load_saved(model_dir)
     config_path = os.path.join(model_dir, CONFIG_FILE)
-    trained = TrainConfig.from_json(_read_json(config_path)) if os.path.exists(config_path) else None
+    trained = TrainConfig.from_json(_read_json(config_path)) if storage.exists(config_path) else None
     data_dir = data_dir or (trained.data_dir if trained else None)
     if not data_dir:
         raise ValueError("pass --data_dir: the model directory does not record one")
@@ -91,7 +92,7 @@ def evaluate_saved(
     metrics = evaluate_model(model, ds, minfo["class_names"])
     metrics["actors"] = list(builder.actors_of(subset, **kwargs))
     output_dir = output_dir or os.path.join(model_dir, f"eval_{subset.replace('+', '_')}")
-    os.makedirs(output_dir, exist_ok=True)
+    storage.makedirs(output_dir)
     _write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     title = f"{subset} actors {metrics['actors']}"
     metrics_lib.plot_confusion_matrix(metrics, os.path.join(output_dir, CONFUSION_PNG), title)

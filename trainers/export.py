@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
-import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, schema
+from ravdess_tfrecords import labels, models, schema, storage
 from trainers.config import TrainConfig
 from trainers.model_dir import KERAS_FILE, MODEL_INFO_FILE, SAVED_MODEL_DIR, _read_json, _write_json
 
@@ -44,11 +42,10 @@ def save_model(
     model.save(out["keras"])
     if config.export:
         out["saved_model"] = os.path.join(model_dir, SAVED_MODEL_DIR)
-        if os.path.exists(out["saved_model"]):
-            shutil.rmtree(out["saved_model"])
+        storage.remove_any(out["saved_model"])
         model.export(out["saved_model"], verbose=False)
     out["dataset_info"] = os.path.join(model_dir, schema.INFO_FILENAME)
-    tf.io.gfile.copy(os.path.join(info.data_dir, schema.INFO_FILENAME), out["dataset_info"], overwrite=True)
+    storage.copy(os.path.join(info.data_dir, schema.INFO_FILENAME), out["dataset_info"])
     out["model_info"] = os.path.join(model_dir, MODEL_INFO_FILE)
     _write_json(out["model_info"], model_info(config, model, info))
     return out
@@ -59,6 +56,6 @@ def load_saved(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
     keras_path = os.path.join(model_dir, KERAS_FILE)
     info_path = os.path.join(model_dir, MODEL_INFO_FILE)
     for path in (keras_path, info_path):
-        if not os.path.exists(path):
+        if not storage.exists(path):
             raise FileNotFoundError(f"{path} not found: is {model_dir!r} a model_dir written by trainers.fit?")
     return keras.models.load_model(keras_path, compile=False), _read_json(info_path)

@@ -14,10 +14,10 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models
+from ravdess_tfrecords import labels, models, storage
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
-from trainers.callbacks import backup_epochs, make_callbacks
+from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import make_datasets, scale_out
 from trainers.evaluation import evaluate_model
@@ -62,11 +62,7 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
         _log(config, f"resuming the interrupted run in {model_dir} from {backup} after epoch {epochs}")
         return
     for stale in (BACKUP_DIR, HISTORY_FILE, BEST_WEIGHTS, LOG_DIR):
-        path = os.path.join(model_dir, stale)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        storage.remove_any(os.path.join(model_dir, stale))
 
 
 @contextlib.contextmanager
@@ -87,17 +83,21 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[str
     scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
     try:
         if backup_epochs(os.path.join(model_dir, BACKUP_DIR)):
-            shutil.copytree(os.path.join(model_dir, BACKUP_DIR), os.path.join(scratch, BACKUP_DIR))
+            storage.copytree(os.path.join(model_dir, BACKUP_DIR), os.path.join(scratch, BACKUP_DIR))
             for name in (HISTORY_FILE, BEST_WEIGHTS):
-                if os.path.exists(os.path.join(model_dir, name)):
-                    os.makedirs(os.path.dirname(os.path.join(scratch, name)), exist_ok=True)
-                    shutil.copy2(os.path.join(model_dir, name), os.path.join(scratch, name))
+                if storage.exists(os.path.join(model_dir, name)):
+                    storage.makedirs(os.path.dirname(os.path.join(scratch, name)))
+                    storage.copy(os.path.join(model_dir, name), os.path.join(scratch, name))
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy | None = None,
+    builder: ravdess_tfrecords.Builder | None = None,
+) -> dict[str, Any]:
     """Train one model (one split or one fold), evaluate it on test, save and export it.
 
     Started again with the same settings, it resumes an interrupted run from its
@@ -111,6 +111,8 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
       config: the run's settings.
       strategy: the model is built under its scope; None: ``config.strategy``'s. Under a
         multi-worker strategy only the chief writes ``model_dir`` (``_write_dir``).
+      builder: the ``Builder`` of ``config.data_dir``, if the caller has one (``cv.run``
+        reads the data's info once for every fold); everything below uses it.
 
     Returns:
       The contents of ``metrics.json``.
@@ -120,13 +122,13 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         a model_dir used with other settings or trained on other data.
     """
     model_dir = config.model_dir
-    builder = ravdess_tfrecords.Builder(config.data_dir)
+    builder = builder or ravdess_tfrecords.Builder(config.data_dir)
     info = builder.info
     fingerprint = data_fingerprint(info)
     check_restart(config, model_dir, fingerprint)
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     backup = os.path.join(model_dir, BACKUP_DIR)
-    if os.path.exists(metrics_path) and not os.path.exists(backup):
+    if storage.exists(metrics_path) and not storage.exists(backup):
         _log(config, f"{model_dir} already holds a completed run; reporting its metrics (delete it to retrain)")
         return _read_json(metrics_path)
     split_map = builder.split_actors(**config.split_kwargs())
@@ -141,12 +143,18 @@ def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -
         strategy = distribution_strategy(config.strategy)
     with strategy.scope():
         model = build_and_compile(config, info.audio_frames)
-    train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model))
-    train_ds, val_ds, steps_per_epoch = scale_out(
-        train_ds, val_ds, config,
-        num_examples=builder.num_examples("train", **config.split_kwargs()),
-        num_workers=num_workers(strategy),
-    )
+    train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model), builder)
+    workers = num_workers(strategy)
+    if workers > 1 or config.data_service:  # an epoch is then a number of steps: count the kept clips
+        train_ds, val_ds, steps_per_epoch = scale_out(
+            train_ds, val_ds, config,
+            num_examples=builder.num_examples("train", vocal_channels=config.vocal_channels,
+                                              **config.split_kwargs()),
+            num_workers=workers,
+            num_files=len(builder.files("train", **config.split_kwargs())),
+        )
+    else:
+        steps_per_epoch = None
     with _write_dir(model_dir, strategy) as write_dir:
         # Only the chief reports; the other workers' copies of the logs would repeat it.
         local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
@@ -162,7 +170,7 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
     train_ds, val_ds, test_ds = datasets
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     # The run starts: from here on model_dir is written.
-    os.makedirs(model_dir, exist_ok=True)
+    storage.makedirs(model_dir)
     _prepare_model_dir(config, model_dir)
     _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
     _log(
@@ -170,19 +178,23 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
         f"model {model.name}: {model.count_params():,} parameters; actors "
         + "; ".join(f"{k} {list(v)}" for k, v in split_map.items()),
     )
+    callbacks = make_callbacks(config, model_dir)
+    if is_multi_worker(strategy):
+        # Keras' multi-worker validation averages per-worker metrics: computed here, every clip once.
+        callbacks.insert(0, ExactValidation(val_ds, class_names, strategy))
     model.fit(
         train_ds,
-        validation_data=val_ds,
+        validation_data=None if is_multi_worker(strategy) else val_ds,
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=make_callbacks(config, model_dir),
+        callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself
         verbose=config.verbose,
     )
 
     history = read_history(os.path.join(model_dir, HISTORY_FILE))
     best_weights = os.path.join(model_dir, BEST_WEIGHTS)
-    if os.path.exists(best_weights):
+    if storage.exists(best_weights):
         model.load_weights(best_weights)
     if is_multi_worker(strategy):
         average_unsynced_variables(model, strategy)  # batch-norm statistics differ per worker

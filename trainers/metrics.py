@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ravdess_tfrecords import storage
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -115,9 +118,16 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str, title: str = "") -
     summary = f"accuracy {metrics['accuracy']:.3f}  UAR {metrics['uar']:.3f}  macro F1 {metrics['macro_f1']:.3f}"
     ax.set_title(f"{title}\n{summary}" if title else summary)
     fig.colorbar(image, ax=ax, fraction=0.046, label="recall (row-normalized)")
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
+    """Write a figure as PNG to ``path`` (local or a ``tf.io.gfile`` URI), whole or not at all; close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(fig)
+    storage.write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -134,10 +144,7 @@ def plot_history(history: list[dict[str, float]], path: str) -> str:
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 SUMMARY_KEYS = ("accuracy", "uar", "macro_f1")

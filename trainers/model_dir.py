@@ -17,6 +17,10 @@ One run (``trainers.loop.train``) writes::
 
 A cross-validation (``trainers.cv.run``) puts one such directory per fold in
 ``fold_<i>/`` and the table of test metrics in ``cv_results.md`` and ``.json``.
+
+``model_dir`` may be local or any ``tf.io.gfile`` URI (``gs://``, ``file://``):
+every file of ours goes through ``ravdess_tfrecords.storage``, Keras' own files
+through its ``file_utils`` (which use ``tf.io.gfile`` for URIs).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import math
 import os
 from typing import Any
+
+from ravdess_tfrecords import storage
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -44,29 +50,29 @@ CV_JSON = "cv_results.json"
 CV_TABLE = "cv_results.md"
 
 
-def _write_text(path: str, text: str) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: str, value: Any) -> None:
-    _write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    """Write ``value`` as indented JSON, whole or not at all (``storage.write_text``)."""
+    storage.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def _read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(storage.read_text(path))
+
+
+def _read_rows(path: str) -> list[list[str]]:
+    """The CSV rows of a file; [] if absent."""
+    if not storage.exists(path):
+        return []
+    return list(csv.reader(io.StringIO(storage.read_text(path))))
 
 
 def read_history(path: str) -> list[dict[str, float]]:
     """Rows of a CSVLogger file as dicts of floats (``epoch`` is 0-based); [] if absent."""
-    if not os.path.exists(path):
+    rows = _read_rows(path)
+    if not rows:
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    header = rows[0]
+    return [{k: float(v) for k, v in zip(header, row, strict=False) if v not in ("", None)} for row in rows[1:] if row]
 
 
 def trim_history(path: str, epochs: int) -> int:
@@ -75,10 +81,7 @@ def trim_history(path: str, epochs: int) -> int:
     A run killed after its history row but before its backup redoes that epoch
     on resume; dropping the row keeps one row per epoch.
     """
-    if not os.path.exists(path):
-        return 0
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = _read_rows(path)
     if not rows:
         return 0
     column = rows[0].index("epoch")
@@ -87,7 +90,7 @@ def trim_history(path: str, epochs: int) -> int:
         return 0
     out = io.StringIO()
     csv.writer(out).writerows(kept)  # the CSVLogger dialect (excel)
-    _write_text(path, out.getvalue())
+    storage.write_text(path, out.getvalue())
     return len(rows) - len(kept)
 
 

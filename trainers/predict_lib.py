@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tensorflow import keras
 
-from ravdess_tfrecords import models, schema
+from ravdess_tfrecords import models, schema, storage
 from ravdess_tfrecords.conversion import audio, preprocess
 from ravdess_tfrecords.conversion.errors import ClipError
 from trainers.export import load_saved
@@ -50,12 +50,11 @@ def load(model_dir: str) -> Predictor:
     """
     model, info = load_saved(model_dir)
     data_info_path = os.path.join(model_dir, schema.INFO_FILENAME)
-    if not os.path.exists(data_info_path):  # a model saved before schema 3 has it under the old name
+    if not storage.exists(data_info_path):  # a model saved before schema 3 has it under the old name
         data_info_path = os.path.join(model_dir, schema.OLD_INFO_FILENAME)
-    if not os.path.exists(data_info_path):
+    if not storage.exists(data_info_path):
         raise FileNotFoundError(f"{data_info_path} not found: the preprocessing settings are saved there")
-    with open(data_info_path) as f:
-        data_info = json.load(f)
+    data_info = json.loads(storage.read_text(data_info_path))
     if int(data_info["audio_frames"]) != int(info["audio_frames"]):
         raise ValueError(f"{model_dir}: audio_frames differ between {schema.INFO_FILENAME} and model_info.json")
     return Predictor(

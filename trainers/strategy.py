@@ -53,8 +53,10 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy called ``name``.
 
     * ``one_device`` (alias ``default``): TensorFlow's default strategy: the first GPU, else the CPU.
-    * ``mirrored``: ``MirroredStrategy`` over every local GPU (the CPU if none); the global batch
-      (``--batch_size``) is split evenly over the replicas.
+    * ``mirrored``: ``MirroredStrategy`` over every local GPU; without one, over every logical
+      CPU device (one unless ``tf.config.set_logical_device_configuration`` made more, as the
+      tests do to run two replicas on a CPU). The global batch (``--batch_size``) is split
+      evenly over the replicas.
     * ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``, every
       local GPU (or the CPU) of every worker; the global batch is split over all replicas. Must
       be built before TensorFlow runs any op; applies ``trainers.keras_multi_worker.patch``.
@@ -73,7 +75,9 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     if name == "auto":
         name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     return tf.distribute.get_strategy()
 
 

@@ -37,7 +37,8 @@ import tempfile
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from ravdess_tfrecords.conversion import convert, storage, writer
+from ravdess_tfrecords import storage
+from ravdess_tfrecords.conversion import convert, writer
 from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings
 

@@ -48,8 +48,8 @@ from multiprocessing import get_context
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import __version__, _cli, conversion, filenames, labels, schema
-from ravdess_tfrecords.conversion import audio, ffmpeg, sources, storage, tfds_metadata, writer
+from ravdess_tfrecords import __version__, _cli, conversion, filenames, labels, schema, storage
+from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip

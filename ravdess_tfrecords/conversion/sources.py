@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 
-from ravdess_tfrecords.conversion import storage
+from ravdess_tfrecords import storage
 
 MEDIA_EXTENSIONS = (".mp4", ".wav", ".mov", ".avi", ".mkv", ".m4v")
 

@@ -14,42 +14,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
-from ravdess_tfrecords import schema
-from ravdess_tfrecords.conversion import storage
+from ravdess_tfrecords import schema, storage
 
 STAGING_DIRNAME = ".staging"
 
 
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    On any error the temporary file is removed and ``path`` is untouched. For a
-    path that is not local the temporary file is local, and uploaded on success.
-    """
-    if storage.is_local(path):
-        tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-")
-        os.close(fd)
-    try:
-        yield tmp
-        if storage.is_local(path):
-            os.replace(tmp, path)
-        else:
-            storage.copy_to(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+# Written whole or not at all; the names stay importable from here for the converter's modules.
+atomic_path = storage.atomic_path
+write_text = storage.write_text
 
 
 def num_shards(num_examples: int, examples_per_shard: int) -> int:

@@ -99,6 +99,12 @@ class DatasetInfo:
         chosen = sorted((s for s in self.shards if s.actor in wanted), key=lambda s: (s.actor, s.file))
         return [_join(self.data_dir, s.file) for s in chosen]
 
+    def num_bytes_of(self, actors: Iterable[int]) -> int | None:
+        """Total size of the actors' shards, or None if a shard is listed without its size."""
+        actors = set(actors)
+        chosen = [s for s in self.shards if s.actor in actors]
+        return None if any(s.size < 0 for s in chosen) else sum(s.size for s in chosen)
+
     def num_examples_of(self, actors: Iterable[int]) -> int:
         wanted = set(actors)
         return sum(s.num_examples for s in self.shards if s.actor in wanted)
@@ -254,9 +260,25 @@ class Builder:
             return self.info.actors
         return splits.resolve(split, self.split_actors(**scheme_kwargs))
 
-    def num_examples(self, split: str = "train", **scheme_kwargs) -> int:
-        """Examples in ``split`` (before any vocal channel / intensity filter)."""
-        return self.info.num_examples_of(self.actors_of(split, **scheme_kwargs))
+    def num_examples(
+        self,
+        split: str = "train",
+        *,
+        vocal_channels: str | Iterable[str] | None = None,
+        intensities: int | str | Iterable[int | str] | None = None,
+        **scheme_kwargs,
+    ) -> int:
+        """Examples in ``split`` that the vocal-channel / intensity filters keep (all by default).
+
+        Unfiltered (or a filter that keeps every stored channel): from ``ravdess_info.json``;
+        filtered: counted in one pass over the split's shards (``pipeline.count_records``).
+        """
+        chosen = self.actors_of(split, **scheme_kwargs)
+        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
+            vocal_channels = None
+        if vocal_channels is None and intensities is None:
+            return self.info.num_examples_of(chosen)
+        return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities)
 
     def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
         """Shard paths of ``split``."""
@@ -346,7 +368,8 @@ class Builder:
             deterministic=deterministic,
             augment_on=augment_on,
         )
-        return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen))
+        return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen),
+                                     self.info.num_bytes_of(chosen))
 
     def _keeps_every_stored_channel(self, wanted: str | Iterable[str]) -> bool:
         """Whether a vocal-channel filter keeps everything stored; an error if it keeps nothing."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from ravdess_tfrecords import labels, schema
@@ -176,18 +177,39 @@ def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
     return config if config.enabled else None
 
 
-def autocache(files: Sequence[str], shuffle_buffer: int | None, num_examples: int | None) -> bool:
+def autocache(files: Sequence[str], shuffle_buffer: int | None, num_examples: int | None,
+              num_bytes: int | None = None) -> bool:
     """Whether ``cache=None`` caches ``files``' decoded examples in memory.
 
     Yes when the shards total at most ``AUTOCACHE_MAX_BYTES`` (the decoded
     examples take about as much: uint8 video and float32 audio are stored raw)
     and either nothing is shuffled or the shuffle buffer holds the whole split:
     a cache replays the first epoch's file order, which only a buffer that big
-    fully reshuffles.
+    fully reshuffles. ``num_bytes``: the shards' total size when known (``ravdess_info.json``
+    lists it), which saves a stat per shard: a round trip each on an object store.
     """
     if shuffle_buffer is not None and (num_examples is None or shuffle_buffer < num_examples):
         return False
-    return sum(tf.io.gfile.stat(f).length for f in files) <= AUTOCACHE_MAX_BYTES
+    if num_bytes is None:
+        num_bytes = sum(tf.io.gfile.stat(f).length for f in files)
+    return num_bytes <= AUTOCACHE_MAX_BYTES
+
+
+def count_records(
+    files: Sequence[str],
+    vocal_channels: str | Iterable[str] | None = None,
+    intensities: int | str | Iterable[int | str] | None = None,
+) -> int:
+    """Records in ``files`` that the vocal-channel / intensity filters keep (one pass, two scalars parsed).
+
+    ``ravdess_info.json`` counts records per shard, not per vocal channel, so a
+    filtered split's size (an epoch's steps on several workers) is counted here.
+    """
+    vocal_channels, intensities = _normalize_filters(vocal_channels, intensities)
+    ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=AUTOTUNE)
+    if vocal_channels is not None or intensities is not None:
+        ds = ds.filter(_record_filter(vocal_channels, intensities))
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
 
 
 def augment_seeds(seed: int | None) -> tf.data.Dataset:
@@ -198,7 +220,8 @@ def augment_seeds(seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
-def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None = None) -> tf.data.Dataset:
+def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None = None,
+                 num_bytes: int | None = None) -> tf.data.Dataset:
     """Build the input pipeline over ``files``.
 
     Args:
@@ -208,6 +231,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
         ``cache=None`` caches small splits in memory (``autocache``).
       num_examples: records in ``files`` (from ``ravdess_info.json``); lets the
         dataset report its length, and is checked while reading.
+      num_bytes: the shards' total size, if known (saves ``autocache`` a stat per shard).
 
     Returns:
       A ``tf.data.Dataset`` of ``((audio, video), label)``; ``audio`` float32
@@ -257,7 +281,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     buffer = opts.shuffle_buffer or min(num_examples or DEFAULT_SHUFFLE_BUFFER, DEFAULT_SHUFFLE_BUFFER)
     cache = opts.cache
     if cache is None:
-        cache = autocache(files, buffer if shuffle else None, num_examples)
+        cache = autocache(files, buffer if shuffle else None, num_examples, num_bytes)
     audio_frames = opts.audio_frames
     # Parse only what the outputs need: the metadata strings cost time on every batch.
     keys = {"label" if opts.num_classes == 7 else "emotion"}

@@ -1,0 +1,85 @@
+"""Input that scales: filtered epoch sizes, the data's info read once per run, sharding by file in device mode."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import fake_shards
+import pytest
+import tensorflow as tf
+from tensorflow.python.data.experimental.ops import distribute as tf_distribute
+
+import ravdess_tfrecords
+from ravdess_tfrecords.reading import builder as builder_lib
+from trainers import data as data_lib
+from trainers import train_lib
+
+SPLIT = {"train": (1, 2, 3, 4), "validation": (5,), "test": (6,)}
+
+
+@pytest.fixture(scope="module")
+def song_dir(tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("song"))
+    fake_shards.write_shards(out, actors=range(1, 7), song=True)  # 8 speech + 2 song clips per actor
+    return out
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    return int(sum(label.shape[0] for _, label in ds))
+
+
+def test_num_examples_counts_after_the_vocal_channel_filter(song_dir):
+    builder = ravdess_tfrecords.Builder(song_dir)
+    kwargs = {"actors": {k: list(v) for k, v in SPLIT.items()}}
+    assert builder.num_examples("train", **kwargs) == 40
+    speech = builder.num_examples("train", vocal_channels=["speech"], **kwargs)
+    assert speech == 32
+    assert builder.num_examples("train", vocal_channels="song", **kwargs) == 8
+    # What the pipeline yields with the same filter: an "epoch" of steps is one pass.
+    ds = builder.as_dataset("train", training=False, vocal_channels=["speech"], batch_size=7, scheme="actors",
+                            actors=kwargs["actors"])
+    assert _count(ds) == speech
+
+
+def test_a_run_reads_the_info_once_and_stats_each_shard_once(song_dir, tmp_path, monkeypatch):
+    reads, stats = [], []
+    read, stat = builder_lib.DatasetInfo.read.__func__, tf.io.gfile.stat
+    monkeypatch.setattr(builder_lib.DatasetInfo, "read",
+                        classmethod(lambda cls, d: reads.append(d) or read(cls, d)))
+    monkeypatch.setattr(tf.io.gfile, "stat", lambda path: stats.append(path) or stat(path))
+    config = train_lib.TrainConfig(song_dir, str(tmp_path / "run"), split="actors", actors=SPLIT, model="audio",
+                                   epochs=1, batch_size=8, augment=(), export=False, verbose=0,
+                                   vocal_channels=("speech",))
+    metrics = train_lib.run(config)
+    assert metrics["test"]["num_examples"] == 8  # speech only
+    assert len(reads) == 1
+    assert len(stats) == len(ravdess_tfrecords.Builder(song_dir).info.shards) == len(set(stats))
+
+
+def _audio_keys(ds: tf.data.Dataset) -> list[bytes]:
+    return [a.tobytes() for (audio, _), _ in ds for a in audio.numpy()]
+
+
+def test_device_mode_shards_by_file_and_host_mode_by_batch(song_dir, tmp_path):
+    # No cache: in one process both rewritten copies would share one in-memory cache resource
+    # (two real workers are two processes).
+    config = train_lib.TrainConfig(song_dir, str(tmp_path / "run"), split="actors", actors=SPLIT, batch_size=4,
+                                   augment=(), augment_on="device", seed=1, cache=False)
+    builder = ravdess_tfrecords.Builder(song_dir)
+    files = builder.files("train", actors=SPLIT)
+    assert data_lib.shard_policy(config, len(files), 2) == tf.data.experimental.AutoShardPolicy.FILE
+    host = dataclasses.replace(config, augment_on="host")
+    assert data_lib.shard_policy(host, len(files), 2) == tf.data.experimental.AutoShardPolicy.DATA
+    assert data_lib.shard_policy(config, 1, 2) == tf.data.experimental.AutoShardPolicy.DATA  # too few files
+
+    # What each of two workers reads, with tf.data's own auto-shard rewrite: disjoint shard files,
+    # together every training clip once.
+    train, _, _ = data_lib.make_datasets(config, ("audio", "video"), builder)
+    train, _, steps = data_lib.scale_out(train, train, config, num_examples=40, num_workers=2,
+                                         num_files=len(files))
+    assert steps == 10
+    # One epoch: each worker's half of the 8 shard files, 20 clips in 5 batches.
+    per_worker = [_audio_keys(tf_distribute._AutoShardDataset(train, 2, index).take(5)) for index in range(2)]
+    assert [len(keys) for keys in per_worker] == [20, 20]
+    whole = _audio_keys(builder.as_dataset("train", scheme="actors", actors=SPLIT, training=False, batch_size=8))
+    assert sorted(per_worker[0] + per_worker[1]) == sorted(whole)  # disjoint, and every clip once
