@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,9 @@ def runs(tfrecords_dir, tmp_path_factory):
         proc = _fit(cwd, f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--epochs=2", *FAST)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr
+        # Quiet: the SavedModel export's INFO lines (absl "I1130 ..." and "INFO:tensorflow:") are hidden.
+        noise = [line for line in proc.stderr.splitlines() if re.match(r"I\d{4} |INFO:", line)]
+        assert noise == [], noise[:5]
     return {"plain": plain, "remote": remote, "cwd": str(cwd)}
 
 
