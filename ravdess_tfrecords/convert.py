@@ -3,7 +3,7 @@
     python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
     python -m ravdess_tfrecords.convert ... --runner=DataflowRunner [Beam pipeline options]
 
-The converter itself is ``ravdess_tfrecords.conversion.convert``. This entry point
+The command line itself is ``ravdess_tfrecords.conversion.cli``. This entry point
 first checks that the ``[convert]`` extra is installed: without it, one ``error:``
 line says what to install and the exit status is 2.
 """
@@ -14,9 +14,9 @@ from ravdess_tfrecords import conversion
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
     conversion.require_extra("the converter")
-    from ravdess_tfrecords.conversion import convert
+    from ravdess_tfrecords.conversion import cli
 
-    convert.run()
+    cli.run()
 
 
 if __name__ == "__main__":

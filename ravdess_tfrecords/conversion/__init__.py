@@ -6,8 +6,8 @@ reads shards, builds models and trains, and lacks them; every command line that
 converts calls ``require_extra`` first, so it ends with one ``error:`` line naming
 the extra instead of an ImportError in the middle of a run.
 
-Modules: ``convert`` (the CLI and the local pool), ``beam_convert`` (the same on
-Apache Beam), ``preprocess`` (one clip), ``audio``, ``video``, ``faces``,
+Modules: ``cli`` (the command line), ``convert`` (the local pool), ``beam_convert``
+(the same on Apache Beam), ``beam_quiet`` (Beam's log off), ``preprocess`` (one clip), ``audio``, ``video``, ``faces``,
 ``ffmpeg``, ``sources`` (folders, zips, ``tf.io.gfile`` paths), ``storage``,
 ``writer`` (staged, atomic publishing), ``errors``, ``progress``, ``synthetic``.
 It meets the reading half only at ``ravdess_tfrecords.schema``.

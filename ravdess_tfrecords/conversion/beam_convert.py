@@ -12,7 +12,7 @@ run's with the same flags. The way tensorflow_datasets builds large datasets
   launcher  ``convert.prepare``: check the output, discover and classify the
             sources (any ``tf.io.gfile`` path), report the skipped files.
   pipeline  one clip per element -> ``convert.preprocess_source`` on a worker
-            (a worker-local cache, a non-local source copied in first)
+            (its arrays kept in memory, no cache file; a non-local source copied in first)
             -> M = ``convert.audio_frames`` of all clips (a side input)
             -> key by actor, GroupByKey -> ``convert.write_actor`` (clip_id
             order, each shard a temporary file, then renamed) into
@@ -22,28 +22,26 @@ run's with the same flags. The way tensorflow_datasets builds large datasets
             final step: ``failures.jsonl``, the tfds metadata and ``ravdess_info.json`` last.
 
 A full disk or an unwritable output on a worker fails the pipeline (a runner
-retries the work first); nothing published is touched. Apache Beam is the
-``[beam]`` extra, and only this module imports it.
+retries the work first); nothing published is touched. Nothing is cached: no
+``.cache/``, and a rerun recomputes every clip. Apache Beam is the ``[beam]``
+extra, and only this module imports it (``cli`` imports this module only with ``--runner``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
-import shutil
-import tempfile
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ravdess_tfrecords import storage
-from ravdess_tfrecords.conversion import convert, writer
+from ravdess_tfrecords.conversion import beam_quiet, convert, writer
 from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings
 
 REPORT_FILENAME = "beam-report.json"
-_LOCAL_RUNNERS = ("direct", "directrunner")
 
 
 class _Preprocess(beam.DoFn):
@@ -58,17 +56,13 @@ class _Preprocess(beam.DoFn):
 
     def process(self, element):
         index, name, source = element
-        tmp_dir = tempfile.mkdtemp(prefix="ravdess-beam-")
-        try:
-            result = convert.preprocess_source(source, self._settings, os.path.join(tmp_dir, "clip.npz"))
-            if result["status"] == "machine":  # this worker's disk: fail the bundle, the runner retries it
-                raise MachineError(f"cannot preprocess {result['display']} on a worker: {result['reason']}")
-            if result["status"] in convert.OK_STATUSES:
-                mfcc, video = convert.load_cached(result["cache"])
-                yield beam.pvalue.TaggedOutput("arrays", (name.actor, (name, source, mfcc, video)))
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-        yield {**{k: v for k, v in result.items() if k != "cache"}, "index": index, "versions": self._versions}
+        result = convert.preprocess_source(source, self._settings)  # no cache: the arrays stay in memory
+        if result["status"] == "machine":  # this worker's disk: fail the bundle, the runner retries it
+            raise MachineError(f"cannot preprocess {result['display']} on a worker: {result['reason']}")
+        if "arrays" in result:
+            mfcc, video = result.pop("arrays")
+            yield beam.pvalue.TaggedOutput("arrays", (name.actor, (name, source, mfcc, video)))
+        yield {**result, "index": index, "versions": self._versions}
 
 
 def _frames(result: dict) -> list[int]:
@@ -94,7 +88,7 @@ def _write_report(_, staged: str, results: list[dict], shards: list[list[dict]],
 def _runner(name: str):
     """The runner to use: DirectRunner runs on Beam's FnApiRunner (what DirectRunner itself falls back
     to), not on the PrismRunner it tries first, which downloads a binary."""
-    if name.lower() in _LOCAL_RUNNERS:
+    if beam_quiet.is_local(name):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return FnApiRunner()
@@ -122,6 +116,28 @@ def build(pipeline: beam.Pipeline, plan: convert.Plan, staged: str, settings: Se
                                 beam.pvalue.AsSingleton(frames)))
 
 
+def unknown_options(args: list[str]) -> list[str]:
+    """The arguments among ``args`` that no Beam pipeline option class knows (a typo, a flag of another program).
+
+    Parsed by the parser ``PipelineOptions.get_all_options`` builds from every options class, which
+    would drop the unknown ones with only a logged warning.
+
+    Raises:
+      ValueError: a known option with a bad value (``--direct_num_workers=two``).
+    """
+    unknown = []
+
+    def parse(parser) -> None:
+        def error(message: str):
+            raise ValueError(f"Beam pipeline options: {message}")
+
+        parser.error = error  # argparse would print its whole usage and exit
+        unknown.extend(parser.parse_known_args(args)[1])
+
+    PipelineOptions(args).get_all_options(add_extra_args_fn=parse, retain_unknown_options=True)
+    return unknown
+
+
 def _beam_error(error: Exception) -> str:
     """Beam's message for a failed worker step, down to its first line that says what failed."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -131,20 +147,23 @@ def _beam_error(error: Exception) -> str:
 
 def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeline_args: list[str],
                       settings: Settings | None = None, vocal_channels=("speech",), examples_per_shard: int = 32,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, quiet: bool = False) -> dict:
     """``convert.convert`` as a Beam pipeline on ``runner``; ``pipeline_args`` are Beam pipeline options.
+
+    ``quiet``: Beam's INFO log and noise hidden (``beam_quiet``), its workers' too on a local runner.
 
     Returns and raises what ``convert.convert`` does (``reused`` is 0: a Beam run has no cache);
     a pipeline that fails otherwise raises ``RuntimeError`` with the runner's reason.
     """
     settings = settings or Settings()
-    if runner.lower() in _LOCAL_RUNNERS:  # Beam's INFO chatter would bury the summary; a cluster's logs keep it
-        logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    plan = convert.prepare(inputs, output_dir, vocal_channels, progress)
+    if quiet:
+        beam_quiet.quiet_logging(runner)
+    plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False)
     options = PipelineOptions(pipeline_args)
+    quiet_workers = beam_quiet.filtered_stderr() if quiet and beam_quiet.is_local(runner) else contextlib.nullcontext()
     with convert.machine_errors(output_dir), writer.staging(output_dir) as staged:
         try:
-            with beam.Pipeline(runner=_runner(runner), options=options) as pipeline:
+            with quiet_workers, beam.Pipeline(runner=_runner(runner), options=options) as pipeline:
                 build(pipeline, plan, staged, settings, examples_per_shard)
         except OSError:
             raise

@@ -1,4 +1,4 @@
-"""Convert RAVDESS clips to per-speaker TFRecord shards.
+"""Convert RAVDESS clips to per-speaker TFRecord shards: the local process pool.
 
     python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
 
@@ -21,9 +21,9 @@ Zero converted clips is exit code 1, and so is a machine error.
 Workers stay in the converter's process group and ignore SIGINT (Ctrl-C lets
 each finish and cache its clip), and die with the converter however it ends.
 
-``--runner=DirectRunner|DataflowRunner|FlinkRunner|SparkRunner|...`` runs the same
-steps as an Apache Beam pipeline instead (``beam_convert``, the ``[beam]`` extra,
-imported only then); the flags this program does not know are Beam's pipeline options.
+The command line is ``cli``: with ``--runner=...`` it runs the same steps as an
+Apache Beam pipeline instead (``beam_convert``, which imports this module; this
+module imports neither).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import traceback
 import zipfile
 import zlib
@@ -46,35 +47,12 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-from absl import app, flags
 
-from ravdess_tfrecords import __version__, _cli, conversion, filenames, labels, schema, storage
+from ravdess_tfrecords import __version__, filenames, labels, schema, storage
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-    """The CLI's flags, defined by the entry point only: importing this module defines none,
-    so a program with its own ``--output`` or ``--workers`` can import it."""
-    flags.DEFINE_list("input", None, "RAVDESS folders, Actor_NN folders or zip files (comma-separated).")
-    flags.DEFINE_string("output", None, "Directory for the shards, ravdess_info.json, failures.jsonl, tfds metadata.")
-    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
-    flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
-    flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
-    flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-    flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
-    flags.DEFINE_string("runner", None, "Convert as an Apache Beam pipeline on this runner (DirectRunner, "
-                        "DataflowRunner, FlinkRunner, SparkRunner, PortableRunner); other --flags are then Beam "
-                        "pipeline options. Unset: a local process pool (--workers). Needs the [beam] extra.")
-    # One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
-    types = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
-    for field in dataclasses.fields(Settings):
-        types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
-
 
 CACHE_DIRNAME = ".cache"
 VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
@@ -106,18 +84,22 @@ def _init_worker(parent_pid: int) -> None:
     ffmpeg.die_with_parent(parent_pid)
 
 
-def preprocess_source(source: sources.Source, settings: Settings, cache_path: str, threads: int = 0) -> dict:
+def preprocess_source(source: sources.Source, settings: Settings, cache_path: str | None = None,
+                      threads: int = 0) -> dict:
     """Preprocess one clip into its cache file (or find it cached): a function of (clip, settings).
+
+    ``cache_path`` None (a Beam worker): nothing is cached or read back; a converted clip's
+    ``(mfcc, video)`` come in memory, under ``arrays``.
 
     Never raises for a clip's problem. Returns a dict with ``status``: ``converted`` or
     ``cached`` (with ``frames``, ``duration``, ``finer_search``), a ``REASONS`` code (with
     ``reason``; ``internal`` also with ``traceback``), or ``machine`` (with ``reason``):
-    the machine failed writing the cache, and the run must stop.
+    the machine failed writing the cache (or a temporary copy of the clip), and the run must stop.
     """
-    result = {"display": source.display, "cache": cache_path}
-    cache_dir = os.path.dirname(cache_path)
+    result = {"display": source.display} | ({"cache": cache_path} if cache_path else {})
+    cache_dir = os.path.dirname(cache_path) if cache_path else None
     try:
-        if not os.path.exists(cache_path):
+        if cache_path is None or not os.path.exists(cache_path):
             try:
                 with sources.local_path(source, cache_dir) as path:
                     clip = preprocess_clip(path, settings, threads=threads)
@@ -125,11 +107,14 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
                 return {**result, "status": e.code, "reason": e.message}
             except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a corrupt zip member
                 return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
-            with writer.atomic_path(cache_path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
-                             boxes=clip.boxes, duration=np.float64(clip.duration),
-                             finer_search=np.bool_(clip.finer_search))
+            if cache_path is None:
+                result["arrays"] = (clip.audio, clip.video)
+            else:
+                with writer.atomic_path(cache_path) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
+                                 boxes=clip.boxes, duration=np.float64(clip.duration),
+                                 finer_search=np.bool_(clip.finer_search))
             # What pass 2 needs is in memory: no read back of the file just written.
             return {**result, "status": "converted", "frames": int(clip.audio.shape[1]),
                     "duration": float(clip.duration), "finer_search": bool(clip.finer_search)}
@@ -137,7 +122,7 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
             return {**result, "status": "cached", "frames": int(cached["audio"].shape[1]),
                     "duration": float(cached["duration"]), "finer_search": bool(cached["finer_search"])}
     except OSError as e:
-        if is_machine_error(e, cache_dir):
+        if is_machine_error(e, cache_dir or tempfile.gettempdir()):
             return {**result, "status": "machine", "reason": f"{type(e).__name__}: {e}"}
         return {**result, "status": "unreadable", "reason": f"cannot read it ({type(e).__name__}: {e})"}
     except Exception as e:  # noqa: BLE001 -- one clip's bug in librosa, dlib or numpy must not end the run
@@ -203,10 +188,11 @@ def example(name: filenames.ClipName, source: sources.Source, mfcc: np.ndarray, 
     }, frames)
 
 
-def _check_writable(output_dir: str) -> None:
+def _check_writable(output_dir: str, probe_dir: str) -> None:
+    """Fail early unless a file can be written in ``probe_dir`` (inside ``output_dir``)."""
     try:
-        storage.makedirs(os.path.join(output_dir, CACHE_DIRNAME))
-        writer.write_text(os.path.join(output_dir, CACHE_DIRNAME, ".writable"), "")
+        storage.makedirs(probe_dir)
+        writer.write_text(os.path.join(probe_dir, ".writable"), "")
     except OSError as e:
         raise MachineError(f"output directory {output_dir!r} is not writable: {e.strerror or e}") from e
 
@@ -215,7 +201,7 @@ def _machine_error(what: str, error: object, output_dir: str) -> MachineError:
     return MachineError(
         f"{what}: {error}. This is the machine, not the clips: nothing published in {output_dir!r} was "
         "changed (the last complete output is intact). Free space or file handles, or fix the permissions, "
-        "and run the same command again: finished clips are cached.")
+        "and run the same command again (a local run resumes from its cached clips; a Beam run starts over).")
 
 
 def _failures_text(failures: list[dict]) -> str:
@@ -307,15 +293,16 @@ class Plan:
     found: int
 
 
-def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool) -> Plan:
+def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, *, cache: bool = True) -> Plan:
     """Check the arguments and the output, discover and classify the sources, report the skipped ones.
 
     ``inputs`` and ``output_dir`` may be ``tf.io.gfile`` paths. Removes a killed run's staging.
+    ``cache`` False (Beam, which caches nothing): no ``.cache/`` is made; the write check probes the staging directory.
     """
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
     if unknown:
         raise ValueError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
-    _check_writable(output_dir)
+    _check_writable(output_dir, os.path.join(output_dir, CACHE_DIRNAME if cache else writer.STAGING_DIRNAME))
     storage.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME))
     found, problems = sources.discover(list(inputs))
     clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
@@ -496,46 +483,3 @@ def format_summary(summary: dict, output_dir: str) -> str:
         lines.append(f"skipped {sum(summary['skipped'].values())}: {parts}; "
                      f"every file in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) > 1 and not FLAGS.runner:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.input or not FLAGS.output:
-        raise app.UsageError("--input and --output are required")
-    settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
-    kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
-                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
-    if FLAGS.runner:  # only now: without --runner nothing imports apache_beam
-        conversion.require_extra("--runner", ("beam",), ("apache_beam",))
-        from ravdess_tfrecords.conversion import beam_convert
-    try:
-        if FLAGS.runner:
-            summary = beam_convert.convert_with_beam(FLAGS.input, FLAGS.output, runner=FLAGS.runner,
-                                                     pipeline_args=argv[1:], **kwargs)
-        else:
-            summary = convert(FLAGS.input, FLAGS.output, workers=FLAGS.workers, **kwargs)
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished clips are cached; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(format_summary(summary, FLAGS.output))
-    return 0
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """Parse this program's flags and leave the rest (a Beam runner's pipeline options) in argv."""
-    return FLAGS(argv, known_only=True)
-
-
-def run() -> None:
-    """Console-script entry point (``ravdess-convert``)."""
-    _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
-    _cli.define_main_flags(_define_flags)
-    app.run(main, flags_parser=_parse_flags)
-
-
-if __name__ == "__main__":
-    run()

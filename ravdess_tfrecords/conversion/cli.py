@@ -1,0 +1,106 @@
+"""The converter's command line: its flags, and the choice between the local pool and Apache Beam.
+
+    python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
+    python -m ravdess_tfrecords.convert ... --runner=DataflowRunner [Beam pipeline options]
+
+The choice is made here so the imports run one way: ``beam_convert`` imports
+``convert``, and ``convert`` imports neither; apache_beam is imported only with
+``--runner``. An argument that is neither a flag of the converter nor (with
+``--runner``) one of Beam's pipeline options is one ``error:`` line and exit
+status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+from ravdess_tfrecords import _cli, conversion
+from ravdess_tfrecords.conversion import beam_quiet
+from ravdess_tfrecords.conversion.convert import convert, format_summary
+from ravdess_tfrecords.conversion.preprocess import Settings
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """The CLI's flags, defined by the entry point only: importing this module defines none,
+    so a program with its own ``--output`` or ``--workers`` can import it."""
+    flags.DEFINE_list("input", None, "RAVDESS folders, Actor_NN folders or zip files (comma-separated).")
+    flags.DEFINE_string("output", None, "Directory for the shards, ravdess_info.json, failures.jsonl, tfds metadata.")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
+    flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
+    flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP + " With --runner: also Beam's INFO log.")
+    flags.DEFINE_string("runner", None, "Convert as an Apache Beam pipeline on this runner (DirectRunner, "
+                        "DataflowRunner, FlinkRunner, SparkRunner, PortableRunner); other --flags are then Beam "
+                        "pipeline options. Unset: a local process pool (--workers). Needs the [beam] extra.")
+    # One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
+    types = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+    for field in dataclasses.fields(Settings):
+        types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
+
+
+def _refuse(args: list[str], what: str) -> int:
+    print(f"error: unexpected arguments: {' '.join(args)} ({what}; see --help)", file=sys.stderr, flush=True)
+    return _cli.USER_ERROR_STATUS
+
+
+def main(argv: list[str]) -> int:
+    beam = None
+    if FLAGS.runner:  # only now: without --runner nothing imports apache_beam
+        conversion.require_extra("--runner", ("beam",), ("apache_beam",))
+        if not FLAGS.verbose:
+            beam_quiet.quiet_logging(FLAGS.runner)  # before the import, which logs
+        from ravdess_tfrecords.conversion import beam_convert as beam
+
+        try:
+            unknown = beam.unknown_options(argv[1:])
+        except ValueError as e:  # a Beam option's value
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return _cli.USER_ERROR_STATUS
+        if unknown:
+            return _refuse(unknown, "neither a flag of the converter nor a Beam pipeline option")
+    elif len(argv) > 1:
+        return _refuse(argv[1:], "not a flag of the converter")
+    if not FLAGS.input or not FLAGS.output:
+        raise app.UsageError("--input and --output are required")
+    settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
+    kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
+                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
+    try:
+        if beam:
+            summary = beam.convert_with_beam(FLAGS.input, FLAGS.output, runner=FLAGS.runner,
+                                             pipeline_args=argv[1:], quiet=not FLAGS.verbose, **kwargs)
+        else:
+            summary = convert(FLAGS.input, FLAGS.output, workers=FLAGS.workers, **kwargs)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        again = ("a Beam run keeps nothing: run the same command again to start over" if beam
+                 else "finished clips are cached; run the same command again to resume")
+        print(f"\ninterrupted: {again}", file=sys.stderr)
+        return 130
+    print(format_summary(summary, FLAGS.output))
+    return 0
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parse this program's flags and leave the rest (a Beam runner's pipeline options) in argv."""
+    return FLAGS(argv, known_only=True)
+
+
+def run() -> None:
+    """Console-script entry point (``ravdess-convert``)."""
+    _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
+    _cli.define_main_flags(_define_flags)
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()
