@@ -25,7 +25,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     Returns:
       ``metrics.json`` of the run, or the cross-validation summary.
     """
-    strategy = distribution_strategy(config.strategy)  # once, for every fold
+    strategy = distribution_strategy(config.strategy, worker_timeout=config.worker_timeout)  # once, for every fold
     if not config.is_cross_validation:
         return train(config, strategy)
     count = splits.num_folds(config.split, config.folds)
