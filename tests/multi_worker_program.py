@@ -16,6 +16,9 @@ import sys
 
 
 def fit(weights_path: str, flags: list[str]) -> None:
+    from ravdess_tfrecords import _cli
+
+    _cli.quiet_tensorflow([sys.argv[0], *flags])  # as python -m trainers.fit does, before TensorFlow loads
     import numpy as np
     from absl import app
 

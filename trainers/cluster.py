@@ -275,3 +275,29 @@ def installed() -> bool:
     """Whether ``stop_on_signals`` was called in this process."""
     return _stop_pipe is not None
 
+
+def is_chief_task(tf_config: dict) -> bool:
+    """Whether ``TF_CONFIG``'s task is the chief: the ``chief`` task, else worker 0 of a cluster without one."""
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    if cluster.get("chief"):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index") == 0
+
+
+def quiet_logs(level: int) -> None:
+    """Python log records (TensorFlow's, absl's) below ``level`` (``logging.WARNING``, ``ERROR``) are dropped.
+
+    MultiWorkerMirroredStrategy logs a few dozen INFO lines per run (its devices,
+    every collective it builds). TensorFlow's logger also has its own handler when
+    it was imported before absl set up the root one, so each record printed twice:
+    it no longer propagates to the root then.
+    """
+    import logging
+
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(logging.getLevelName(level).lower())
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.setLevel(level)
+    if tf_logger.handlers and logging.root.handlers:
+        tf_logger.propagate = False

@@ -26,6 +26,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
       ``metrics.json`` of the run, or the cross-validation summary.
     """
     strategy = distribution_strategy(config.strategy, worker_timeout=config.worker_timeout)  # once, for every fold
+    if not is_chief(strategy):
+        config = dataclasses.replace(config, verbose=0)  # only the chief reports (its fold headers too)
     if not config.is_cross_validation:
         return train(config, strategy)
     count = splits.num_folds(config.split, config.folds)

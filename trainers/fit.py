@@ -17,6 +17,8 @@ from ravdess_tfrecords import _cli
 if __name__ == "__main__":  # the command line, not a program importing this module
     _cli.quiet_tensorflow()  # before TensorFlow is imported
 
+import logging  # noqa: E402
+
 from absl import app, flags  # noqa: E402
 
 from ravdess_tfrecords.reading import augment, pipeline  # noqa: E402
@@ -166,6 +168,9 @@ def main(argv: list[str]) -> int:
     config = config_from_flags()
     # Ctrl-C and SIGTERM stop the run at once, also while TensorFlow blocks (a collective, the tf.data service).
     cluster.stop_on_signals(RESUME_HINT)
+    if not FLAGS.verbose:  # INFO lines off; on a worker other than the chief, warnings too (only the chief reports)
+        chief = config.strategy != "multi_worker" or cluster.is_chief_task(strategy_lib.tf_config())
+        cluster.quiet_logs(logging.WARNING if chief else logging.ERROR)
     try:
         cv.run(config)
     except KeyboardInterrupt:  # stop_on_signals did not install (not the main thread)
