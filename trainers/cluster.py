@@ -134,6 +134,8 @@ def wait_for_peers(tf_config: dict, timeout: float, out: TextIO | None = None) -
       OSError: this task's port is taken.
     """
     out = sys.stderr if out is None else out
+    if tf_config["task"].get("type") not in COLLECTIVE_JOBS:  # an evaluator, say: not part of the collectives
+        return
     own, missing = peers(tf_config)
     if not missing:
         return
