@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import json
 import logging
 import os
 import sys
@@ -71,6 +72,27 @@ def wants_verbose(argv: Sequence[str]) -> bool:
     return on
 
 
+def other_worker(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` asks for ``--strategy=multi_worker`` and ``TF_CONFIG`` names a task other than the chief.
+
+    The chief is the ``chief`` task, else worker 0 (as ``trainers.cluster.is_chief_task``); read
+    here, before TensorFlow is imported, because TensorFlow reads its log level only once.
+    """
+    args = list(argv[1:])
+    multi_worker = any(a == "--strategy=multi_worker" or (a == "--strategy" and args[i + 1:i + 2] == ["multi_worker"])
+                       for i, a in enumerate(args))
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        cluster, task = config["cluster"], config["task"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if not multi_worker or not isinstance(cluster, dict) or not isinstance(task, dict):
+        return False
+    if cluster.get("chief"):
+        return task.get("type") != "chief"
+    return not (task.get("type") == "worker" and task.get("index") == 0)
+
+
 def has_nvidia_gpu() -> bool:
     """An NVIDIA device node exists (``/dev/nvidia0``, ``/dev/nvidiactl``, ...)."""
     return bool(glob.glob("/dev/nvidia*"))
@@ -85,8 +107,9 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     """Import TensorFlow without its start-up lines, unless ``--verbose`` or a GPU.
 
     Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` (INFO off, warnings and errors kept) unless
-    it is set already. Call it before anything imports TensorFlow; a second call,
-    or a call after TensorFlow is loaded, does nothing.
+    it is set already; ``2`` (errors only) on a worker of ``--strategy=multi_worker``
+    other than the chief (``other_worker``): only the chief reports. Call it before
+    anything imports TensorFlow; a second call, or a call after TensorFlow is loaded, does nothing.
 
     Returns:
       True if it imported TensorFlow quietly.
@@ -94,7 +117,7 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     argv = sys.argv if argv is None else argv
     if wants_verbose(argv) or has_nvidia_gpu() or "tensorflow" in sys.modules:
         return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -137,17 +160,22 @@ def require(*names: str) -> None:
             raise ValueError(f"--{name} is required ({flags.FLAGS[name].help})")
 
 
-def quiet_logs() -> None:
-    """Hide Python log records below WARNING: absl's root logger and TensorFlow's own.
+def quiet_logs(level: int = logging.WARNING) -> None:
+    """Drop Python log records below ``level`` (``logging.WARNING``, ``ERROR``): absl's and TensorFlow's.
 
     TensorFlow logs its SavedModel export (``Assets written to``, signature renames)
-    at INFO through the ``tensorflow`` logger, which prints once by itself and once
-    through absl's handler on the root logger; both go.
+    and MultiWorkerMirroredStrategy its devices and every collective it builds, at
+    INFO through the ``tensorflow`` logger. That logger also has its own handler when
+    TensorFlow was imported before absl set up the root one, so each record printed
+    twice: it no longer propagates to the root then.
     """
     from absl import logging as absl_logging
 
-    absl_logging.set_verbosity(absl_logging.WARNING)  # absl's scale (-1), not logging.WARNING (30)
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    absl_logging.set_verbosity(logging.getLevelName(level).lower())  # absl's own scale: by name
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.setLevel(level)
+    if tf_logger.handlers and logging.root.handlers:
+        tf_logger.propagate = False
 
 
 def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:

@@ -2,6 +2,9 @@
 
     python tests/multi_worker_program.py fit WEIGHTS.npy -- <trainers.fit flags>
         trainers.fit, with each worker's weights saved to WEIGHTS.npy when the run saves its model.
+    python tests/multi_worker_program.py block
+        trainers.strategy's multi-worker strategy under trainers.cluster.stop_on_signals; worker 0
+        prints "reducing" and blocks in an all-reduce that worker 1 (printing "idle", then sleeping) never joins.
     python tests/multi_worker_program.py canary FIXES
         a tiny tuple-input model fitted for two steps under MultiWorkerMirroredStrategy with only
         the Keras fixes named in FIXES (comma-separated, may be empty) applied; prints "fit ok".
@@ -13,6 +16,9 @@ import sys
 
 
 def fit(weights_path: str, flags: list[str]) -> None:
+    from ravdess_tfrecords import _cli
+
+    _cli.quiet_tensorflow([sys.argv[0], *flags])  # as python -m trainers.fit does, before TensorFlow loads
     import numpy as np
     from absl import app
 
@@ -28,6 +34,25 @@ def fit(weights_path: str, flags: list[str]) -> None:
     loop.save_model = save_and_record
     sys.argv = [fit_main.__file__, *flags]
     app.run(fit_main.main)
+
+
+def block() -> None:
+    import json
+    import os
+    import time
+
+    from trainers import cluster, strategy
+
+    cluster.stop_on_signals(": bye")
+    mwms = strategy.distribution_strategy("multi_worker", worker_timeout=120)
+    if json.loads(os.environ["TF_CONFIG"])["task"]["index"]:
+        print("idle", flush=True)
+        time.sleep(120)
+        return
+    import tensorflow as tf
+
+    print("reducing", flush=True)
+    mwms.reduce("SUM", tf.constant(1.0), axis=None)
 
 
 def canary(fixes: str) -> None:
@@ -53,5 +78,7 @@ def canary(fixes: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "fit":
         fit(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
+    elif sys.argv[1] == "block":
+        block()
     else:
         canary(sys.argv[2] if len(sys.argv) > 2 else "")

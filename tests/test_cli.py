@@ -95,6 +95,9 @@ CASES = {
     "other settings": ("trainers.fit", ["--data_dir={data}", "--model_dir={other}"], "learning_rate: 0.5 -> 0.001"),
     "strategy flags disagree": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--strategy=mirrored",
                                                  "--distribution_strategy=default"], "disagree"),
+    "no dispatcher": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--data_service=grpc://localhost:1",
+                                       "--data_service_timeout=1"],
+                      "no tf.data service dispatcher answered at grpc://localhost:1 within --data_service_timeout=1 s"),
     "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
     "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
 }

@@ -91,3 +91,23 @@ def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one():
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_scale_out_waits_for_the_dispatcher_and_says_where_input_comes_from(tmp_path, capsys):
+    """No dispatcher: one TimeoutError naming the address (not a silent hang); one: a line naming it and the job."""
+    import tensorflow as tf
+    from test_multi_worker import _free_ports
+
+    train, validation = tf.data.Dataset.range(40).batch(8), tf.data.Dataset.range(8).batch(8)
+    nobody = f"grpc://localhost:{_free_ports(1)[0]}"
+    config = dataclasses.replace(_config(tmp_path, data_service=nobody), data_service_timeout=1)
+    with pytest.raises(TimeoutError, match=f"no tf.data service dispatcher answered at {nobody} within"):
+        data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+    dispatcher = data_service.start_dispatcher()
+    try:
+        config = dataclasses.replace(config, data_service=dispatcher.target, verbose=2)
+        data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+    finally:
+        dispatcher.stop()
+    assert capsys.readouterr().out == (f"training input: tf.data service at {dispatcher.target}, "
+                                       f"job {data_lib.service_job_name(config)}\n")

@@ -13,6 +13,7 @@ import tensorflow as tf
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.reading import pipeline, splits
+from trainers.cluster import DEFAULT_DATA_SERVICE_TIMEOUT_S, DEFAULT_WORKER_TIMEOUT_S
 from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import canonical
 
@@ -20,7 +21,8 @@ AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 DEFAULT_FILTERS = (32, 64, 128, 256)
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
-_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service")
+_RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service", "worker_timeout",
+                 "data_service_timeout")
 # config.json's key for data_fingerprint(...) of the data the run trained on.
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -49,6 +51,9 @@ class TrainConfig:
         ``default`` is ``one_device``); ``batch_size`` is the global batch.
       data_service: ``grpc://HOST:PORT`` of a tf.data service dispatcher that runs the training
         input pipeline (``trainers.data.scale_out``); None: this process reads its own input.
+      worker_timeout: seconds a ``multi_worker`` task waits for the cluster's other tasks before it
+        gives up (0: for ever; ``trainers.cluster.wait_for_peers``).
+      data_service_timeout: seconds to wait for the ``data_service`` dispatcher to answer (0: for ever).
     """
 
     data_dir: str
@@ -80,6 +85,8 @@ class TrainConfig:
     export: bool = True
     strategy: str = "auto"
     data_service: str | None = None
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S
+    data_service_timeout: float = DEFAULT_DATA_SERVICE_TIMEOUT_S
     verbose: int = 2
 
     def __post_init__(self):
@@ -107,6 +114,9 @@ class TrainConfig:
             if not host or not port.isdigit():
                 raise ValueError(f"data_service must be grpc://HOST:PORT, got {self.data_service!r}")
             object.__setattr__(self, "data_service", f"grpc://{address}")
+        for name in ("worker_timeout", "data_service_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
         if not self.monitor.startswith("val_"):
             raise ValueError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 

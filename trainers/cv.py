@@ -27,7 +27,9 @@ def run(config: TrainConfig) -> dict[str, Any]:
     Returns:
       ``metrics.json`` of the run, or the cross-validation summary.
     """
-    strategy = distribution_strategy(config.strategy)  # once, for every fold
+    strategy = distribution_strategy(config.strategy, worker_timeout=config.worker_timeout)  # once, for every fold
+    if not is_chief(strategy):
+        config = dataclasses.replace(config, verbose=0)  # only the chief reports (its fold headers too)
     builder = ravdess_tfrecords.Builder(config.data_dir)  # the data's info read once, for every fold
     if not config.is_cross_validation:
         return train(config, strategy, builder)

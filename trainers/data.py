@@ -11,6 +11,7 @@ import tensorflow as tf
 import ravdess_tfrecords
 from ravdess_tfrecords import models
 from ravdess_tfrecords.reading import augment as augment_lib
+from trainers import cluster
 from trainers.config import TrainConfig
 
 AutoShardPolicy = tf.data.experimental.AutoShardPolicy
@@ -65,7 +66,8 @@ def service_job_name(config: TrainConfig) -> str:
     workers of a cluster, started with the same flags, share one job and split its
     data between them; another run or fold gets another job.
     """
-    settings = {k: v for k, v in config.to_json().items() if k not in ("verbose", "data_service", "strategy")}
+    runtime = ("verbose", "data_service", "strategy", "worker_timeout", "data_service_timeout")
+    settings = {k: v for k, v in config.to_json().items() if k not in runtime}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return f"ravdess-{digest}"
 
@@ -132,8 +134,13 @@ def scale_out(
                          f"({config.batch_size})")
     train = train.repeat()
     if config.data_service:
+        job = service_job_name(config)
+        # Else a missing dispatcher hangs the first epoch inside TensorFlow, silently.
+        cluster.wait_for_dispatcher(config.data_service, config.data_service_timeout)
+        if config.verbose:
+            print(f"training input: tf.data service at {config.data_service}, job {job}", flush=True)
         train = train.apply(tf.data.experimental.service.distribute(
-            processing_mode="distributed_epoch", service=config.data_service, job_name=service_job_name(config)))
+            processing_mode="distributed_epoch", service=config.data_service, job_name=job))
         train = _auto_shard(train, AutoShardPolicy.OFF)
     elif multi_worker:
         train = _auto_shard(train, shard_policy(config, num_files, num_workers))

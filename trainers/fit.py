@@ -17,15 +17,18 @@ from ravdess_tfrecords import _cli
 if __name__ == "__main__":  # the command line, not a program importing this module
     _cli.quiet_tensorflow()  # before TensorFlow is imported
 
+import logging  # noqa: E402
+
 from absl import app, flags  # noqa: E402
 
 from ravdess_tfrecords.reading import augment, pipeline  # noqa: E402
-from trainers import cv  # noqa: E402
+from trainers import cluster, cv  # noqa: E402
 from trainers import strategy as strategy_lib  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 
+RESUME_HINT = ": run the same command again to resume from the last finished epoch"
 # --progress -> Keras verbosity.
 PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
 
@@ -72,6 +75,12 @@ flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strate
 flags.DEFINE_string("data_service", None,
                     "grpc://HOST:PORT of a tf.data service dispatcher (python -m tools.data_service): the training "
                     "input pipeline (read, parse, augment, batch) runs on its workers; validation and test stay local.")
+flags.DEFINE_float("worker_timeout", cluster.DEFAULT_WORKER_TIMEOUT_S,
+                   "--strategy=multi_worker: seconds to wait for the other tasks in TF_CONFIG to start (it says "
+                   "which it waits for), then give up with an error; 0: wait for ever.")
+flags.DEFINE_float("data_service_timeout", cluster.DEFAULT_DATA_SERVICE_TIMEOUT_S,
+                   "--data_service: seconds to wait for the dispatcher to answer, then give up with an error; "
+                   "0: wait for ever.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
@@ -146,6 +155,8 @@ def config_from_flags() -> TrainConfig:
         export=FLAGS.export,
         strategy=_strategy(),
         data_service=FLAGS.data_service,
+        worker_timeout=FLAGS.worker_timeout,
+        data_service_timeout=FLAGS.data_service_timeout,
         verbose=PROGRESS[FLAGS.progress],
     )
 
@@ -155,10 +166,15 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
+    # Ctrl-C and SIGTERM stop the run at once, also while TensorFlow blocks (a collective, the tf.data service).
+    cluster.stop_on_signals(RESUME_HINT)
+    if not FLAGS.verbose:  # INFO lines off; on a worker other than the chief, warnings too (only the chief reports)
+        chief = config.strategy != "multi_worker" or cluster.is_chief_task(strategy_lib.tf_config())
+        _cli.quiet_logs(logging.WARNING if chief else logging.ERROR)
     try:
         cv.run(config)
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume from the last finished epoch", flush=True)
+    except KeyboardInterrupt:  # stop_on_signals did not install (not the main thread)
+        print(f"\ninterrupted{RESUME_HINT}", flush=True)
         return 130
     return 0
 

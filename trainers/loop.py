@@ -140,7 +140,7 @@ def train(
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if strategy is None:
-        strategy = distribution_strategy(config.strategy)
+        strategy = distribution_strategy(config.strategy, worker_timeout=config.worker_timeout)
     with strategy.scope():
         model = build_and_compile(config, info.audio_frames)
     train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model), builder)

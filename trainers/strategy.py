@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from trainers import cluster
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # Values of the old --distribution_strategy flag that are not STRATEGIES.
 ALIASES = {"default": "one_device"}
@@ -49,7 +51,8 @@ def tf_config() -> dict:
     return value
 
 
-def distribution_strategy(name: str) -> tf.distribute.Strategy:
+def distribution_strategy(name: str, *, worker_timeout: float = cluster.DEFAULT_WORKER_TIMEOUT_S
+                          ) -> tf.distribute.Strategy:
     """The strategy called ``name``.
 
     * ``one_device`` (alias ``default``): TensorFlow's default strategy: the first GPU, else the CPU.
@@ -62,16 +65,25 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
       be built before TensorFlow runs any op; applies ``trainers.keras_multi_worker.patch``.
     * ``auto``: ``mirrored`` with two or more local GPUs, else ``one_device`` (never multi-worker).
 
+    ``worker_timeout``: seconds ``multi_worker`` waits for the cluster's other
+    tasks, then for TensorFlow to form the cluster (0: for ever); see ``trainers.cluster``.
+
     Raises:
       ValueError: an unknown name; ``multi_worker`` without a usable ``TF_CONFIG``.
+      TimeoutError: ``multi_worker``: a task of the cluster did not start within ``worker_timeout``.
     """
     name = canonical(name)
     if name == "multi_worker":
-        tf_config()
+        config = tf_config()
         from trainers import keras_multi_worker
 
         keras_multi_worker.patch()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        cluster.wait_for_peers(config, worker_timeout)  # in Python: says what it waits for, can be stopped
+        with cluster.building_strategy(worker_timeout):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if cluster.installed():
+            cluster.stop_on_signals()  # again: TensorFlow's coordination service took SIGTERM over
+        return strategy
     if name == "auto":
         name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
     if name == "mirrored":

@@ -1,0 +1,188 @@
+"""No silent hangs (``trainers/cluster.py``): a worker whose peer never starts, a dispatcher that is not there.
+
+One worker of a two-worker ``TF_CONFIG`` on free loopback ports, the other never
+started: it must say what it waits for, give up after ``--worker_timeout`` with one
+``error:`` line, and stop promptly on SIGINT or SIGTERM. Every process is killed
+in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import fake_shards
+import pytest
+from test_multi_worker import PROGRAM, REPO, _free_ports
+
+from trainers import cluster
+from trainers import config as config_lib
+
+
+def _lonely_worker(tmpdir, *flags) -> subprocess.Popen:
+    """Worker 0 of a two-worker cluster whose worker 1 never starts; output on a pipe (stderr merged)."""
+    data_dir = os.path.join(tmpdir, "data")
+    fake_shards.write_shards(data_dir, actors=range(1, 4))
+    ports = _free_ports(2)
+    cluster_spec = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": 0}}),
+               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    args = [f"--data_dir={data_dir}", f"--model_dir={tmpdir}/run", "--strategy=multi_worker", "--epochs=1",
+            "--train_actors=1", "--validation_actors=2", "--test_actors=3", *flags]
+    proc = subprocess.Popen([sys.executable, PROGRAM, "fit", os.path.join(tmpdir, "w.npy"), "--", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.peer = cluster_spec["worker"][1]
+    return proc
+
+
+def _read_until(proc, text: str, timeout: float) -> str:
+    """Lines of ``proc`` until one holds ``text`` (fails after ``timeout`` s or at the end of output)."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    pytest.fail(f"no {text!r} in the output:\n{''.join(seen)[-3000:]}")
+
+
+def test_a_worker_whose_peer_never_starts_says_so_and_gives_up(tmp_path):
+    proc = _lonely_worker(str(tmp_path), "--worker_timeout=5")
+    try:
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 2, out[-3000:]
+    waiting = [line for line in out.splitlines() if line.startswith("waiting for")]
+    assert len(waiting) == 1, out[-3000:]
+    assert re.fullmatch(rf"waiting for worker 1 at {proc.peer} \(TF_CONFIG\); giving up in [1-5] s", waiting[0])
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"worker 1 at {proc.peer}" in errors[0] and "--worker_timeout=5 s" in errors[0], out
+    assert "Traceback" not in out
+    assert not (tmp_path / "run").exists()  # nothing written before the cluster formed
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_waiting_worker_stops_on_a_signal(tmp_path, signum):
+    proc = _lonely_worker(str(tmp_path), "--worker_timeout=120")
+    try:
+        _read_until(proc, "waiting for worker 1", timeout=120)
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        out, _ = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 5
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signum, out
+    name = signal.Signals(signum).name
+    assert f"stopped by {name}: run the same command again to resume" in out
+
+
+def test_sigterm_stops_a_worker_blocked_in_a_collective(tmp_path):
+    """Worker 0 waits in an all-reduce worker 1 never joins; TensorFlow's own SIGTERM handler is replaced again."""
+    ports = _free_ports(2)
+    cluster_spec = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    procs = []
+    try:
+        for index in range(2):
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+                       TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": index}}),
+                       PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+            procs.append(subprocess.Popen([sys.executable, PROGRAM, "block"], cwd=REPO, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        _read_until(procs[0], "reducing", timeout=120)
+        time.sleep(1)  # into the collective
+        procs[0].send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out, _ = procs[0].communicate(timeout=30)
+        assert time.monotonic() - sent < 5
+        assert procs[0].returncode == 128 + signal.SIGTERM, out
+        assert "stopped by SIGTERM: bye" in out
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_stop_on_signals_ends_a_process_blocked_in_cpp(tmp_path):
+    """The main thread inside a C call that never returns (the GIL released, as TensorFlow's ops do)."""
+    code = ("import os, sys, time\n"
+            "from trainers import cluster\n"
+            "cluster.stop_on_signals(': bye')\n"
+            "r, w = os.pipe()\n"
+            "print('blocked', flush=True)\n"
+            "os.read(r, 1)  # never returns: no Python signal handler can run in this thread\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline() == "blocked\n"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and out.strip() == "stopped by SIGINT: bye"
+
+
+def test_a_missing_dispatcher_fails_with_its_address():
+    address = f"grpc://localhost:{_free_ports(1)[0]}"  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"no tf.data service dispatcher answered at {address} within"):
+        cluster.wait_for_dispatcher(address, timeout=1)
+    assert time.monotonic() - start < 10
+
+
+def test_a_dispatcher_answers_with_its_version():
+    from trainers import service
+
+    dispatcher = service.start_dispatcher()
+    try:
+        assert cluster.wait_for_dispatcher(dispatcher.target, timeout=30) > 0
+    finally:
+        dispatcher.stop()
+
+
+def test_cluster_tasks_and_chief():
+    spec = {"cluster": {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"], "ps": ["p:1"]},
+            "task": {"type": "worker", "index": 1}}
+    own, others = cluster.peers(spec)
+    assert own == ("worker", 1, "h2:1") and others == [("chief", 0, "h0:1"), ("worker", 0, "h1:1")]
+    assert cluster.describe(others) == "chief 0 at h0:1, worker 0 at h1:1"
+    assert not cluster.is_chief_task(spec)
+    assert cluster.is_chief_task(dict(spec, task={"type": "chief", "index": 0}))
+    assert cluster.is_chief_task({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
+    with pytest.raises(ValueError, match="not in the cluster"):
+        cluster.peers(dict(spec, task={"type": "worker", "index": 5}))
+
+
+def test_timeouts_are_runtime_settings(tmp_path):
+    for name in ("worker_timeout", "data_service_timeout"):
+        assert name in config_lib._RESTART_FREE
+        with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+            config_lib.TrainConfig(str(tmp_path), str(tmp_path), **{name: -1})
+
+
+def test_other_workers_get_errors_only_from_tensorflow(monkeypatch):
+    """``_cli.quiet_tensorflow``'s level choice, made from argv and TF_CONFIG before TensorFlow loads."""
+    from ravdess_tfrecords import _cli
+
+    two = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(two))
+    assert _cli.other_worker(["fit", "--strategy=multi_worker"])
+    assert _cli.other_worker(["fit", "--strategy", "multi_worker"])
+    assert not _cli.other_worker(["fit"])  # TF_CONFIG alone does not make a cluster
+    monkeypatch.setenv("TF_CONFIG", json.dumps(dict(two, task={"type": "worker", "index": 0})))
+    assert not _cli.other_worker(["fit", "--strategy=multi_worker"])  # the chief
+    monkeypatch.setenv("TF_CONFIG", "not json")
+    assert not _cli.other_worker(["fit", "--strategy=multi_worker"])

@@ -1,0 +1,286 @@
+"""No silent hangs: wait for a cluster's other processes with a deadline, and stop on a signal at any time.
+
+A run that needs other processes (the workers of ``--strategy=multi_worker``,
+the dispatcher of ``--data_service``) says what it is waiting for, gives up
+after a timeout with one error, and stops on Ctrl-C or SIGTERM even while the
+main thread is blocked inside TensorFlow.
+
+* ``wait_for_peers(tf_config, timeout)``: before ``MultiWorkerMirroredStrategy``
+  is built. TensorFlow's own rendezvous (the coordination service, inside the
+  strategy's constructor) waits for the other workers with the GIL held, so
+  nothing in Python can run (no message, no Ctrl-C), and the task that leads
+  the coordination service waits with no deadline at all. So the workers meet
+  in Python first: each listens on its own ``TF_CONFIG`` port (so the others see
+  it up) and polls the others' ports over TCP until every one has answered once,
+  then closes its listener and builds the strategy, whose gRPC server takes the
+  same port. A worker that has seen every peer may leave while a peer still
+  polls it: the peer then sees its gRPC server, so nobody waits on a closed port
+  for long.
+* ``building_strategy(timeout)``: around the constructor itself, Ctrl-C ends the
+  process at once (the default action: Python's handler could not run) and a
+  ``faulthandler`` watchdog (a C thread, which needs no GIL) ends it with status
+  1 and the stack if the cluster still has not formed after ``timeout``.
+* ``wait_for_dispatcher(address, timeout)``: a tf.data service dispatcher answers
+  its ``GetVersion`` RPC, or a ``TimeoutError`` naming the address.
+* ``stop_on_signals(message)``: SIGINT and SIGTERM end the process with one line
+  and status 128 + signal, wherever the main thread is. Python runs its signal
+  handlers only in the main thread, between bytecodes, never while that thread
+  waits in C++ (a collective whose peer is gone); but the C-level handler still
+  writes the signal's number to ``signal.set_wakeup_fd``'s pipe, and a daemon
+  thread blocked on that pipe (TensorFlow releases the GIL while it runs ops)
+  prints the line and calls ``os._exit``. TensorFlow's coordination service
+  also installs its own SIGTERM handler (preemption notices) that swallows the
+  signal: ``stop_on_signals`` is called again after the strategy is built.
+
+Exit statuses: a missing peer or dispatcher is a ``TimeoutError`` (an
+``OSError``), which ``ravdess_tfrecords._cli.user_errors`` prints as one
+``error: ...`` line with status 2; a signal gives 128 + its number (130, 143).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+DEFAULT_WORKER_TIMEOUT_S = 600
+DEFAULT_DATA_SERVICE_TIMEOUT_S = 60
+POLL_S = 0.25
+# Peers that answer within this say nothing: the usual start of a cluster is not worth a line.
+ANNOUNCE_AFTER_S = 1.0
+# The jobs whose tasks take part in MultiWorkerMirroredStrategy's collectives.
+COLLECTIVE_JOBS = ("chief", "worker")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``("host", 12345)`` of ``host:12345`` (``[::1]:12345`` too); ValueError otherwise."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"TF_CONFIG: {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def peers(tf_config: dict) -> tuple[tuple[str, int, str], list[tuple[str, int, str]]]:
+    """``(this task, the other tasks)`` of a parsed ``TF_CONFIG``, each ``(job, index, address)``.
+
+    Only the jobs that join the collectives (``COLLECTIVE_JOBS``), in the cluster's order.
+
+    Raises:
+      ValueError: this task is not in the cluster.
+    """
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    tasks = [(job, index, address) for job in COLLECTIVE_JOBS for index, address in enumerate(cluster.get(job, []))]
+    own = [t for t in tasks if (t[0], t[1]) == (task.get("type"), task.get("index"))]
+    if not own:
+        raise ValueError(f"TF_CONFIG: task {task!r} is not in the cluster {cluster!r}")
+    return own[0], [t for t in tasks if t is not own[0]]
+
+
+def describe(tasks: list[tuple[str, int, str]]) -> str:
+    """``worker 1 at 127.0.0.1:12346, worker 2 at ...``."""
+    return ", ".join(f"{job} {index} at {address}" for job, index, address in tasks)
+
+
+def _answers(address: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at ``address`` (a peer's listener or its gRPC server)."""
+    try:
+        with socket.create_connection(_host_port(address), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _listen(address: str) -> socket.socket:
+    """A socket listening on ``address``'s port on every interface (as TensorFlow's server will), never accepting.
+
+    The kernel completes a peer's TCP handshake from the backlog, which is all a peer's probe needs.
+    """
+    _, port = _host_port(address)
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too, like gRPC's [::]
+        bind = ("::", port)
+    except OSError:
+        sock, bind = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TensorFlow binds the same port right after
+    try:
+        sock.bind(bind)
+        sock.listen(64)
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on port {port} of this task ({address} in TF_CONFIG): {e.strerror}; "
+                      "is another process (an earlier worker?) still using it?") from None
+    return sock
+
+
+def wait_for_peers(tf_config: dict, timeout: float, out: TextIO | None = None) -> None:
+    """Return once every other task of ``tf_config``'s cluster has answered on its port.
+
+    Says once on ``out`` (default stderr) which tasks it waits for, if they are not
+    all up within ``ANNOUNCE_AFTER_S``. ``timeout`` 0: wait for ever.
+
+    Raises:
+      TimeoutError: naming the tasks (and addresses) that never answered.
+      OSError: this task's port is taken.
+    """
+    out = sys.stderr if out is None else out
+    if tf_config["task"].get("type") not in COLLECTIVE_JOBS:  # an evaluator, say: not part of the collectives
+        return
+    own, missing = peers(tf_config)
+    if not missing:
+        return
+    listener = _listen(own[2])
+    try:
+        start = time.monotonic()
+        announced = False
+        while True:
+            # A peer seen once stays seen: it may be between its listener and its gRPC server.
+            missing = [t for t in missing if not _answers(t[2])]
+            if not missing:
+                return
+            waited = time.monotonic() - start
+            if timeout and waited >= timeout:
+                raise TimeoutError(
+                    f"{describe(missing)} (TF_CONFIG) did not start within --worker_timeout={timeout:g} s; "
+                    "start the same command on every task of the cluster, or pass a larger --worker_timeout")
+            if not announced and waited >= ANNOUNCE_AFTER_S:
+                limit = f"giving up in {math.ceil(timeout - waited)} s" if timeout else "waiting without a time limit"
+                print(f"waiting for {describe(missing)} (TF_CONFIG); {limit}", file=out, flush=True)
+                announced = True
+            time.sleep(POLL_S)
+    finally:
+        listener.close()
+
+
+@contextlib.contextmanager
+def building_strategy(timeout: float) -> Iterator[None]:
+    """Around building ``MultiWorkerMirroredStrategy``: Ctrl-C ends it at once; a stack and exit 1 after ``timeout``.
+
+    Inside the constructor TensorFlow holds the GIL while it waits for the
+    cluster (Python code, signal handlers included, cannot run), so: SIGINT gets
+    its default action (the process ends) and ``faulthandler``'s watchdog, a C
+    thread, dumps the stack to stderr and exits if the block lasts longer than
+    ``timeout`` seconds (0: no watchdog). Only in the main thread (signals).
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
+    watchdog = bool(timeout)
+    if watchdog:
+        try:
+            faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
+        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor (a notebook)
+            watchdog = False
+    try:
+        yield
+    finally:
+        if watchdog:
+            faulthandler.cancel_dump_traceback_later()
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def wait_for_dispatcher(address: str, timeout: float) -> int:
+    """The version the dispatcher at ``address`` (``grpc://HOST:PORT``) answers; retries until ``timeout``.
+
+    Its ``GetVersion`` RPC (an empty request, so no generated stubs are needed):
+    a dispatcher answers, anything else does not. ``timeout`` 0: wait for ever.
+
+    Raises:
+      TimeoutError: no dispatcher answered at ``address`` within ``timeout`` seconds.
+    """
+    import grpc  # a TensorFlow dependency
+
+    target = address.removeprefix("grpc://")
+    deadline = time.monotonic() + timeout if timeout else None
+    last = "no answer"
+    with grpc.insecure_channel(target) as channel:
+        get_version = channel.unary_unary("/tensorflow.data.DispatcherService/GetVersion")
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"no tf.data service dispatcher answered at {address} within --data_service_timeout={timeout:g} s "
+                    f"({last}); start one (python -m tools.data_service --role=dispatcher) or fix --data_service")
+            try:
+                # wait_for_ready: the channel itself retries the connection until the deadline.
+                reply = get_version(b"", timeout=min(left, 5.0) if left is not None else 5.0, wait_for_ready=True)
+                # GetVersionResponse: field 1, varint (tag byte 0x08), the version.
+                return reply[1] if len(reply) > 1 and reply[0] == 0x08 else 0
+            except grpc.RpcError as e:
+                last = f"{e.code().name}: {e.details()}"
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:  # a gRPC server, but not a dispatcher
+                    raise TimeoutError(f"{address} is not a tf.data service dispatcher ({last}); "
+                                       "fix --data_service") from None
+                time.sleep(POLL_S)
+
+
+_stop_pipe: tuple[int, int] | None = None
+_stop_message = ""
+
+
+def _ignore(signum, frame) -> None:
+    """A Python-level handler that does nothing: installed so that the C-level one writes the wakeup pipe."""
+
+
+def _stop_on_wakeup(read_fd: int) -> None:
+    """The watcher thread: the first SIGINT/SIGTERM byte on the pipe ends the process."""
+    while True:
+        select.select([read_fd], [], [])
+        for signum in os.read(read_fd, 64):
+            if signum in STOP_SIGNALS:
+                name = signal.Signals(signum).name
+                try:  # best effort: what the run printed so far, then one line
+                    sys.stdout.flush()
+                    print(f"\nstopped by {name}{_stop_message}", file=sys.stderr, flush=True)
+                finally:
+                    os._exit(128 + signum)
+
+
+def stop_on_signals(message: str = "") -> bool:
+    """From now on SIGINT and SIGTERM end the process at once: one line (``stopped by SIGINT`` + ``message``).
+
+    The exit status is 128 + the signal's number (130, 143).
+
+    Call it from the main thread; again after something (TensorFlow's
+    coordination service) replaced the SIGTERM handler. A no-op elsewhere.
+
+    Returns:
+      Whether the handlers are installed.
+    """
+    global _stop_pipe, _stop_message
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    _stop_message = message or _stop_message
+    if _stop_pipe is None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)  # the C handler must never block
+        _stop_pipe = read_fd, write_fd
+        threading.Thread(target=_stop_on_wakeup, args=(read_fd,), name="stop-on-signal", daemon=True).start()
+    signal.set_wakeup_fd(_stop_pipe[1], warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        # Not KeyboardInterrupt: the main thread may never get to raise it; the watcher thread acts.
+        signal.signal(signum, _ignore)
+    return True
+
+
+def installed() -> bool:
+    """Whether ``stop_on_signals`` was called in this process."""
+    return _stop_pipe is not None
+
+
+def is_chief_task(tf_config: dict) -> bool:
+    """Whether ``TF_CONFIG``'s task is the chief: the ``chief`` task, else worker 0 of a cluster without one."""
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    if cluster.get("chief"):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index") == 0
