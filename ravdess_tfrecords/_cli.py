@@ -6,11 +6,16 @@
   cudart, CPU-instruction notes) and passes every other line through, so a real
   warning still shows. ``--verbose`` (or a GPU) leaves TensorFlow's output alone.
 * ``require(*names)``: a flag left unset or empty is a user error, as below.
-* ``user_errors(main)``: a ``ValueError`` or ``OSError`` out of ``main`` (a missing
-  directory, a bad split, a model directory used with other settings) becomes one
-  ``error: ...`` line on stderr and exit status 2; ``--verbose`` shows the traceback.
-  Before ``main`` it hides Python's INFO log lines (``quiet_logs``): TensorFlow's
-  SavedModel export, absl's and Beam's chatter; warnings and errors stay.
+* ``user_errors(main)``: a user error out of ``main`` (a ``UserError`` raised by the
+  code's own checks: a bad split, a model directory used with other settings; a
+  missing or forbidden path; absl's ``UsageError``) becomes one ``error: ...`` line on
+  stderr and exit status 2; ``--verbose`` shows the traceback. Any other exception
+  is a bug or a runtime failure: its traceback, exit status 1. Before ``main`` it
+  hides Python's INFO log lines (``quiet_logs``): TensorFlow's SavedModel export,
+  absl's and Beam's chatter; warnings and errors stay.
+* ``run(main)``: ``absl.app.run`` with that policy, and flag errors (a bad value, an
+  unknown flag, a missing required one) as one ``error:`` line and exit status 2
+  instead of absl's ``FATAL Flags parsing error`` and usage dump with status 1.
 
 Why not only environment variables: TensorFlow 2.21 writes the first lines from
 its shared libraries' static initializers, before it reads ``TF_CPP_MIN_LOG_LEVEL``,
@@ -18,7 +23,7 @@ and ``TF_ENABLE_ONEDNN_OPTS=0`` would turn off oneDNN itself, not just its notic
 So the import runs with file descriptor 2 sent to a temporary file, which is
 then replayed without the known start-up lines.
 
-This module imports only the standard library (and absl inside ``user_errors``),
+This module imports only the standard library (and absl inside its functions),
 so an entry point can import it first::
 
     from ravdess_tfrecords import _cli
@@ -33,9 +38,12 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+
+from ravdess_tfrecords.errors import UserError, UserOSError
 
 # Substrings of TensorFlow's start-up lines that are harmless on a machine without a GPU.
 NOISE = (
@@ -52,8 +60,10 @@ NOISE = (
 )
 
 VERBOSE_HELP = "Show TensorFlow's start-up log and the traceback of an error."
-USER_ERRORS = (ValueError, OSError)  # FileNotFoundError is an OSError
-USER_ERROR_STATUS = 2
+# What the code raises on purpose about what the user passed, and the OS errors of a path the user named.
+USER_ERRORS = (UserError, UserOSError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+USER_ERROR_STATUS = 2  # a usage or user error
+RUNTIME_ERROR_STATUS = 1  # anything else: a traceback
 
 
 def wants_verbose(argv: Sequence[str]) -> bool:
@@ -152,12 +162,12 @@ def define_main_flags(define: Callable[[], None]) -> None:
 
 
 def require(*names: str) -> None:
-    """Raise ``ValueError`` (a user error) naming the first of the absl flags ``names`` left empty."""
+    """Raise ``UserError`` naming the first of the absl flags ``names`` left empty."""
     from absl import flags
 
     for name in names:
         if not flags.FLAGS[name].value:
-            raise ValueError(f"--{name} is required ({flags.FLAGS[name].help})")
+            raise UserError(f"--{name} is required ({flags.FLAGS[name].help})")
 
 
 def quiet_logs(level: int = logging.WARNING) -> None:
@@ -178,22 +188,96 @@ def quiet_logs(level: int = logging.WARNING) -> None:
         tf_logger.propagate = False
 
 
-def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
-    """Wrap an absl ``main``: ``USER_ERRORS`` print ``error: ...`` and return 2, unless ``--verbose``."""
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is the user's (``USER_ERRORS``, absl's ``UsageError``, TensorFlow's not-found or
+    permission-denied on a path), not a bug or a runtime failure."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    app = sys.modules.get("absl.app")
+    if app is not None and isinstance(error, app.UsageError):
+        return True
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    return tf_errors is not None and isinstance(error, (tf_errors.NotFoundError, tf_errors.PermissionDeniedError))
+
+
+def print_error(message: object) -> None:
+    """One ``error: ...`` line on stderr: ``message`` with its whitespace (newlines too) folded."""
+    text = " ".join(str(message).split())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def _verbose() -> bool:
+    from absl import flags
+
+    return "verbose" in flags.FLAGS and bool(flags.FLAGS["verbose"].value)
+
+
+def _report_user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
+    """Wrap ``main``: a user error (``is_user_error``) prints one ``error:`` line and returns 2 (not with --verbose)."""
+    if getattr(main, "_reports_user_errors", False):
+        return main
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> int | None:
-        from absl import flags
-
-        if not ("verbose" in flags.FLAGS and flags.FLAGS.verbose):
-            quiet_logs()
         try:
             return main(argv)
-        except USER_ERRORS as e:
-            if "verbose" in flags.FLAGS and flags.FLAGS.verbose:
+        except Exception as e:  # noqa: BLE001 - anything else is re-raised: a traceback, exit status 1
+            if not is_user_error(e) or _verbose():
                 raise
-            message = " ".join(str(e).split()) or type(e).__name__
-            print(f"error: {message}", file=sys.stderr, flush=True)
+            print_error(str(e) or type(e).__name__)
             return USER_ERROR_STATUS
 
+    wrapped._reports_user_errors = True
     return wrapped
+
+
+def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
+    """Wrap an absl ``main``: a user error prints ``error: ...`` and returns 2, unless ``--verbose``.
+
+    User errors are ``USER_ERRORS`` (the code's own checks, ``UserError``; a missing or forbidden path),
+    absl's ``app.UsageError`` and TensorFlow's ``NotFoundError`` / ``PermissionDeniedError``. Anything
+    else (an internal bug, a plain ``ValueError`` from a library) propagates: a traceback and exit status 1.
+    Before ``main`` it hides Python's INFO log lines (``quiet_logs``) unless ``--verbose``.
+    """
+    reporting = _report_user_errors(main)
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str]) -> int | None:
+        if not _verbose():
+            quiet_logs()
+        return reporting(argv)
+
+    wrapped._reports_user_errors = True
+    return wrapped
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing for ``run``: a bad value, an unknown or a missing required flag is one ``error:``
+    line and exit status 2 (absl prints ``FATAL Flags parsing error`` and exits 1)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        # absl's words for a required flag left out: "flag --x=None: Flag --x must have a value other than None."
+        message = re.sub(r"^flag --(\w+)=None: Flag --\1 must have a value other than None\.?$", r"--\1 is required",
+                         " ".join(str(e).split()))
+        print_error(f"{message} (--help lists the flags)")
+        sys.exit(USER_ERROR_STATUS)
+
+
+def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> None:
+    """``absl.app.run(main)`` under the project's exit-status policy; every command line ends in this.
+
+    * 0: done;
+    * 2: a usage or user error, as one ``error: ...`` line on stderr: a flag absl cannot parse, an
+      unknown flag, a required flag left out (``parse_flags``), an ``app.UsageError`` or a user error
+      out of ``main`` (``user_errors``);
+    * 1: a runtime failure: any other exception, with its traceback; or ``main`` returning 1.
+
+    ``main`` may be wrapped in ``user_errors`` already (then its log settings apply); if not, user
+    errors are still reported, but log levels are left alone.
+    """
+    from absl import app
+
+    app.run(_report_user_errors(main), argv=argv, flags_parser=parse_flags)

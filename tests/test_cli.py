@@ -100,6 +100,12 @@ CASES = {
                       "no tf.data service dispatcher answered at grpc://localhost:1 within --data_service_timeout=1 s"),
     "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
     "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
+    # absl's flag errors: one line and 2, not "FATAL Flags parsing error" + a usage dump and 1 (_cli.run).
+    "bad flag value": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--epochs=x"],
+                       "flag --epochs=x: invalid literal for int()"),
+    "evaluate: unknown flag": ("trainers.evaluate", ["--model_dir={tmp}/run", "--bogus=1"],
+                               "Unknown command line flag 'bogus'"),
+    "predict: no clips": ("trainers.predict", ["--model_dir={tmp}/run"], "name at least one clip"),
 }
 
 
@@ -117,6 +123,79 @@ def test_user_errors_are_one_line_and_exit_2(case, tfrecords_dir, tmp_path):
         assert len(lines) == 1, proc.stderr
     if module == "trainers.fit" and case != "other settings":
         assert not os.path.exists(tmp_path / "run")  # a failed start writes nothing
+
+
+# A command line with _cli's policy and nothing else: no TensorFlow, so each run takes a fraction of a second.
+TINY_PROGRAM = """
+from absl import app, flags
+from ravdess_tfrecords import _cli
+flags.DEFINE_integer("epochs", 1, "Epochs.")
+flags.DEFINE_string("raise", None, "What main raises.", required=True)
+flags.DEFINE_boolean("verbose", False, "Tracebacks.")
+
+@_cli.user_errors
+def main(argv):
+    what = flags.FLAGS["raise"].value
+    if what == "bug":  # what a library raises from deep inside: a bug, not the user's mistake
+        return int("not a number")
+    if what == "user":
+        raise _cli.UserError("a check failed:\\n  say what to do")
+    if what == "path":
+        open("/nonexistent-dir/file")
+    if what == "usage":
+        raise app.UsageError("name at least one clip")
+    if what == "status":
+        return 1
+    return 0
+
+_cli.run(main)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, status, stderr",
+    [
+        (["--raise=none"], 0, ""),
+        (["--raise=none", "--epochs=x"], 2, "error: flag --epochs=x: invalid literal for int() with base 10: 'x'"),
+        (["--raise=none", "--epoch=3"], 2, "error: Unknown command line flag 'epoch'"),
+        ([], 2, "error: --raise is required"),
+        (["--raise=usage"], 2, "error: name at least one clip"),
+        (["--raise=user"], 2, "error: a check failed: say what to do"),
+        (["--raise=path"], 2, "error: [Errno 2] No such file or directory: '/nonexistent-dir/file'"),
+        (["--raise=bug"], 1, "Traceback"),
+        (["--raise=user", "--verbose"], 1, "Traceback"),
+        (["--raise=status"], 1, ""),
+    ],
+)
+def test_exit_status_policy(args, status, stderr):
+    """0 done; 2 a usage or user error, as one ``error:`` line; 1 a runtime failure or a bug, with its traceback."""
+    proc = subprocess.run([sys.executable, "-c", TINY_PROGRAM, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == status, proc.stderr
+    if status == 2:
+        assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(stderr), proc.stderr
+    elif stderr:
+        assert proc.stderr.startswith(stderr) and "error: " not in proc.stderr, proc.stderr
+        assert ("ValueError: invalid literal" if args == ["--raise=bug"] else "UserError") in proc.stderr
+    else:
+        assert proc.stderr == ""
+
+
+def test_user_errors_are_narrow():
+    """The code's own checks and a missing path are the user's; a plain ValueError or OSError is not."""
+    import tensorflow as tf
+
+    from ravdess_tfrecords import errors
+    from ravdess_tfrecords.reading import splits
+
+    with pytest.raises(_cli.UserError) as raised:  # a deliberate check: a UserError, still a ValueError
+        splits.split_actors("nonsense")
+    assert isinstance(raised.value, ValueError) and _cli.is_user_error(raised.value)
+    for error in (FileNotFoundError("x"), PermissionError("x"), IsADirectoryError("x"), NotADirectoryError("x"),
+                  tf.errors.NotFoundError(None, None, "x"), errors.UserTimeoutError("no dispatcher")):
+        assert _cli.is_user_error(error), error
+    for error in (ValueError("x"), OSError(28, "No space left on device"), KeyError("x"), TypeError("x")):
+        assert not _cli.is_user_error(error), error
 
 
 @pytest.mark.skipif(not NO_GPU, reason="with a GPU, TensorFlow's start-up log is left alone")

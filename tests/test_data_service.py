@@ -77,11 +77,17 @@ def test_scale_out_repeats_with_a_fixed_epoch_only_when_needed(tmp_path):
         data_lib.scale_out(train, validation, config, num_examples=7, num_workers=2)
 
 
-def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one():
+def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one_or_no_role():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    bad = subprocess.run([sys.executable, "-m", "tools.data_service", "--role=worker"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: --role=worker needs --dispatcher=HOST:PORT")
+    # Both refusals run side by side; each is one error line and exit status 2 (no absl usage dump, no FATAL).
+    refused = {args: subprocess.Popen([sys.executable, "-m", "tools.data_service", *args], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for args in (("--role=worker",), ())}
+    for args, expected in ((("--role=worker",), "error: --role=worker needs --dispatcher=HOST:PORT"),
+                           ((), "error: --role is required")):
+        _, stderr = refused[args].communicate(timeout=120)
+        assert refused[args].returncode == 2, stderr
+        assert len(stderr.splitlines()) == 1 and stderr.startswith(expected), stderr
     proc = subprocess.Popen([sys.executable, "-m", "tools.data_service", "--role=dispatcher", "--port=0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

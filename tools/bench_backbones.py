@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("combos", ["vgg:max", "resnet:max", "c3d:max", "vgg:gru", "vgg:lstm"],
@@ -98,4 +98,4 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
-    app.run(main)
+    _cli.run(main)

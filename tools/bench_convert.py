@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from ravdess_tfrecords import conversion, filenames, schema
 from ravdess_tfrecords.conversion import audio, faces, ffmpeg, preprocess, synthetic, video
@@ -177,4 +177,6 @@ def _peak_tree_rss(proc: subprocess.Popen) -> int:
     return peak
 
 if __name__ == "__main__":
-    app.run(main)
+    from ravdess_tfrecords import _cli
+
+    _cli.run(main)

@@ -43,7 +43,7 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted shards (default: write random-content shards to a temp dir).")
@@ -341,4 +341,4 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
-    app.run(main)
+    _cli.run(main)

@@ -12,10 +12,9 @@ the training host's CPUs are no longer the limit. Workers must reach the shards
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
+from ravdess_tfrecords import _cli
 from trainers.service import start_dispatcher, start_worker
 
 FLAGS = flags.FLAGS
@@ -34,8 +33,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.role == "worker" and not FLAGS.dispatcher:
-        print("error: --role=worker needs --dispatcher=HOST:PORT", file=sys.stderr)
-        return 2
+        raise app.UsageError("--role=worker needs --dispatcher=HOST:PORT")
     try:
         if FLAGS.role == "dispatcher":
             server = start_dispatcher(FLAGS.port, FLAGS.work_dir)
@@ -45,8 +43,8 @@ def main(argv: list[str]) -> int:
             server = start_worker(FLAGS.dispatcher, FLAGS.port, FLAGS.worker_address)
             print(f"tf.data service worker serving dispatcher {FLAGS.dispatcher}", flush=True)
     except Exception as e:  # noqa: BLE001 - a port in use or an unreachable dispatcher: one line, not a traceback
-        print(f"error: cannot start the {FLAGS.role}: {e}", file=sys.stderr)
-        return 2
+        _cli.print_error(f"cannot start the {FLAGS.role}: {e}")
+        return _cli.USER_ERROR_STATUS
     try:
         server.join()
     except KeyboardInterrupt:
@@ -55,7 +53,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from ravdess_tfrecords import _cli
-
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
-    app.run(main)
+    _cli.run(main)

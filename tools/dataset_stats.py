@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import os
 
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted shards (the converter's --output).", required=True)
@@ -104,4 +104,4 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
-    app.run(main)
+    _cli.run(main)

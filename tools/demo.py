@@ -138,4 +138,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from ravdess_tfrecords import _cli
+
+    _cli.run(main)

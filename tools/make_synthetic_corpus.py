@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from ravdess_tfrecords import conversion
 
@@ -45,4 +45,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from ravdess_tfrecords import _cli
+
+    _cli.run(main)

@@ -100,4 +100,4 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
-    app.run(main)
+    _cli.run(main)

@@ -32,8 +32,8 @@ main thread is blocked inside TensorFlow.
   also installs its own SIGTERM handler (preemption notices) that swallows the
   signal: ``stop_on_signals`` is called again after the strategy is built.
 
-Exit statuses: a missing peer or dispatcher is a ``TimeoutError`` (an
-``OSError``), which ``ravdess_tfrecords._cli.user_errors`` prints as one
+Exit statuses: a missing peer or dispatcher is a ``UserTimeoutError`` (a
+``TimeoutError``), which ``ravdess_tfrecords._cli.user_errors`` prints as one
 ``error: ...`` line with status 2; a signal gives 128 + its number (130, 143).
 """
 
@@ -52,6 +52,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from ravdess_tfrecords.errors import UserError, UserOSError, UserTimeoutError
+
 DEFAULT_WORKER_TIMEOUT_S = 600
 DEFAULT_DATA_SERVICE_TIMEOUT_S = 60
 POLL_S = 0.25
@@ -66,7 +68,7 @@ def _host_port(address: str) -> tuple[str, int]:
     """``("host", 12345)`` of ``host:12345`` (``[::1]:12345`` too); ValueError otherwise."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"TF_CONFIG: {address!r} is not HOST:PORT")
+        raise UserError(f"TF_CONFIG: {address!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
 
@@ -82,7 +84,7 @@ def peers(tf_config: dict) -> tuple[tuple[str, int, str], list[tuple[str, int, s
     tasks = [(job, index, address) for job in COLLECTIVE_JOBS for index, address in enumerate(cluster.get(job, []))]
     own = [t for t in tasks if (t[0], t[1]) == (task.get("type"), task.get("index"))]
     if not own:
-        raise ValueError(f"TF_CONFIG: task {task!r} is not in the cluster {cluster!r}")
+        raise UserError(f"TF_CONFIG: task {task!r} is not in the cluster {cluster!r}")
     return own[0], [t for t in tasks if t is not own[0]]
 
 
@@ -118,7 +120,7 @@ def _listen(address: str) -> socket.socket:
         sock.listen(64)
     except OSError as e:
         sock.close()
-        raise OSError(f"cannot listen on port {port} of this task ({address} in TF_CONFIG): {e.strerror}; "
+        raise UserOSError(f"cannot listen on port {port} of this task ({address} in TF_CONFIG): {e.strerror}; "
                       "is another process (an earlier worker?) still using it?") from None
     return sock
 
@@ -150,7 +152,7 @@ def wait_for_peers(tf_config: dict, timeout: float, out: TextIO | None = None) -
                 return
             waited = time.monotonic() - start
             if timeout and waited >= timeout:
-                raise TimeoutError(
+                raise UserTimeoutError(
                     f"{describe(missing)} (TF_CONFIG) did not start within --worker_timeout={timeout:g} s; "
                     "start the same command on every task of the cluster, or pass a larger --worker_timeout")
             if not announced and waited >= ANNOUNCE_AFTER_S:
@@ -208,7 +210,7 @@ def wait_for_dispatcher(address: str, timeout: float) -> int:
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(
+                raise UserTimeoutError(
                     f"no tf.data service dispatcher answered at {address} within --data_service_timeout={timeout:g} s "
                     f"({last}); start one (python -m tools.data_service --role=dispatcher) or fix --data_service")
             try:
@@ -219,7 +221,7 @@ def wait_for_dispatcher(address: str, timeout: float) -> int:
             except grpc.RpcError as e:
                 last = f"{e.code().name}: {e.details()}"
                 if e.code() == grpc.StatusCode.UNIMPLEMENTED:  # a gRPC server, but not a dispatcher
-                    raise TimeoutError(f"{address} is not a tf.data service dispatcher ({last}); "
+                    raise UserTimeoutError(f"{address} is not a tf.data service dispatcher ({last}); "
                                        "fix --data_service") from None
                 time.sleep(POLL_S)
 

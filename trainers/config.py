@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, storage
+from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import pipeline, splits
 from trainers.cluster import DEFAULT_DATA_SERVICE_TIMEOUT_S, DEFAULT_WORKER_TIMEOUT_S
 from trainers.model_dir import CONFIG_FILE, _read_json
@@ -91,34 +92,34 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.model not in models.MODELS:
-            raise ValueError(f"model must be one of {models.MODELS}, got {self.model!r}")
+            raise UserError(f"model must be one of {models.MODELS}, got {self.model!r}")
         if self.visual_backbone not in models.BACKBONES:
-            raise ValueError(f"visual_backbone must be one of {models.BACKBONES}, got {self.visual_backbone!r}")
+            raise UserError(f"visual_backbone must be one of {models.BACKBONES}, got {self.visual_backbone!r}")
         if self.temporal not in models.TEMPORALS:
-            raise ValueError(f"temporal must be one of {models.TEMPORALS}, got {self.temporal!r}")
+            raise UserError(f"temporal must be one of {models.TEMPORALS}, got {self.temporal!r}")
         if self.split not in splits.SCHEMES:
-            raise ValueError(f"split must be one of {splits.SCHEMES}, got {self.split!r}")
+            raise UserError(f"split must be one of {splits.SCHEMES}, got {self.split!r}")
         if (self.split == "actors") != (self.actors is not None):
-            raise ValueError("explicit actor lists go with split='actors' (and only with it)")
+            raise UserError("explicit actor lists go with split='actors' (and only with it)")
         bad = set(self.augment) - set(AUGMENTATIONS)
         if bad:
-            raise ValueError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
+            raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
         if self.augment_on not in pipeline.AUGMENT_ON:
-            raise ValueError(f"augment_on must be one of {pipeline.AUGMENT_ON}, got {self.augment_on!r}")
+            raise UserError(f"augment_on must be one of {pipeline.AUGMENT_ON}, got {self.augment_on!r}")
         if self.num_classes not in (7, 8):
-            raise ValueError(f"num_classes must be 7 or 8, got {self.num_classes}")
+            raise UserError(f"num_classes must be 7 or 8, got {self.num_classes}")
         object.__setattr__(self, "strategy", canonical(self.strategy))
         if self.data_service is not None:
             address = self.data_service.removeprefix("grpc://")
             host, _, port = address.rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"data_service must be grpc://HOST:PORT, got {self.data_service!r}")
+                raise UserError(f"data_service must be grpc://HOST:PORT, got {self.data_service!r}")
             object.__setattr__(self, "data_service", f"grpc://{address}")
         for name in ("worker_timeout", "data_service_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
         if not self.monitor.startswith("val_"):
-            raise ValueError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
+            raise UserError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 
     @property
     def is_cross_validation(self) -> bool:
@@ -189,13 +190,13 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
     differ = sorted(k for k in new if k not in _RESTART_FREE and old.get(k) != new[k])
     if differ:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in differ)
-        raise ValueError(
+        raise UserError(
             f"{model_dir} holds a run with other settings ({shown}); "
             "use a new --model_dir, or delete this one to start over"
         )
     trained_on = old.get(FINGERPRINT_KEY)
     if fingerprint is not None and trained_on is not None and trained_on != fingerprint:
-        raise ValueError(
+        raise UserError(
             f"{model_dir} holds a run trained on other data: the shards in {config.data_dir} are not the ones "
             f"it was trained on (data fingerprint {trained_on[:12]} -> {fingerprint[:12]}; re-converted?); "
             "use a new --model_dir, or delete this one to retrain"

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import ravdess_tfrecords
 from ravdess_tfrecords import models
+from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 from trainers import cluster
 from trainers.config import TrainConfig
@@ -130,7 +131,7 @@ def scale_out(
         return train, validation, None
     steps = num_examples // config.batch_size
     if steps < 1:
-        raise ValueError(f"the training split has {num_examples} examples, fewer than one global batch "
+        raise UserError(f"the training split has {num_examples} examples, fewer than one global batch "
                          f"({config.batch_size})")
     train = train.repeat()
     if config.data_service:

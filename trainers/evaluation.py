@@ -13,6 +13,7 @@ from tensorflow import keras
 
 import ravdess_tfrecords
 from ravdess_tfrecords import storage
+from ravdess_tfrecords.errors import UserError
 from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.data import adapt_inputs
@@ -73,7 +74,7 @@ def evaluate_saved(
     trained = TrainConfig.from_json(_read_json(config_path)) if storage.exists(config_path) else None
     data_dir = data_dir or (trained.data_dir if trained else None)
     if not data_dir:
-        raise ValueError("pass --data_dir: the model directory does not record one")
+        raise UserError("pass --data_dir: the model directory does not record one")
     if split is None and trained is not None:
         kwargs = trained.split_kwargs()
     else:
@@ -82,7 +83,7 @@ def evaluate_saved(
         ).split_kwargs()
     builder = ravdess_tfrecords.Builder(data_dir)
     if builder.info.audio_frames != minfo["audio_frames"]:
-        raise ValueError(
+        raise UserError(
             f"{data_dir} has audio_frames={builder.info.audio_frames} but the model was trained "
             f"with {minfo['audio_frames']}: convert with the model's settings"
         )

@@ -13,6 +13,7 @@ Everything it writes is listed in ``trainers/model_dir.py``.
 from __future__ import annotations
 
 from ravdess_tfrecords import _cli
+from ravdess_tfrecords.errors import UserError
 
 if __name__ == "__main__":  # the command line, not a program importing this module
     _cli.quiet_tensorflow()  # before TensorFlow is imported
@@ -94,7 +95,7 @@ def _actor_ids(name: str) -> tuple[int, ...]:
         try:
             ids.append(int(value))
         except ValueError:
-            raise ValueError(f"--{name}: {value!r} is not an actor number (1-24)") from None
+            raise UserError(f"--{name}: {value!r} is not an actor number (1-24)") from None
     return tuple(ids)
 
 
@@ -104,7 +105,7 @@ def _strategy() -> str:
         return FLAGS.strategy
     old = strategy_lib.canonical(FLAGS.distribution_strategy)
     if FLAGS["strategy"].present and strategy_lib.canonical(FLAGS.strategy) != old:
-        raise ValueError(f"--strategy={FLAGS.strategy} and --distribution_strategy={FLAGS.distribution_strategy} "
+        raise UserError(f"--strategy={FLAGS.strategy} and --distribution_strategy={FLAGS.distribution_strategy} "
                          "disagree; pass --strategy only")
     return old
 
@@ -122,9 +123,9 @@ def config_from_flags() -> TrainConfig:
     split = FLAGS.split
     if any(explicit):
         if not all(explicit):
-            raise ValueError("--train_actors, --validation_actors and --test_actors go together")
+            raise UserError("--train_actors, --validation_actors and --test_actors go together")
         if FLAGS["split"].present:
-            raise ValueError("pass either --split or explicit actor lists, not both")
+            raise UserError("pass either --split or explicit actor lists, not both")
         actors = {name: _actor_ids(f"{name}_actors") for name in names}
         split = "actors"
     return TrainConfig(
@@ -180,4 +181,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -15,6 +15,7 @@ from tensorflow import keras
 
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, storage
+from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks
@@ -134,7 +135,7 @@ def train(
     split_map = builder.split_actors(**config.split_kwargs())
     missing = [name for name in ("train", "validation", "test") if not split_map.get(name)]
     if missing:
-        raise ValueError(f"split {config.split!r} has no actors for {missing}: train, validation and test are needed")
+        raise UserError(f"split {config.split!r} has no actors for {missing}: train, validation and test are needed")
     class_names = labels.class_names(config.num_classes)
 
     if config.seed is not None:

@@ -28,6 +28,7 @@ from tensorflow import keras
 from ravdess_tfrecords import models, schema, storage
 from ravdess_tfrecords.conversion import audio, preprocess
 from ravdess_tfrecords.conversion.errors import ClipError
+from ravdess_tfrecords.errors import UserError
 from trainers.export import load_saved
 
 
@@ -56,7 +57,7 @@ def load(model_dir: str) -> Predictor:
         raise FileNotFoundError(f"{data_info_path} not found: the preprocessing settings are saved there")
     data_info = json.loads(storage.read_text(data_info_path))
     if int(data_info["audio_frames"]) != int(info["audio_frames"]):
-        raise ValueError(f"{model_dir}: audio_frames differ between {schema.INFO_FILENAME} and model_info.json")
+        raise UserError(f"{model_dir}: audio_frames differ between {schema.INFO_FILENAME} and model_info.json")
     return Predictor(
         model=model,
         class_names=tuple(info["class_names"]),

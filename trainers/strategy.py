@@ -12,6 +12,7 @@ import os
 
 import tensorflow as tf
 
+from ravdess_tfrecords.errors import UserError
 from trainers import cluster
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -27,7 +28,7 @@ def canonical(name: str) -> str:
     """
     name = ALIASES.get(name, name)
     if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES} (or {', '.join(ALIASES)}), got {name!r}")
+        raise UserError(f"strategy must be one of {STRATEGIES} (or {', '.join(ALIASES)}), got {name!r}")
     return name
 
 
@@ -39,14 +40,14 @@ def tf_config() -> dict:
     """
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+        raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
                          "(cluster and task; see the README, 'Scaling out')")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+        raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
     if not isinstance(value, dict) or "cluster" not in value or "task" not in value:
-        raise ValueError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:12345", '
+        raise UserError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:12345", '
                          '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
     return value
 

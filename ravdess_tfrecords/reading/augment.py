@@ -36,6 +36,8 @@ import dataclasses
 import tensorflow as tf
 from tensorflow import keras
 
+from ravdess_tfrecords.errors import UserError
+
 # ITU-R BT.601 luma weights (sum to 1, so grey pixels stay put).
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -61,13 +63,13 @@ class AugmentConfig:
 
     def __post_init__(self):
         if not 0.0 < self.min_crop_scale <= 1.0:
-            raise ValueError(f"min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
+            raise UserError(f"min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
         for name in ("brightness", "contrast", "saturation"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("num_time_masks", "time_mask_width", "num_freq_masks", "freq_mask_width"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -80,7 +82,7 @@ class AugmentConfig:
         switches = ("flip", "crop", "color", "time_mask", "freq_mask")
         bad = set(names) - set(switches)
         if bad:
-            raise ValueError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(switches)}")
+            raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(switches)}")
         return dataclasses.replace(cls.none(), **{n: True for n in names})
 
     @property

@@ -28,6 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 from ravdess_tfrecords.reading import pipeline, splits
 
@@ -127,7 +128,7 @@ class DatasetInfo:
         if not tf.io.gfile.exists(path):
             old = _old_info_message(data_dir)
             if old:
-                raise ValueError(old)
+                raise UserError(old)
             found = tf.io.gfile.glob(_join(data_dir, schema.shard_glob()))
             what = f"has {len(found)} shard files but no" if found else "has no shards and no"
             raise FileNotFoundError(f"{data_dir!r} {what} {schema.INFO_FILENAME}: {hint}")
@@ -135,12 +136,12 @@ class DatasetInfo:
             try:
                 raw = json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON ({e}): {hint}") from e
+                raise UserError(f"{path} is not valid JSON ({e}): {hint}") from e
         missing = [k for k in _REQUIRED_KEYS if k not in raw]
         if missing:
-            raise ValueError(f"{path} lacks {missing}; is it a ravdess_tfrecords directory? {hint}")
+            raise UserError(f"{path} lacks {missing}; is it a ravdess_tfrecords directory? {hint}")
         if raw["schema_version"] != schema.SCHEMA_VERSION:
-            raise ValueError(
+            raise UserError(
                 f"{path} was written with schema version {raw['schema_version']}, but this "
                 f"ravdess_tfrecords reads schema version {schema.SCHEMA_VERSION}: re-convert, {hint}"
             )
@@ -171,12 +172,12 @@ class DatasetInfo:
 
     def _check(self, path: str, hint: str) -> None:
         if self.audio_shape != schema.audio_shape(self.audio_frames) or self.video_shape != schema.VIDEO_SHAPE:
-            raise ValueError(
+            raise UserError(
                 f"{path}: audio_shape {self.audio_shape} / video_shape {self.video_shape} differ from the "
                 f"schema's {schema.audio_shape(self.audio_frames)} / {schema.VIDEO_SHAPE}: {hint}"
             )
         if tuple(self.class_names) != labels.CLASS_NAMES or self.num_classes != labels.NUM_CLASSES:
-            raise ValueError(f"{path}: class names {self.class_names} differ from {labels.CLASS_NAMES}: {hint}")
+            raise UserError(f"{path}: class names {self.class_names} differ from {labels.CLASS_NAMES}: {hint}")
         if not self.shards or not sum(s.num_examples for s in self.shards):
             raise FileNotFoundError(f"{self.data_dir!r} has no shards with examples ({path} lists none): {hint}")
         # A missing or resized shard (deleted, truncated, or a conversion publishing right now)
@@ -193,7 +194,7 @@ class DatasetInfo:
         if absent:
             raise FileNotFoundError(f"{self.data_dir!r} lacks shards listed in {path}: {_some(absent)}: {hint}")
         if resized:
-            raise ValueError(
+            raise UserError(
                 f"{self.data_dir!r} has shards whose size differs from {path}: {_some(resized)}; the directory "
                 f"is damaged or a conversion is writing it right now (then retry when it is done): {hint}")
 
@@ -345,7 +346,7 @@ class Builder:
         """
         chosen = self.actors_of(split, scheme=scheme, folds=folds, fold=fold, actors=actors)
         if not chosen:
-            raise ValueError(f"split {split!r} of scheme {scheme!r} has no actors")
+            raise UserError(f"split {split!r} of scheme {scheme!r} has no actors")
         if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
             vocal_channels = None  # nothing to filter: keep the known length and skip the stage
         training = _training_default(split) if training is None else training
@@ -378,7 +379,7 @@ class Builder:
         if stored is None or set(wanted) - set(pipeline.VOCAL_CHANNELS):
             return False  # unknown here, or invalid: the pipeline filters or reports it
         if not set(wanted) & set(stored):
-            raise ValueError(
+            raise UserError(
                 f"vocal_channels={list(wanted)} but {self.data_dir!r} was converted with {list(stored)} "
                 "only; re-convert with --vocal_channels=speech,song to include song"
             )

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from ravdess_tfrecords import labels, schema
+from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -84,7 +85,7 @@ def _normalize_filters(
         vocal_channels = tuple(vocal_channels)
         bad = [v for v in vocal_channels if v not in VOCAL_CHANNELS]
         if bad or not vocal_channels:
-            raise ValueError(f"vocal_channels must be a non-empty subset of {VOCAL_CHANNELS}, got {bad or '()'}")
+            raise UserError(f"vocal_channels must be a non-empty subset of {VOCAL_CHANNELS}, got {bad or '()'}")
     if isinstance(intensities, int | str):
         intensities = (intensities,)
     if intensities is not None:
@@ -92,10 +93,10 @@ def _normalize_filters(
         for value in intensities:
             code = INTENSITIES.get(value, value) if isinstance(value, str) else value
             if code not in INTENSITIES.values():
-                raise ValueError(f"intensities must be 1/'normal' or 2/'strong', got {value!r}")
+                raise UserError(f"intensities must be 1/'normal' or 2/'strong', got {value!r}")
             codes.append(int(code))
         if not codes:
-            raise ValueError("intensities must not be empty")
+            raise UserError("intensities must not be empty")
         intensities = tuple(codes)
     return vocal_channels, intensities
 
@@ -155,10 +156,10 @@ def labels_of(features: dict[str, tf.Tensor], num_classes: int = labels.NUM_CLAS
 
 def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
     if opts.augment_on not in AUGMENT_ON:
-        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {opts.augment_on!r}")
+        raise UserError(f"augment_on must be one of {AUGMENT_ON}, got {opts.augment_on!r}")
     if opts.augment_on == "device":
         if opts.augment is True or (isinstance(opts.augment, augment_lib.AugmentConfig) and opts.augment.enabled):
-            raise ValueError(
+            raise UserError(
                 "augment_on='device': the pipeline does not augment; give the AugmentConfig to the model "
                 "(augment.with_augmentation / augment.AugmentLayer) and leave augment unset"
             )
@@ -173,7 +174,7 @@ def _augment_config(opts: Options) -> augment_lib.AugmentConfig | None:
     if not isinstance(config, augment_lib.AugmentConfig):
         raise TypeError(f"augment must be an AugmentConfig, True, False or None, got {config!r}")
     if not opts.training and config.enabled:
-        raise ValueError("augmentation runs in training only: pass training=True, or leave augment unset")
+        raise UserError("augmentation runs in training only: pass training=True, or leave augment unset")
     return config if config.enabled else None
 
 
@@ -243,11 +244,11 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
       ``with_metadata``: a third element, a dict of ``schema.METADATA_KEYS`` ``(B,)``.
     """
     if not files:
-        raise ValueError("no shard files to read")
+        raise UserError("no shard files to read")
     if opts.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
+        raise UserError(f"batch_size must be >= 1, got {opts.batch_size}")
     if opts.num_classes not in (7, 8):
-        raise ValueError(f"num_classes must be 7 or 8, got {opts.num_classes}")
+        raise UserError(f"num_classes must be 7 or 8, got {opts.num_classes}")
     training = opts.training
     shuffle = training if opts.shuffle is None else opts.shuffle
     drop_remainder = training if opts.drop_remainder is None else opts.drop_remainder
@@ -259,7 +260,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     vocal_channels, intensities = _normalize_filters(opts.vocal_channels, opts.intensities)
     filtered = vocal_channels is not None or intensities is not None
     if drop_remainder and num_examples is not None and num_examples < opts.batch_size:
-        raise ValueError(
+        raise UserError(
             f"the split has {num_examples} examples, fewer than batch_size={opts.batch_size}; "
             "with drop_remainder (the training default) it would yield nothing"
         )

@@ -24,6 +24,7 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
 from ravdess_tfrecords import labels
+from ravdess_tfrecords.errors import UserError
 
 ACTORS: tuple[int, ...] = tuple(range(1, labels.NUM_ACTORS + 1))
 
@@ -60,7 +61,7 @@ def kfold_folds(folds: int = DEFAULT_FOLDS, actors: Iterable[int] = ACTORS) -> t
     """
     ordered = sorted(set(actors))
     if not 3 <= folds <= len(ordered):
-        raise ValueError(
+        raise UserError(
             f"kfold needs 3 <= folds <= number of actors ({len(ordered)}) so that train, "
             f"validation and test are all non-empty; got folds={folds}"
         )
@@ -77,7 +78,7 @@ def from_folds(test_folds: Sequence[Sequence[int]], fold: int) -> dict[str, tupl
     """Fold ``fold`` is test, the next fold (cyclically) validation, the rest train."""
     k = len(test_folds)
     if not 0 <= fold < k:
-        raise ValueError(f"fold must be in 0..{k - 1} for {k} folds, got {fold}")
+        raise UserError(f"fold must be in 0..{k - 1} for {k} folds, got {fold}")
     val = (fold + 1) % k
     train = sorted(a for i, f in enumerate(test_folds) if i not in (fold, val) for a in f)
     return {
@@ -97,7 +98,7 @@ def num_folds(scheme: str, folds: int | None = None) -> int:
         return len(SIXFOLD_FOLDS)
     if scheme in SCHEMES:
         return 1
-    raise ValueError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    raise UserError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
 
 
 def validate(split_map: Mapping[str, Iterable[int]], available: Iterable[int] = ACTORS) -> None:
@@ -109,7 +110,7 @@ def validate(split_map: Mapping[str, Iterable[int]], available: Iterable[int] = 
     for name, actors in split_map.items():
         for actor in actors:
             if isinstance(actor, bool) or not isinstance(actor, numbers.Integral):
-                raise ValueError(f"split {name!r}: actor ids must be ints, got {actor!r}")
+                raise UserError(f"split {name!r}: actor ids must be ints, got {actor!r}")
             actor = int(actor)
             if actor not in available:
                 unknown.setdefault(actor, []).append(name)
@@ -118,10 +119,10 @@ def validate(split_map: Mapping[str, Iterable[int]], available: Iterable[int] = 
             seen.setdefault(actor, name)
     if overlap:
         where = "; ".join(f"actor {a} in {' and '.join(n)}" for a, n in sorted(overlap.items()))
-        raise ValueError(f"a speaker-independent split puts each actor in one set only: {where}")
+        raise UserError(f"a speaker-independent split puts each actor in one set only: {where}")
     if unknown:
         missing = ", ".join(str(a) for a in sorted(unknown))
-        raise ValueError(
+        raise UserError(
             f"split names actors with no shards: {missing} "
             f"(available actors: {', '.join(str(a) for a in sorted(available)) or 'none'})"
         )
@@ -154,14 +155,14 @@ def split_actors(
     available = tuple(sorted(set(available)))
     if actors is not None:
         if scheme not in ("speaker", "actors"):
-            raise ValueError(f"pass either scheme={scheme!r} or actors=..., not both")
+            raise UserError(f"pass either scheme={scheme!r} or actors=..., not both")
         scheme = "actors"
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        raise UserError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     if scheme != "kfold" and folds is not None:
-        raise ValueError(f"folds= applies to scheme 'kfold' only, not {scheme!r}")
+        raise UserError(f"folds= applies to scheme 'kfold' only, not {scheme!r}")
     if scheme not in FOLD_SCHEMES and fold != 0:
-        raise ValueError(f"fold= applies to {', '.join(FOLD_SCHEMES)} only, not {scheme!r}")
+        raise UserError(f"fold= applies to {', '.join(FOLD_SCHEMES)} only, not {scheme!r}")
 
     if scheme == "speaker":
         out = dict(SPEAKER)
@@ -173,10 +174,10 @@ def split_actors(
         out = from_folds(SIXFOLD_FOLDS, fold)
     else:
         if actors is None:
-            raise ValueError("scheme 'actors' needs actors={'train': [...], 'validation': [...], ...}")
+            raise UserError("scheme 'actors' needs actors={'train': [...], 'validation': [...], ...}")
         unknown_names = set(actors) - set(SPLIT_NAMES)
         if unknown_names:
-            raise ValueError(
+            raise UserError(
                 f"unknown split names {sorted(unknown_names)} in actors=; use {', '.join(SPLIT_NAMES)}"
             )
         lists = {name: list(actors[name]) for name in SPLIT_NAMES if name in actors}
@@ -185,7 +186,7 @@ def split_actors(
         for name, ids in out.items():
             if len(set(ids)) != len(ids):
                 dup = sorted({a for a in ids if ids.count(a) > 1})
-                raise ValueError(f"split {name!r} lists actors twice: {dup}")
+                raise UserError(f"split {name!r} lists actors twice: {dup}")
     validate(out, available)
     return out
 
@@ -201,7 +202,7 @@ def resolve(split: str, split_map: Mapping[str, Sequence[int]]) -> tuple[int, ..
     out: list[int] = []
     for name in split.split("+"):
         if name not in split_map:
-            raise ValueError(
+            raise UserError(
                 f"unknown split {name!r}; this scheme defines {', '.join(split_map)} (or 'all', 'a+b')"
             )
         out.extend(split_map[name])

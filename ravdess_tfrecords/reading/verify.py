@@ -156,7 +156,7 @@ def run() -> None:
     """Console-script entry point (``ravdess-verify``)."""
     _cli.quiet_tensorflow()  # before TensorFlow is imported
     _cli.define_main_flags(_define_flags)
-    app.run(main)
+    _cli.run(main)
 
 
 if __name__ == "__main__":
