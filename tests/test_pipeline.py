@@ -178,13 +178,19 @@ def test_vocal_channel_and_intensity_filters(builder):
 
 
 def test_as_dict_and_cache(builder):
-    ds = builder.as_dataset("test", batch_size=8, as_dict=True)
+    """The cached pipeline yields what the uncached one does (this small split is cached by default: both explicit)."""
+    ds = builder.as_dataset("test", batch_size=8, as_dict=True, cache=False)
     inputs, _ = ds.element_spec
     assert set(inputs) == {"audio", "video"}
     cached = builder.as_dataset("test", batch_size=8, as_dict=True, cache=True)
+    assert _cache_output_types(ds) == [] and len(_cache_output_types(cached)) == 1  # one with a cache, one without
+    batches = 0
     for (x1, y1), (x2, y2) in zip(ds, cached, strict=True):
-        np.testing.assert_array_equal(x1["audio"].numpy(), x2["audio"].numpy())
+        for key in ("audio", "video"):
+            np.testing.assert_array_equal(x1[key].numpy(), x2[key].numpy())
         np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+        batches += 1
+    assert batches == 3  # actors 23-24: 20 clips in batches of 8
 
 
 def test_device_mode_yields_the_stored_uint8_video_for_every_split(shards, builder):
@@ -268,3 +274,22 @@ def test_autocache_stays_off_for_big_shards(shards, monkeypatch):
     assert pipeline.autocache(files, None, None)
     monkeypatch.setattr(pipeline, "AUTOCACHE_MAX_BYTES", 1000)
     assert not pipeline.autocache(files, None, None)
+
+
+@pytest.mark.parametrize("mode, stages", [("auto", 0), ("always", 1), ("never", 0)])
+def test_the_trainers_cache_modes_reach_the_pipeline(shards, monkeypatch, mode, stages):
+    """``--cache=auto`` leaves it to ``autocache`` (here: too big), ``always`` caches, ``never`` does not."""
+    from trainers import config as config_lib
+    from trainers import data as data_lib
+
+    monkeypatch.setattr(pipeline, "AUTOCACHE_MAX_BYTES", 1000)  # shards over the budget: auto does not cache
+    config = config_lib.TrainConfig(shards[0], "unused", model="video", augment=(), batch_size=8, cache=mode)
+    for ds in data_lib.make_datasets(config, ("video",)):
+        assert len(_cache_output_types(ds)) == stages
+    assert config_lib.TrainConfig("d", "m").cache == "auto"
+    # config.json of an older version held a bool; True cached always, False never.
+    old = dict(config.to_json(), cache=True)
+    assert config_lib.TrainConfig.from_json(old).cache == "always"
+    assert config_lib.TrainConfig.from_json(dict(old, cache=False)).cache == "never"
+    with pytest.raises(ValueError, match="cache must be one of auto, always, never"):
+        config_lib.TrainConfig("d", "m", cache="sometimes")

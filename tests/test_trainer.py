@@ -102,7 +102,7 @@ def test_cross_validation_table():
 # ------------------------------------------------------------------------------------------ fit (subprocess)
 
 
-def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_path):
+def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_path, capsys, monkeypatch):
     model_dir = str(tmp_path / "run")
     proc = _fit(f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=1", *FAST,
                 "--distribution_strategy=mirrored")  # one replica here; the tf.distribute code path
@@ -154,6 +154,51 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
     assert again["confusion_matrix"] == test["confusion_matrix"]
     assert again["actors"] == [23, 24]
     assert _is_png(os.path.join(model_dir, "eval_test", "confusion_matrix.png"))
+    # trainers.evaluate's paths may start with ~ (a flag's ~ is not the shell's to expand).
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = train_lib.evaluate_saved("~/run", data_dir=os.path.join("~", os.path.relpath(tfrecords_dir, tmp_path)),
+                                    output_dir="~/eval_home")
+    assert home["output_dir"] == str(tmp_path / "eval_home") and (tmp_path / "eval_home" / "metrics.json").is_file()
+    assert home["confusion_matrix"] == test["confusion_matrix"]
+    assert train_lib.TrainConfig("~/data", "~/run").model_dir == model_dir  # fit's --data_dir / --model_dir
+    # --fold without --split goes with the scheme the model was trained with: the speaker split has no folds.
+    with pytest.raises(ValueError, match=r"--fold applies to the fold schemes .* not to --split=speaker \(what"):
+        train_lib.evaluate_saved(model_dir, fold=1)
+
+    # More epochs on the completed run (fit's flags above, --epochs=2) continue it from its last epoch:
+    # not refused as other settings, history appended, metrics.json rewritten.
+    more = train_lib.TrainConfig(tfrecords_dir, model_dir, model="video", filters=(8, 16), batch_size=8, augment=(),
+                                 seed=1, epochs=2, strategy="mirrored")
+    capsys.readouterr()
+    extended = train_lib.train(more)
+    assert "resuming the completed run" in capsys.readouterr().out
+    assert _epochs(model_dir) == [0, 1] and extended["epochs_trained"] == 2
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        assert json.load(f)["epochs_trained"] == 2
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["epochs"] == 2
+    # Started once more: nothing to train; it reports the metrics it says it reports.
+    assert train_lib.train(more) == extended
+    out = capsys.readouterr().out
+    assert "already holds a completed run; reporting its metrics" in out
+    assert metrics_lib.format_metrics(extended["test"], "test") in out, out
+    assert f"Keras model:      {os.path.join(model_dir, 'model.keras')}" in out
+
+
+def test_a_run_that_stopped_early_or_kept_no_last_state_is_not_extended(tmp_path):
+    from trainers import loop
+
+    config = train_lib.TrainConfig("data", str(tmp_path), epochs=20)
+    (tmp_path / "config.json").write_text(json.dumps(dict(config.to_json(), epochs=10)))
+    assert loop._extension(config, str(tmp_path), {"epochs_trained": 20}) == (False, "")  # nothing more to train
+    extend, why = loop._extension(config, str(tmp_path), {"epochs_trained": 4})  # early stopping ended it
+    assert not extend and "stopped early after 4 of 10 epochs" in why
+    with pytest.raises(ValueError, match="without its last epoch's state"):  # a run of an older version
+        loop._extension(config, str(tmp_path), {"epochs_trained": 10})
+    last = tmp_path / "checkpoints" / "last"
+    last.mkdir(parents=True)
+    (last / "training_metadata.json").write_text('{"epoch": 10, "batch": 0}')
+    assert loop._extension(config, str(tmp_path), {"epochs_trained": 10}) == (True, "")
 
 
 def test_sigkilled_run_resumes_with_each_epoch_once(tfrecords_dir, tmp_path):
@@ -324,6 +369,11 @@ def test_fold_scheme_trains_every_fold_and_writes_a_table(tfrecords_dir, tmp_pat
     assert "mean +/- std" in table and table.count("\n| ") == 5  # header rule, 3 folds, mean
     # Started again, completed folds are reported, not retrained.
     assert train_lib.run(config)["folds"] == summary["folds"]
+    # trainers.evaluate --fold=1 on fold 0's model: the scheme (kfold, 3 folds) comes from its config.json.
+    other = train_lib.evaluate_saved(str(tmp_path / "fold_0"), fold=1, output_dir=str(tmp_path / "eval"))
+    assert other["actors"] == list(range(9, 17)) and other["num_examples"] == 24
+    with pytest.raises(ValueError, match="--folds applies to --split=kfold only, not to --split=luna5"):
+        train_lib.evaluate_saved(str(tmp_path / "fold_0"), split="luna5", folds=4)
 
 
 # ------------------------------------------------------------------------------------------ learning

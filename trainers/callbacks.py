@@ -19,6 +19,7 @@ from trainers.model_dir import (
     BEST_WEIGHTS,
     COUNTERS_FILE,
     HISTORY_FILE,
+    LAST_STATE_DIR,
     LOG_DIR,
     _best,
     _read_json,
@@ -58,15 +59,21 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     before the backup marks it done, and at train begin the counters are set
     after the other callbacks have reset themselves.
 
+    When training completes, the backup (weights, optimizer, epoch, counters of
+    the last epoch) is copied to ``last_dir`` before Keras deletes it: a later
+    run with more epochs continues from there (``trainers.loop.train``).
+
     Args:
       backup_dir: the backup directory (deleted when training completes).
       counters: the callbacks whose counters to keep (instances of ``_COUNTERS``' types).
+      last_dir: where the final backup is kept; None: nowhere.
     """
 
-    def __init__(self, backup_dir: str, counters: Sequence[keras.callbacks.Callback]):
+    def __init__(self, backup_dir: str, counters: Sequence[keras.callbacks.Callback], last_dir: str | None = None):
         super().__init__(backup_dir, double_checkpoint=True)
         self._counters = list(counters)
         self._counters_path = os.path.join(backup_dir, COUNTERS_FILE)
+        self._last_dir = last_dir
 
     def _state(self) -> list[dict[str, Any]]:
         return [{name: _plain(getattr(cb, name)) for name in _COUNTERS[type(cb)]} for cb in self._counters]
@@ -91,6 +98,12 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         kept[str(epoch + 1)] = self._state()
         _write_json(self._counters_path, kept)
         super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._last_dir and backup_epochs(self.backup_dir):
+            storage.remove_any(self._last_dir)
+            storage.copytree(self.backup_dir, self._last_dir)
+        super().on_train_end(logs)
 
 
 def _plain(value: Any) -> Any:
@@ -172,5 +185,6 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOG_DIR), write_graph=False))
     else:
         warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", stacklevel=2)
-    callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), [early_stopping, reduce_lr]))  # last
+    callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), [early_stopping, reduce_lr],  # last
+                                     last_dir=os.path.join(model_dir, LAST_STATE_DIR)))
     return callbacks

@@ -19,11 +19,15 @@ from trainers.model_dir import CONFIG_FILE, _read_json
 from trainers.strategy import canonical
 
 AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
+# --cache -> the pipeline's cache argument: None lets it decide (pipeline.autocache), True caches in memory, False not.
+CACHE_MODES = {"auto": None, "always": True, "never": False}
 DEFAULT_FILTERS = (32, 64, 128, 256)
 
-# Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment).
+# Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment):
+# where it runs, what it prints, whether the input is cached, and how long it goes on: more epochs continue
+# a run (trainers.loop.train), the patiences only say when it stops.
 _RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service", "worker_timeout",
-                 "data_service_timeout")
+                 "data_service_timeout", "cache", "epochs", "early_stopping_patience", "lr_patience")
 # config.json's key for data_fingerprint(...) of the data the run trained on.
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -55,6 +59,9 @@ class TrainConfig:
       worker_timeout: seconds a ``multi_worker`` task waits for the cluster's other tasks before it
         gives up (0: for ever; ``trainers.cluster.wait_for_peers``).
       data_service_timeout: seconds to wait for the ``data_service`` dispatcher to answer (0: for ever).
+      cache: ``auto`` (the pipeline caches the decoded examples in memory when the split is small,
+        ``pipeline.autocache``), ``always`` or ``never`` (``CACHE_MODES``). A bool, as a config.json
+        written before the modes holds, means what it did then: True ``always``, False ``never``.
     """
 
     data_dir: str
@@ -81,7 +88,7 @@ class TrainConfig:
     lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
     vocal_channels: tuple[str, ...] | None = None
-    cache: bool = True
+    cache: str = "auto"
     shuffle_labels: bool = False
     export: bool = True
     strategy: str = "auto"
@@ -109,6 +116,12 @@ class TrainConfig:
         if self.num_classes not in (7, 8):
             raise UserError(f"num_classes must be 7 or 8, got {self.num_classes}")
         object.__setattr__(self, "strategy", canonical(self.strategy))
+        for name in ("data_dir", "model_dir"):  # --model_dir=~/runs/x reaches us unexpanded
+            object.__setattr__(self, name, storage.expand(getattr(self, name)))
+        if isinstance(self.cache, bool):  # config.json of an older version: --cache=true cached always
+            object.__setattr__(self, "cache", "always" if self.cache else "never")
+        if self.cache not in CACHE_MODES:
+            raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
         if self.data_service is not None:
             address = self.data_service.removeprefix("grpc://")
             host, _, port = address.rpartition(":")
@@ -120,6 +133,11 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
         if not self.monitor.startswith("val_"):
             raise UserError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
+
+    @property
+    def pipeline_cache(self) -> bool | None:
+        """``cache`` as ``Builder.as_dataset``'s ``cache=`` argument."""
+        return CACHE_MODES[self.cache]
 
     @property
     def is_cross_validation(self) -> bool:

@@ -45,7 +45,7 @@ def make_datasets(
         num_classes=config.num_classes,
         one_hot=config.one_hot,
         vocal_channels=config.vocal_channels,
-        cache=config.cache,
+        cache=config.pipeline_cache,
         augment_on=config.augment_on,
     )
     # On the device the model's AugmentLayer augments (trainers.model); the pipeline only ships uint8.

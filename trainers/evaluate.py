@@ -26,8 +26,9 @@ flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fi
 flags.DEFINE_string("data_dir", None, "Converted shards (default: the ones the model was trained on).")
 flags.DEFINE_enum("split", None, ["speaker", "kfold", "luna5", "sixfold"],
                   "Split scheme (default: the one the model was trained with).")
-flags.DEFINE_integer("folds", None, "K for --split=kfold.")
-flags.DEFINE_integer("fold", None, "Test fold for a fold scheme (default 0).")
+flags.DEFINE_integer("folds", None, "K for --split=kfold (default: the model's, else 6).")
+flags.DEFINE_integer("fold", None, "Test fold of a fold scheme: --split's, or without --split the one the model was "
+                     "trained with (default: the model's fold, else 0).")
 flags.DEFINE_string("subset", "test", "Which set: train, validation, test, a union like validation+test, or all.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix.png go.")

@@ -14,6 +14,7 @@ from tensorflow import keras
 import ravdess_tfrecords
 from ravdess_tfrecords import storage
 from ravdess_tfrecords.errors import UserError
+from ravdess_tfrecords.reading import splits
 from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
 from trainers.data import adapt_inputs
@@ -50,6 +51,40 @@ def evaluate_model(model: keras.Model, ds: tf.data.Dataset, class_names: Sequenc
     return out
 
 
+def _split_kwargs(model_dir: str, trained: TrainConfig | None, split: str | None, folds: int | None,
+                  fold: int | None) -> dict[str, Any]:
+    """The split to evaluate on: ``split``/``folds``/``fold`` over what the model was trained with (``trained``).
+
+    Without ``split``, ``fold`` and ``folds`` go with the scheme the model was trained with.
+
+    Raises:
+      UserError: ``fold`` without a fold scheme, ``folds`` without ``kfold`` (they would be ignored).
+    """
+    if split is None and trained is None and (fold is not None or folds is not None):
+        raise UserError(f"--fold and --folds need --split: {model_dir} records no split ({CONFIG_FILE} missing)")
+    if split is None and trained is not None:
+        if trained.split == "actors" and (fold is not None or folds is not None):
+            raise UserError(f"--fold and --folds go with a fold scheme, but {model_dir} was trained on explicit actor "
+                            "lists: pass --split too")
+        base = trained
+    else:
+        base = TrainConfig(trained.data_dir if trained else "", model_dir, split=split or "speaker")
+    scheme = base.split
+    if fold is not None and scheme not in splits.FOLD_SCHEMES:
+        raise UserError(f"--fold applies to the fold schemes ({', '.join(splits.FOLD_SCHEMES)}), not to "
+                        f"--split={scheme}" + ("" if split else f" (what {model_dir} was trained with)"))
+    if folds is not None and scheme != "kfold":
+        raise UserError(f"--folds applies to --split=kfold only, not to --split={scheme}"
+                        + ("" if split else f" (what {model_dir} was trained with)"))
+    if split is None and trained is not None and fold is None and folds is None:
+        return trained.split_kwargs()
+    return dataclasses.replace(
+        base,
+        folds=folds if folds is not None else (base.folds if split is None else None),
+        fold=fold if fold is not None else (base.fold if split is None else None),
+    ).split_kwargs()
+
+
 def evaluate_saved(
     model_dir: str,
     *,
@@ -64,23 +99,20 @@ def evaluate_saved(
     """Re-evaluate a saved model on ``subset`` of a split; defaults come from its ``config.json``.
 
     Writes ``metrics.json`` and ``confusion_matrix.png`` into ``output_dir``
-    (default ``model_dir/eval_<subset>``).
+    (default ``model_dir/eval_<subset>``). ``fold`` and ``folds`` without ``split``
+    pick another fold of the scheme the model was trained with.
 
     Returns:
       The metrics dict (``classification_metrics`` plus ``loss`` and ``actors``).
     """
+    model_dir, data_dir, output_dir = (storage.expand(p) if p else p for p in (model_dir, data_dir, output_dir))
     model, minfo = load_saved(model_dir)
     config_path = os.path.join(model_dir, CONFIG_FILE)
     trained = TrainConfig.from_json(_read_json(config_path)) if storage.exists(config_path) else None
     data_dir = data_dir or (trained.data_dir if trained else None)
     if not data_dir:
         raise UserError("pass --data_dir: the model directory does not record one")
-    if split is None and trained is not None:
-        kwargs = trained.split_kwargs()
-    else:
-        kwargs = dataclasses.replace(
-            TrainConfig(data_dir, model_dir), split=split or "speaker", folds=folds, fold=fold
-        ).split_kwargs()
+    kwargs = _split_kwargs(model_dir, trained, split, folds, fold)
     builder = ravdess_tfrecords.Builder(data_dir)
     if builder.info.audio_frames != minfo["audio_frames"]:
         raise UserError(

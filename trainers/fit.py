@@ -24,6 +24,7 @@ from absl import app, flags  # noqa: E402
 
 from ravdess_tfrecords.reading import augment, pipeline  # noqa: E402
 from trainers import cluster, cv  # noqa: E402
+from trainers import config as config_lib  # noqa: E402
 from trainers import strategy as strategy_lib  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 
@@ -63,8 +64,9 @@ flags.DEFINE_enum("monitor", "val_accuracy", ["val_accuracy", "val_loss"],
 flags.DEFINE_integer("patience", 15, "Early-stopping patience in epochs.")
 flags.DEFINE_integer("lr_patience", 5, "Epochs without val_loss improvement before the learning rate halves.")
 flags.DEFINE_list("vocal_channels", None, "Keep only these vocal channels (speech, song); default all stored.")
-flags.DEFINE_boolean("cache", True, "Cache the decoded examples in memory after the first epoch "
-                     "(splits under the autocache budget).")
+flags.DEFINE_enum("cache", "auto", list(config_lib.CACHE_MODES),
+                  "Cache the decoded examples in memory after the first epoch: auto (when the split's shards are "
+                  "under the autocache budget, 256 MiB, and the shuffle buffer holds the whole split), always, never.")
 flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
 flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, storage
+from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
@@ -31,8 +31,12 @@ from trainers.model_dir import (
     CONFUSION_PNG,
     CURVES_PNG,
     HISTORY_FILE,
+    KERAS_FILE,
+    LAST_STATE_DIR,
     LOG_DIR,
     METRICS_FILE,
+    MODEL_INFO_FILE,
+    SAVED_MODEL_DIR,
     _best,
     _read_json,
     _write_json,
@@ -54,37 +58,81 @@ def _log(config: TrainConfig, message: str) -> None:
         print(message, flush=True)
 
 
-def _prepare_model_dir(config: TrainConfig, model_dir: str) -> None:
-    """Resume from a backup (history trimmed to its epochs), or clear what a run killed before one left."""
+def _prepare_model_dir(config: TrainConfig, model_dir: str, extend: bool = False) -> None:
+    """Resume from a backup (history trimmed to its epochs), or clear what a run killed before one left.
+
+    ``extend``: a completed run goes on to more epochs: its last epoch's state (``LAST_STATE_DIR``)
+    becomes the backup to resume from, and ``metrics.json`` goes (the run is not complete until it ends).
+    """
     backup = os.path.join(model_dir, BACKUP_DIR)
+    if extend and not backup_epochs(backup):
+        storage.remove_any(backup)
+        storage.copytree(os.path.join(model_dir, LAST_STATE_DIR), backup)
+    if extend:
+        storage.remove_any(os.path.join(model_dir, METRICS_FILE))
     epochs = backup_epochs(backup)
     if epochs:
         trim_history(os.path.join(model_dir, HISTORY_FILE), epochs)
-        _log(config, f"resuming the interrupted run in {model_dir} from {backup} after epoch {epochs}")
+        what = "completed" if extend else "interrupted"
+        _log(config, f"resuming the {what} run in {model_dir} from {backup} after epoch {epochs}")
         return
-    for stale in (BACKUP_DIR, HISTORY_FILE, BEST_WEIGHTS, LOG_DIR):
+    for stale in (BACKUP_DIR, HISTORY_FILE, BEST_WEIGHTS, LAST_STATE_DIR, LOG_DIR):
         storage.remove_any(os.path.join(model_dir, stale))
 
 
+def _extension(config: TrainConfig, model_dir: str, done: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the completed run in ``model_dir`` (its ``metrics.json``: ``done``) goes on to ``config.epochs``.
+
+    It does when ``config.epochs`` is more than it trained, it did not stop early (it trained every
+    epoch it was started with), and it kept its last epoch's state. Returns ``(extend, why not)``.
+    """
+    trained = int(done.get("epochs_trained", 0))
+    if config.epochs <= trained:
+        return False, ""
+    planned = _read_json(os.path.join(model_dir, CONFIG_FILE)).get("epochs", trained)
+    if trained < planned:
+        return False, (f" (it stopped early after {trained} of {planned} epochs: more --epochs do not extend "
+                       "it; delete it to retrain)")
+    if not backup_epochs(os.path.join(model_dir, LAST_STATE_DIR)):
+        raise UserError(f"{model_dir} holds a completed run of {trained} epochs without its last epoch's state "
+                        f"({LAST_STATE_DIR}: written by an older version), so --epochs={config.epochs} cannot "
+                        f"extend it; use a new --model_dir, or --epochs={trained} to report its metrics")
+    return True, ""
+
+
+def _saved_paths(model_dir: str) -> dict[str, str]:
+    """``export.save_model``'s ``{what: path}`` of a completed run in ``model_dir``."""
+    saved = {"keras": os.path.join(model_dir, KERAS_FILE),
+             "dataset_info": os.path.join(model_dir, schema.INFO_FILENAME),
+             "model_info": os.path.join(model_dir, MODEL_INFO_FILE)}
+    if storage.exists(os.path.join(model_dir, SAVED_MODEL_DIR)):
+        saved["saved_model"] = os.path.join(model_dir, SAVED_MODEL_DIR)
+    return saved
+
+
 @contextlib.contextmanager
-def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = False) -> Iterator[str]:
     """Where this process writes: ``model_dir`` on the chief; a temporary directory, deleted after, elsewhere.
 
     Every worker of a multi-worker run runs the same code (fit, evaluation,
     saving: they all take part in the collectives), but Keras' callbacks and
     savers know nothing of chief and workers, so the other workers write their
     copies where nobody reads them. A non-chief worker starts from a copy of what
-    the chief resumes from (its backup, history and best checkpoint), when there
-    is a backup, so a restarted cluster resumes as a whole and ends on the same
-    weights (the best checkpoint's threshold comes from the history).
+    the chief resumes from (its backup, or the last state of a completed run
+    being extended, history and best checkpoint), when there is one, so a
+    restarted cluster resumes as a whole and ends on the same weights (the best
+    checkpoint's threshold comes from the history).
     """
     if is_chief(strategy):
         yield model_dir
         return
     scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
     try:
-        if backup_epochs(os.path.join(model_dir, BACKUP_DIR)):
-            storage.copytree(os.path.join(model_dir, BACKUP_DIR), os.path.join(scratch, BACKUP_DIR))
+        source = BACKUP_DIR if backup_epochs(os.path.join(model_dir, BACKUP_DIR)) else None
+        if source is None and extend and backup_epochs(os.path.join(model_dir, LAST_STATE_DIR)):
+            source = LAST_STATE_DIR  # a completed run extended: the chief turns the same state into its backup
+        if source:
+            storage.copytree(os.path.join(model_dir, source), os.path.join(scratch, BACKUP_DIR))
             for name in (HISTORY_FILE, BEST_WEIGHTS):
                 if storage.exists(os.path.join(model_dir, name)):
                     storage.makedirs(os.path.dirname(os.path.join(scratch, name)))
@@ -104,7 +152,10 @@ def train(
     Started again with the same settings, it resumes an interrupted run from its
     last completed epoch (a multi-worker run: from the chief's backup, on every
     worker); a completed run (``metrics.json`` present) is not retrained, its
-    metrics are returned. Nothing is written into ``model_dir``
+    metrics are printed and returned, unless ``config.epochs`` is more than it
+    trained and it did not stop early: then it continues from its last epoch
+    (``_extension``; ``epochs``, the patiences and the verbosity may change
+    between starts, ``config._RESTART_FREE``). Nothing is written into ``model_dir``
     before the data, the split, the model and the datasets are built: a bad
     ``data_dir`` or split leaves no trace.
 
@@ -129,9 +180,16 @@ def train(
     check_restart(config, model_dir, fingerprint)
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     backup = os.path.join(model_dir, BACKUP_DIR)
+    extend = False
     if storage.exists(metrics_path) and not storage.exists(backup):
-        _log(config, f"{model_dir} already holds a completed run; reporting its metrics (delete it to retrain)")
-        return _read_json(metrics_path)
+        done = _read_json(metrics_path)
+        extend, why_not = _extension(config, model_dir, done)
+        if not extend:
+            _log(config, f"{model_dir} already holds a completed run{why_not}; reporting its metrics "
+                         "(delete it to retrain)")
+            if config.verbose:  # what a fresh run prints at its end
+                _log(config, format_outputs(model_dir, _saved_paths(model_dir), done["test"]))
+            return done
     split_map = builder.split_actors(**config.split_kwargs())
     missing = [name for name in ("train", "validation", "test") if not split_map.get(name)]
     if missing:
@@ -156,23 +214,24 @@ def train(
         )
     else:
         steps_per_epoch = None
-    with _write_dir(model_dir, strategy) as write_dir:
+    with _write_dir(model_dir, strategy, extend) as write_dir:
         # Only the chief reports; the other workers' copies of the logs would repeat it.
         local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
         return _fit_evaluate_save(
             local, model, fingerprint, split_map, class_names, info,
-            (train_ds, val_ds, test_ds), steps_per_epoch, strategy,
+            (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend,
         )
 
 
-def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy):
+def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy,
+                       extend=False):
     """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory)."""
     model_dir = config.model_dir
     train_ds, val_ds, test_ds = datasets
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     # The run starts: from here on model_dir is written.
     storage.makedirs(model_dir)
-    _prepare_model_dir(config, model_dir)
+    _prepare_model_dir(config, model_dir, extend)
     _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
     _log(
         config,

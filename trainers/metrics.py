@@ -80,13 +80,14 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 def format_metrics(metrics: dict[str, Any], title: str = "test") -> str:
     """``title: accuracy 0.812, UAR 0.801, macro F1 0.797 (N examples)`` plus per-class recall."""
     m = metrics
+    recall = m["per_class_recall"]
+    # In class order: metrics.json stores its keys sorted by name.
+    order = [name for name in m.get("class_names", ()) if name in recall] or list(recall)
     lines = [
         f"{title}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f}, macro F1 {m['macro_f1']:.3f} "
         f"({m['num_examples']} examples)",
         "  recall per class: "
-        + ", ".join(
-            f"{name} {'-' if r is None else f'{r:.2f}'}" for name, r in m["per_class_recall"].items()
-        ),
+        + ", ".join(f"{name} {'-' if recall[name] is None else f'{recall[name]:.2f}'}" for name in order),
     ]
     return "\n".join(lines)
 

@@ -8,6 +8,8 @@ One run (``trainers.loop.train``) writes::
     backup/                BackupAndRestore state and the early-stopping / LR-plateau counters
                            (deleted when training completes)
     checkpoints/best.weights.h5   weights of the best epoch on validation
+    checkpoints/last/      the backup of the last epoch, kept when training completes: a later run with
+                           more --epochs continues from it (trainers.loop.train)
     model.keras            the best model, Keras format
     saved_model/           the best model exported for serving (model.export)
     ravdess_info.json      copy of the data's ravdess_info.json: preprocessing settings, audio_frames
@@ -44,6 +46,7 @@ BACKUP_DIR = "backup"
 COUNTERS_FILE = "counters.json"  # inside BACKUP_DIR
 LOG_DIR = "logs"
 BEST_WEIGHTS = os.path.join("checkpoints", "best.weights.h5")
+LAST_STATE_DIR = os.path.join("checkpoints", "last")  # BACKUP_DIR as training completed
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"
 CV_JSON = "cv_results.json"
