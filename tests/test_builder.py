@@ -192,3 +192,20 @@ def test_a_vocal_channel_filter_that_keeps_everything_keeps_the_known_length(dat
     ds = b.as_dataset("test", batch_size=4, vocal_channels=["speech"])
     assert int(ds.cardinality()) == 4  # 16 examples, no filter stage, length known
     assert sum(int(y.shape[0]) for _, y in ds) == 16
+
+
+def test_info_prints_a_short_summary_not_every_shard(data_dir):
+    info = rt.Builder(data_dir).info
+    assert len(info.shards) == 48  # the record lists every shard (the converter's with its sha256)...
+    text, line = str(info), repr(info)
+    for shown in (text, line):
+        assert not any(s.file in shown or (s.sha256 and s.sha256 in shown) for s in info.shards)  # ...the summary none
+        assert data_dir in shown and f"{info.num_examples} examples" in shown and f"{len(info.shards)} shards" in shown
+    assert "\n" not in line and line.startswith("DatasetInfo(")
+    assert len(text.splitlines()) <= 6
+    assert f"from 24 actors (1-24) in {len(info.shards)} shards" in text
+    assert f"audio (24, {M}, 1) float32, video (6, 64, 64, 3) uint8" in text
+    assert "7 classes: neutral/calm, happy, sad, angry, fearful, disgust, surprised" in text
+    per_label = info.counts["per_label"]
+    assert f"examples per label: neutral/calm {per_label['0']}, happy {per_label['1']}," in text
+    assert f"schema version {schema.SCHEMA_VERSION}" in text

@@ -156,6 +156,12 @@ def test_audio_time_axis_is_m():
     seq = keras.Model(branch.input, branch.get_layer("mfcc_sequence").output)(x).numpy()
     # Step t of the sequence is column t of the MFCC matrix.
     np.testing.assert_array_equal(seq[0, 3], x[0, :, 3, 0])
+    # Reversing the time axis (M) changes the branch's output: the recurrent layers see the frames in order.
+    forward = branch(x, training=False).numpy()
+    backward = branch(x[:, :, ::-1].copy(), training=False).numpy()
+    assert forward.shape == (1, 128)
+    assert np.abs(forward - backward).max() > 1e-4
+    np.testing.assert_allclose(branch(x, training=False).numpy(), forward, rtol=1e-6)  # no dropout noise
 
 
 def test_select_inputs():

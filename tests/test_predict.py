@@ -67,6 +67,22 @@ def _faceless_clip(path: str) -> str:
     return path
 
 
+def _nan_audio_clip(path: str) -> str:
+    """A real clip (.mov, float PCM audio) with 10 NaN samples in its tone: the preprocessing raises on it
+    an exception that is no ClipError (today an IndexError in ``audio.speech_interval``)."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype("<f4")
+    tone[1000:1010] = np.nan
+    raw = path + ".f32"
+    tone.tofile(raw)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=320x240:d=2:r=25",
+         "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", raw, "-shortest", "-pix_fmt", "yuv420p", "-c:a", "pcm_f32le",
+         path],
+        check=True,
+    )
+    return path
+
+
 def test_predict_matches_the_model_on_the_tfrecord_example(model_dir, synthetic_corpus, tfrecords_dir):
     predictor = predict_lib.load(model_dir)
     assert predictor.class_names == labels.CLASS_NAMES
@@ -99,11 +115,15 @@ def test_a_failing_clip_gets_its_reason_and_the_others_still_run(model_dir, synt
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, "-m", "trainers.predict", f"--model_dir={model_dir}"]
-    proc = subprocess.run(cmd + [faceless, good, str(broken)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    nan_audio = _nan_audio_clip(str(tmp_path / "nan_audio.mov"))
+    proc = subprocess.run(cmd + [faceless, good, str(broken), nan_audio], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 3, proc.stdout
+    assert len(lines) == 4, proc.stdout
+    # An exception the preprocessing does not expect: that clip's line, reason internal, type and message.
+    assert re.fullmatch(r"nan_audio\.mov: FAILED internal: [A-Z]\w*Error: .+", lines[3]), lines[3]
     assert lines[0].startswith("faceless.mp4: FAILED no_face")
     names = "|".join(re.escape(n) for n in labels.CLASS_NAMES)
     assert re.fullmatch(rf"{re.escape(os.path.basename(good))}: ({names}) [01]\.\d\d \((({names}) [01]\.\d\d(, )?)+\)",

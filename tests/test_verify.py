@@ -22,9 +22,15 @@ def _first_shard(data_dir):
         return json.load(f)["shards"][0]["file"]
 
 
-def test_sound_directory_verifies(copy_dir):
+def test_sound_directory_verifies(copy_dir, tmp_path, monkeypatch):
     problems, records = verify.verify(str(copy_dir))
     assert problems == [] and records == 72
+    monkeypatch.setenv("HOME", str(tmp_path))  # copy_dir is ~/data now
+    assert verify.verify("~/data") == ([], 72)
+    import ravdess_tfrecords as rt
+
+    assert rt.Builder("~/data").data_dir == str(copy_dir)
+    assert rt.load("~/data", "test", batch_size=4).cardinality() > 0  # rt.load reads ~/data too
 
 
 def test_flipped_byte_is_caught_with_its_file(copy_dir):
@@ -42,9 +48,11 @@ def test_deleted_shard_and_cli_exit_code(copy_dir):
     os.unlink(copy_dir / name)
     problems, _ = verify.verify(str(copy_dir))
     assert f"{name}: missing" in problems
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", f"--data_dir={copy_dir}"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and f"{name}: missing" in proc.stderr
+    home = os.path.dirname(copy_dir)  # --data_dir=~/data: a flag's ~ is not the shell's to expand
+    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", "--data_dir=~/data"],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=home))
+    assert proc.returncode == 1 and f"{name}: missing" in proc.stderr, proc.stderr
+    assert f"1 problem(s) in {copy_dir}" in proc.stderr
 
 
 def test_wrong_schema_version_and_missing_info(copy_dir, tmp_path):

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
     del argv
     conversion.require_synthetic_extras("tools.bench_convert")  # it synthesizes and converts
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
-        root = FLAGS.work_dir or tmp
+        root = os.path.expanduser(FLAGS.work_dir) if FLAGS.work_dir else tmp
         # librosa's default loader reaches ffmpeg through audioread, which looks on PATH.
         bindir = os.path.join(tmp, "bin")
         os.makedirs(bindir)

@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
     from ravdess_tfrecords import labels
     from ravdess_tfrecords.reading import splits
 
-    builder = rt.Builder(FLAGS.data_dir)
+    builder = rt.Builder(FLAGS.data_dir)  # it expands ~
     info = builder.info
     num_classes = int(FLAGS.num_classes)
     print(f"{FLAGS.data_dir}: {info.num_examples} examples, actors {actor_ranges(info.actors)}, "

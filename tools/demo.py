@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Steps 1, 2, 4 and 7 run the converter's stack: say so now, not after minutes.
     conversion.require_synthetic_extras("tools.demo")
-    out = os.path.abspath(FLAGS.output)
+    out = os.path.abspath(os.path.expanduser(FLAGS.output))
     corpus = os.path.join(out, "corpus")
     shards = os.path.join(out, "tfrecords")
     model_dir = os.path.join(out, "model")

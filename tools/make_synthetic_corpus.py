@@ -35,13 +35,14 @@ def main(argv: list[str]) -> None:
 
     width, height = (1280, 720) if FLAGS.full_size else (FLAGS.width, FLAGS.height)
     start = time.perf_counter()
+    output = os.path.expanduser(FLAGS.output)
     truth = synthetic.make_corpus(
-        FLAGS.output, actors=[int(a) for a in FLAGS.actors], clips_per_actor=FLAGS.clips_per_actor,
+        output, actors=[int(a) for a in FLAGS.actors], clips_per_actor=FLAGS.clips_per_actor,
         vocal_channels=FLAGS.vocal_channels, width=width, height=height, seed=FLAGS.seed,
         workers=FLAGS.workers, progress=True,
     )
-    print(f"wrote {len(truth)} clips ({width}x{height}) to {FLAGS.output} in {time.perf_counter() - start:.0f} s; "
-          f"ground truth in {os.path.join(FLAGS.output, synthetic.TRUTH_FILENAME)}")
+    print(f"wrote {len(truth)} clips ({width}x{height}) to {output} in {time.perf_counter() - start:.0f} s; "
+          f"ground truth in {os.path.join(output, synthetic.TRUTH_FILENAME)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Samples are picked to show different emotions where the split has them.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from absl import app, flags
 
@@ -91,7 +93,7 @@ def main(argv: list[str]) -> None:
     samples = pick(ds, FLAGS.num_samples)
     if not samples:
         raise app.UsageError(f"split {FLAGS.split!r} of {FLAGS.data_dir} is empty")
-    plot(samples, builder.info, FLAGS.output)
+    plot(samples, builder.info, os.path.expanduser(FLAGS.output))
     print(f"wrote {FLAGS.output}: {len(samples)} samples from {FLAGS.split!r}: "
           + ", ".join(f"{s[3]['clip_id'].decode()}" for s in samples))
 

@@ -49,6 +49,7 @@ def load(model_dir: str) -> Predictor:
     Raises:
       FileNotFoundError: a file ``trainers.fit`` writes is missing.
     """
+    model_dir = storage.expand(model_dir)
     model, info = load_saved(model_dir)
     data_info_path = os.path.join(model_dir, schema.INFO_FILENAME)
     if not storage.exists(data_info_path):  # a model saved before schema 3 has it under the old name
@@ -73,6 +74,7 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int) -
     Raises:
       ClipError: the clip cannot be preprocessed (the converter would skip it).
     """
+    path = storage.expand(path)
     if not os.path.isfile(path):
         raise ClipError("unreadable", f"no such file: {path}")
     clip = preprocess.preprocess_clip(path, settings)
@@ -83,6 +85,10 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int) -
 
 def predict_clips(predictor: Predictor, paths: Sequence[str]) -> list[dict[str, Any]]:
     """Predict every clip; a clip that fails gets its reason and the others still run.
+
+    The reasons are the converter's (``conversion.errors.REASONS``): a ``ClipError``'s code,
+    ``unreadable`` for a file ffmpeg cannot read, ``internal`` (with the exception's type and
+    message) for anything unexpected, e.g. a library raising on the clip's audio.
 
     Returns:
       One dict per path, in order: ``{"clip", "label", "probability",
@@ -98,6 +104,10 @@ def predict_clips(predictor: Predictor, paths: Sequence[str]) -> list[dict[str, 
             continue
         except (OSError, RuntimeError, ValueError) as e:  # e.g. ffmpeg failing on a broken file
             results.append({"clip": path, "error": {"code": "unreadable", "message": str(e)}})
+            continue
+        except Exception as e:  # noqa: BLE001 - a bug or a library (librosa) failing on this clip: its line, as the
+            # converter's "internal" skip; the other clips still run
+            results.append({"clip": path, "error": {"code": "internal", "message": f"{type(e).__name__}: {e}"}})
             continue
         ready.append((len(results), audio_x, video_x))
         results.append({"clip": path})

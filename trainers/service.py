@@ -12,6 +12,9 @@ def start_dispatcher(port: int = 0, work_dir: str | None = None):
     """A started ``tf.data.experimental.service.DispatchServer``; its address is ``server.target``."""
     import tensorflow as tf
 
+    from ravdess_tfrecords import storage
+
+    work_dir = storage.expand(work_dir) if work_dir else work_dir
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, work_dir=work_dir, fault_tolerant_mode=bool(work_dir))
     return tf.data.experimental.service.DispatchServer(config)

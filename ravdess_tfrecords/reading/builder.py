@@ -82,6 +82,33 @@ class DatasetInfo:
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     failures: tuple[dict[str, Any], ...] = ()
 
+    def __repr__(self) -> str:
+        """One line: where, how many examples, actors and shards, the schema (``str`` has more)."""
+        return (f"DatasetInfo({self.data_dir!r}: {self.num_examples} examples, {len(self.actors)} actors, "
+                f"{len(self.shards)} shards, schema {self.schema_version})")
+
+    def __str__(self) -> str:
+        """A few readable lines; the full record (every shard and its sha256) stays in ``ravdess_info.json``."""
+        per_label = self.counts.get("per_label") or {}
+        names = labels.class_names(7)
+        lines = [
+            f"{self.name} {self.version} in {self.data_dir} (schema version {self.schema_version})".replace("  ", " "),
+            f"  {self.num_examples} examples from {len(self.actors)} actors ({_ranges(self.actors)}) "
+            f"in {len(self.shards)} shards",
+            f"  audio {self.audio_shape} float32, video {self.video_shape} uint8 (M = {self.audio_frames})",
+            f"  {self.num_classes} classes: {', '.join(self.class_names)}",
+        ]
+        if per_label:
+            try:
+                ordered = sorted(per_label.items(), key=lambda kv: int(kv[0]))
+                shown = ", ".join(f"{names[int(k)]} {v}" for k, v in ordered)
+            except (ValueError, IndexError):  # not the converter's label numbers: as they are
+                shown = ", ".join(f"{k} {v}" for k, v in per_label.items())
+            lines.append(f"  examples per label: {shown}")
+        if self.failures:
+            lines.append(f"  {len(self.failures)} clips failed to convert (listed in {schema.INFO_FILENAME})")
+        return "\n".join(lines)
+
     @property
     def actors(self) -> tuple[int, ...]:
         """Actors with at least one example, sorted."""
@@ -206,6 +233,17 @@ def _old_info_message(data_dir: str) -> str | None:
             return schema.old_info_message(data_dir, json.load(f))
     except (tf.errors.OpError, ValueError):  # absent, unreadable, not JSON: not an old directory
         return None
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    """``1-17, 20, 23-24``."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
 def _some(items: list[str], shown: int = 5) -> str:

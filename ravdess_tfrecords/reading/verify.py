@@ -66,6 +66,7 @@ def _check_records(path: str, shard: dict, frames: int, seen: collections.Counte
 
 def verify(data_dir: str) -> tuple[list[str], int]:
     """All problems found in ``data_dir`` (empty when sound) and the number of records checked."""
+    data_dir = os.path.expanduser(data_dir)  # --data_dir=~/x reaches us unexpanded
     info_path = os.path.join(data_dir, schema.INFO_FILENAME)
     if not os.path.exists(info_path):
         old = _read_json(os.path.join(data_dir, schema.OLD_INFO_FILENAME))
@@ -142,13 +143,14 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("data_dir")
-    problems, records = verify(FLAGS.data_dir)
+    data_dir = os.path.expanduser(FLAGS.data_dir)
+    problems, records = verify(data_dir)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s) in {FLAGS.data_dir}", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {data_dir}", file=sys.stderr)
         return 1
-    print(f"OK: {records} records in {FLAGS.data_dir} match {schema.INFO_FILENAME}")
+    print(f"OK: {records} records in {data_dir} match {schema.INFO_FILENAME}")
     return 0
 
 
