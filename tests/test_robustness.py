@@ -74,9 +74,11 @@ def messy(tmp_path_factory):
     ("Actor_01/01-01-06-01-01-02-01.mp4", "silent", "audio is silent"),
     ("Actor_01/clip_final(1).mp4", "bad_name", "is not a RAVDESS name"),
     ("Actor_01/01-01-07-01-01-01-01.mp4", "unreadable", "cannot stat"),
-    ("Video_Speech_Actor_01.zip:Actor_01/01-01-03-01-01-01-01.mp4", "duplicate",
-     "already taken from Actor_01/01-01-03-01-01-01-01.mp4"),
-    ("Video_Speech_Actor_01.zip:Actor_01/01-01-08-01-01-01-01.mp4", "unreadable", "cannot read it"),
+    # Zip members are named as the folder the zip unpacks into; the duplicate's reason says where it is.
+    ("Actor_01/01-01-03-01-01-01-01.mp4", "duplicate",
+     "already taken from Actor_01/01-01-03-01-01-01-01.mp4 (this copy: "
+     "Video_Speech_Actor_01.zip:Actor_01/01-01-03-01-01-01-01.mp4)"),
+    ("Actor_01/01-01-08-01-01-01-01.mp4", "unreadable", "cannot read it"),
 ])
 def test_each_bad_input_has_its_reason(messy, file, code, words):
     _, reasons, _ = messy

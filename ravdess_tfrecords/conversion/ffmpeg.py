@@ -26,7 +26,15 @@ def executable() -> str:
     """Path of the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel."""
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        # imageio-ffmpeg runs each candidate binary and takes any failure for a missing one: no file
+        # handle left for the pipes (EMFILE) must stop the run as the machine's error, not "install ffmpeg".
+        read, write = os.pipe()
+        os.close(read)
+        os.close(write)
+        raise
 
 
 @functools.lru_cache(maxsize=1)
