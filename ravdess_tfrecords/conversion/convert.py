@@ -205,19 +205,19 @@ class _Pool:
             while pending and len(busy) < self.size:
                 process, conn = idle.pop() if idle else self._start()
                 index, job = pending.popleft()
-                conn.send(job)
+                try:
+                    conn.send(job)
+                except OSError:  # it died before this clip (idle, or starting): the clip goes to another
+                    pending.appendleft((index, job))
+                    self._lost(process, conn, conn in started)
+                    continue
                 busy[conn] = (process, index, job)
             for conn in connection.wait(list(busy)):
                 process, index, job = busy.pop(conn)
                 try:
                     result = conn.recv()
                 except (EOFError, OSError):  # the worker died
-                    process.join()
-                    conn.close()
-                    self.workers.remove((process, conn))
-                    if conn not in started:  # before it took the clip: the machine (no file handles, memory)
-                        raise RuntimeError(f"a worker process could not start ({_death(process.exitcode)}; "
-                                           "its error is printed above)") from None
+                    self._lost(process, conn, conn in started)
                     source, how = job[0], _death(process.exitcode)
                     result = {"display": source.display, "name": source.name, "cache": job[2],
                               "status": "crashed", "how": how,
@@ -230,6 +230,16 @@ class _Pool:
                         continue
                     idle.append((process, conn))
                 yield index, result
+
+    def _lost(self, process, conn, started: bool) -> None:
+        """Forget a dead worker. One that died before it said it started could not start: the machine's
+        (no file handles, no memory) or the installation's fault, never a clip's, so the run stops."""
+        process.join()
+        conn.close()
+        self.workers.remove((process, conn))
+        if not started:
+            raise RuntimeError(f"a worker process could not start ({_death(process.exitcode)}; "
+                               "its error is printed above)")
 
     def close(self) -> None:
         for _, conn in self.workers:
