@@ -74,9 +74,11 @@ def messy(tmp_path_factory):
     ("Actor_01/01-01-06-01-01-02-01.mp4", "silent", "audio is silent"),
     ("Actor_01/clip_final(1).mp4", "bad_name", "is not a RAVDESS name"),
     ("Actor_01/01-01-07-01-01-01-01.mp4", "unreadable", "cannot stat"),
-    ("Video_Speech_Actor_01.zip:Actor_01/01-01-03-01-01-01-01.mp4", "duplicate",
-     "already taken from Actor_01/01-01-03-01-01-01-01.mp4"),
-    ("Video_Speech_Actor_01.zip:Actor_01/01-01-08-01-01-01-01.mp4", "unreadable", "cannot read it"),
+    # Zip members are named as the folder the zip unpacks into; the duplicate's reason says where it is.
+    ("Actor_01/01-01-03-01-01-01-01.mp4", "duplicate",
+     "already taken from Actor_01/01-01-03-01-01-01-01.mp4 (this copy: "
+     "Video_Speech_Actor_01.zip:Actor_01/01-01-03-01-01-01-01.mp4)"),
+    ("Actor_01/01-01-08-01-01-01-01.mp4", "unreadable", "cannot read it"),
 ])
 def test_each_bad_input_has_its_reason(messy, file, code, words):
     _, reasons, _ = messy
@@ -100,15 +102,22 @@ def test_long_and_4k_clips_convert(tmp_path):
     _clip(str(corpus), "01-01-03-01-01-01-04", width=3840, height=2160, duration=2.5)
     summary = convert.convert([str(corpus)], str(tmp_path / "out"), progress=False,
                               settings=convert.Settings(max_clip_seconds=30.0))
-    assert summary["converted"] == 2, summary["failures"]
+    assert summary["converted"] == 2 and summary["cut"] == 1, summary["failures"]
+    cut = json.loads((tmp_path / "out" / schema.INFO_FILENAME).read_text())["cut"]
+    assert [c["file"] for c in cut] == [os.path.join("Actor_03", "01-01-03-01-01-01-03.mp4")]
+    assert abs(cut[0]["seconds"] - 60.0) < 0.2
+    closing = convert.format_summary(summary, str(tmp_path / "out"))
+    assert "cut 1 clips longer than 30 s to their start: Actor_03/01-01-03-01-01-01-03.mp4 (60.0 s)" in closing
 
 
-def test_unwritable_output_is_a_clear_error(tmp_path):
+def test_output_under_a_file_is_a_clear_error(tmp_path):
+    """ENOTDIR: the output's parent is a file. (EACCES, an output its user may not write, is
+    tests/test_convert_crashes.py::test_unwritable_output_for_its_user_is_exit_1.)"""
     corpus = tmp_path / "in"
     _clip(str(corpus), "01-01-03-01-01-01-01")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(OSError, match="is not writable"):
+    with pytest.raises(OSError, match="is not writable: Not a directory"):
         convert.convert([str(corpus)], str(blocker / "out"), progress=False)
 
 

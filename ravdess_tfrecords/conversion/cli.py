@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from ravdess_tfrecords import _cli, conversion
+from ravdess_tfrecords import _cli, conversion, storage
 from ravdess_tfrecords.conversion import beam_quiet
 from ravdess_tfrecords.conversion.convert import convert, format_summary
 from ravdess_tfrecords.conversion.preprocess import Settings
@@ -69,15 +69,17 @@ def main(argv: list[str]) -> int:
         return _refuse(argv[1:], "not a flag of the converter")
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required")
+    # "--input=~/x" reaches us with its "~": the shell expands it after "=" only in assignments.
+    inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
     kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
                   examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
     try:
         if beam:
-            summary = beam.convert_with_beam(FLAGS.input, FLAGS.output, runner=FLAGS.runner,
+            summary = beam.convert_with_beam(inputs, output, runner=FLAGS.runner,
                                              pipeline_args=argv[1:], quiet=not FLAGS.verbose, **kwargs)
         else:
-            summary = convert(FLAGS.input, FLAGS.output, workers=FLAGS.workers, **kwargs)
+            summary = convert(inputs, output, workers=FLAGS.workers, **kwargs)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -86,7 +88,7 @@ def main(argv: list[str]) -> int:
                  else "finished clips are cached; run the same command again to resume")
         print(f"\ninterrupted: {again}", file=sys.stderr)
         return 130
-    print(format_summary(summary, FLAGS.output))
+    print(format_summary(summary, output))
     return 0
 
 

@@ -14,12 +14,21 @@ into ``OUTPUT/.staging``, and publishes them (``writer.publish``): a reader sees
 Bad input never stops the run: each skipped file gets one line naming it and
 the reason, and the summary counts them; an unexpected exception in one clip
 skips that clip as ``internal``, with its traceback in ``failures.jsonl``.
+Clips are preprocessed in worker processes (one even with ``workers=1``), one
+clip at a time each: a worker that dies (a segfault in a native library, the
+out-of-memory killer) costs only its clip, skipped as ``crashed`` with the
+signal or exit code, and is replaced. ``OUTPUT/.cache/crashes.json`` counts
+each clip's crashes: one that crashed in two runs is not tried again.
 The machine does stop it (a full disk, no file handles, an output that cannot
 be written: ``errors.MachineError``), leaving the last published output intact.
 Zero converted clips is exit code 1, and so is a machine error.
 
 Workers stay in the converter's process group and ignore SIGINT (Ctrl-C lets
 each finish and cache its clip), and die with the converter however it ends.
+
+Test hook: ``RAVDESS_CONVERT_TEST_CRASH=NAME[,NAME...]`` makes the worker that
+preprocesses a clip of that file name SIGKILL itself, a real process death (as
+the out-of-memory killer would cause), for the tests of ``crashed``.
 
 The command line is ``cli``: with ``--runner=...`` it runs the same steps as an
 Apache Beam pipeline instead (``beam_convert``, which imports this module; this
@@ -43,15 +52,14 @@ import tempfile
 import traceback
 import zipfile
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import connection, get_context
 
 import numpy as np
 
 from ravdess_tfrecords import __version__, filenames, labels, schema, storage
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
-from ravdess_tfrecords.conversion.errors import REASONS, ClipError, MachineError, is_machine_error
+from ravdess_tfrecords.conversion.errors import MACHINE_ERRNOS, REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
 
 CACHE_DIRNAME = ".cache"
@@ -59,6 +67,9 @@ VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
 # Skips by design, summarized by count instead of one line per file.
 _QUIET = ("not_audio_video", "filtered")
 OK_STATUSES = ("converted", "cached")
+CRASHES_FILENAME = "crashes.json"  # in .cache/: {cache file name: {"file", "crashes", "how"}}
+MAX_CRASHES = 2  # a clip whose worker died in this many runs is not tried again
+TEST_CRASH_ENV = "RAVDESS_CONVERT_TEST_CRASH"  # test hook (module docstring)
 
 
 def library_versions() -> dict[str, str]:
@@ -96,12 +107,13 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
     ``reason``; ``internal`` also with ``traceback``), or ``machine`` (with ``reason``):
     the machine failed writing the cache (or a temporary copy of the clip), and the run must stop.
     """
-    result = {"display": source.display} | ({"cache": cache_path} if cache_path else {})
+    result = {"display": source.display, "name": source.name} | ({"cache": cache_path} if cache_path else {})
     cache_dir = os.path.dirname(cache_path) if cache_path else None
     try:
         if cache_path is None or not os.path.exists(cache_path):
             try:
                 with sources.local_path(source, cache_dir) as path:
+                    _test_crash_hook(source)
                     clip = preprocess_clip(path, settings, threads=threads)
             except ClipError as e:
                 return {**result, "status": e.code, "reason": e.message}
@@ -130,9 +142,129 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
                 "traceback": traceback.format_exc()}
 
 
+def _test_crash_hook(source: sources.Source) -> None:
+    """The test hook of the module docstring: a real SIGKILL of this process on a named clip."""
+    names = os.environ.get(TEST_CRASH_ENV)
+    if names and source.basename in names.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _preprocess_job(job: tuple) -> dict:
-    """Worker entry point: ``preprocess_source`` of one job tuple."""
+    """``preprocess_source`` of one job tuple."""
     return preprocess_source(*job)
+
+
+def _worker_main(conn, parent_pid: int) -> None:
+    """A pool worker: say it started, then preprocess the jobs that come through ``conn`` one at a
+    time, until ``None`` or EOF."""
+    with contextlib.suppress(EOFError, OSError):  # the converter closed its end: it is stopping
+        _init_worker(parent_pid)
+        conn.send(_READY)
+        while (job := conn.recv()) is not None:
+            conn.send(_preprocess_job(job))
+
+
+_READY = "ready"
+
+
+def _death(exitcode: int | None) -> str:
+    """How a worker process ended, in words: its signal or its exit code."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name} (signal {-exitcode})"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class _Pool:
+    """Worker processes (spawned), one clip at a time each.
+
+    ``run`` yields ``(index, result)`` as clips finish. A worker that dies with its clip (a native
+    crash, the out-of-memory killer) gives that clip a ``crashed`` result naming the signal or exit
+    code, and a fresh worker takes the next clip: no other clip is lost. ``close`` lets each
+    worker finish its clip (Ctrl-C) and waits for them all.
+    """
+
+    def __init__(self, size: int):
+        self.size, self.context, self.workers = size, get_context("spawn"), []
+
+    def _start(self) -> tuple:
+        mine, theirs = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, args=(theirs, os.getpid()), daemon=True,
+                                       name="ravdess-convert-worker")
+        process.start()
+        theirs.close()
+        self.workers.append((process, mine))
+        return process, mine
+
+    def run(self, jobs: list[tuple]):
+        pending = collections.deque(enumerate(jobs))
+        idle, busy, started = [], {}, set()  # busy: connection -> (process, index, job)
+        while pending or busy:
+            while pending and len(busy) < self.size:
+                process, conn = idle.pop() if idle else self._start()
+                index, job = pending.popleft()
+                try:
+                    conn.send(job)
+                except OSError:  # it died before this clip (idle, or starting): the clip goes to another
+                    pending.appendleft((index, job))
+                    self._lost(process, conn, conn in started)
+                    continue
+                busy[conn] = (process, index, job)
+            for conn in connection.wait(list(busy)):
+                process, index, job = busy.pop(conn)
+                try:
+                    result = conn.recv()
+                except (EOFError, OSError):  # the worker died
+                    self._lost(process, conn, conn in started)
+                    source, how = job[0], _death(process.exitcode)
+                    result = {"display": source.display, "name": source.name, "cache": job[2],
+                              "status": "crashed", "how": how,
+                              "reason": f"its worker process died on it, {how}: a crash in a native library, "
+                                        "or the out-of-memory killer; the other clips went on"}
+                else:
+                    if result == _READY:
+                        started.add(conn)
+                        busy[conn] = (process, index, job)
+                        continue
+                    idle.append((process, conn))
+                yield index, result
+
+    def _lost(self, process, conn, started: bool) -> None:
+        """Forget a dead worker. One that died before it said it started could not start: the machine's
+        (no file handles, no memory) or the installation's fault, never a clip's, so the run stops."""
+        process.join()
+        conn.close()
+        self.workers.remove((process, conn))
+        if not started:
+            raise RuntimeError(f"a worker process could not start ({_death(process.exitcode)}; "
+                               "its error is printed above)")
+
+    def close(self) -> None:
+        for _, conn in self.workers:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        for process, _ in self.workers:
+            process.join()
+        self.workers = []
+
+
+def _load_crashes(cache_dir: str) -> dict:
+    try:
+        with open(os.path.join(cache_dir, CRASHES_FILENAME), encoding="utf-8") as f:
+            crashes = json.load(f)
+        return crashes if isinstance(crashes, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _not_retried(source: sources.Source, cache_path: str, record: dict, cache_dir: str) -> dict:
+    return {"display": source.display, "name": source.name, "cache": cache_path, "status": "crashed",
+            "not_retried": True,
+            "reason": f"its worker process died on it in {record['crashes']} runs (last {record['how']}); "
+                      f"not tried again: delete {os.path.join(cache_dir, CRASHES_FILENAME)} to retry it"}
 
 
 def _say(message: str, progress: bool) -> None:
@@ -151,17 +283,19 @@ def _classify(found: list[sources.Source], channels: set[int]):
         try:
             name = filenames.parse(source.basename)
         except ValueError as e:
-            skipped.append({"file": source.display, "code": "bad_name", "reason": str(e)})
+            skipped.append({"file": source.name, "code": "bad_name", "reason": str(e)})
             continue
         if name.modality != 1:
-            skipped.append({"file": source.display, "code": "not_audio_video",
+            skipped.append({"file": source.name, "code": "not_audio_video",
                             "reason": f"modality {name.modality:02d} ({filenames.MODALITIES[name.modality]})"})
         elif name.vocal_channel not in channels:
-            skipped.append({"file": source.display, "code": "filtered",
+            skipped.append({"file": source.name, "code": "filtered",
                             "reason": f"vocal channel {name.vocal_channel_name} not selected"})
         elif name.clip_id in seen:
-            skipped.append({"file": source.display, "code": "duplicate",
-                            "reason": f"clip {name.clip_id} already taken from {seen[name.clip_id]}"})
+            first = seen[name.clip_id]
+            where = f" (this copy: {source.display})" if source.display != source.name else ""
+            skipped.append({"file": source.name, "code": "duplicate",
+                            "reason": f"clip {name.clip_id} already taken from {first}{where}"})
         else:
             seen[name.clip_id] = source.display
             clips.append((name, source))
@@ -225,16 +359,35 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         too many open files, no permission); the published output is left as it was.
       RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
+    inputs, output_dir = [storage.expand(path) for path in inputs], storage.expand(output_dir)
     if not storage.is_local(output_dir):
         raise ValueError(f"--output={output_dir} is not on this machine's disk, where the local process pool "
                          "caches and writes: give a local folder (and copy it), or run on Apache Beam "
                          "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
-    settings = settings or Settings()
+    with _machine_stops(output_dir):
+        return _convert(inputs, output_dir, settings or Settings(), workers, vocal_channels, examples_per_shard,
+                        progress)
+
+
+@contextlib.contextmanager
+def _machine_stops(output_dir: str):
+    """An ``OSError`` of the machine anywhere (no file handles for ffmpeg's pipes, a full disk) is a
+    ``MachineError`` that says so, not a bare errno."""
+    try:
+        yield
+    except MachineError:
+        raise
+    except OSError as e:
+        if e.errno in MACHINE_ERRNOS:
+            raise _machine_error("the machine stopped the conversion", e, output_dir) from e
+        raise
+
+
+def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: int, vocal_channels,
+             examples_per_shard: int, progress: bool) -> dict:
     plan = prepare(inputs, output_dir, vocal_channels, progress)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
-    for pattern in (".*.tmp-*", "ravdess-member-*"):
-        for stale in glob.glob(os.path.join(cache_dir, pattern)):
-            os.unlink(stale)  # left by a killed run
+    _remove_stale(cache_dir)  # left by a killed run
 
     # Pass 1: preprocess (parallel, cached).
     # Several workers: each decodes on its share of the cores rather than all of them fighting over all.
@@ -243,18 +396,29 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     jobs = [(source, settings,
              os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings, versions)}.npz"), threads)
             for name, source in plan.clips]
-    results = []
-    pool = None
-    if workers > 1 and len(jobs) > 1:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(os.getpid(),))
+    crashes = _load_crashes(cache_dir)
+    results: list[dict | None] = [None] * len(jobs)
+    to_run = []
+    for index, job in enumerate(jobs):
+        record = crashes.get(os.path.basename(job[2]))
+        if os.path.exists(job[2]):
+            results[index] = _preprocess_job(job)  # cached: read here, no worker needed
+        elif record and record.get("crashes", 0) >= MAX_CRASHES:
+            results[index] = _not_retried(job[0], job[2], record, cache_dir)
+        else:
+            to_run.append(index)
+    for index in range(len(jobs)):
+        if results[index] is not None:
+            record_failure(results[index], plan.failures, progress)
+    # Every clip runs in a worker process, even with workers=1: a worker's native crash costs one clip.
+    pool = _Pool(min(workers, len(to_run))) if to_run else None
     try:
-        stream = pool.map(_preprocess_job, jobs) if pool else map(_preprocess_job, jobs)
-        for result in progress_bar.bar(stream, len(jobs), "preprocessing", progress):
+        stream = pool.run([jobs[i] for i in to_run]) if pool else iter(())
+        for k, result in progress_bar.bar(stream, len(to_run), "preprocessing", progress):
             if result["status"] == "machine":
                 raise _machine_error(f"cannot write the cache {cache_dir!r} ({result['display']})",
                                      result["reason"], output_dir)
-            results.append(result)
+            results[to_run[k]] = result
             record_failure(result, plan.failures, progress)
     except OSError as e:  # starting workers or ffmpeg: no file handles left
         if is_machine_error(e, output_dir):
@@ -262,7 +426,9 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         raise
     finally:
         if pool:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
+        _remove_stale(cache_dir)  # a crashed worker's temporary files
+    _save_crashes(cache_dir, crashes, results, output_dir)
 
     # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
     done = converted(plan, results, inputs, output_dir)
@@ -271,7 +437,38 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
         shards = write_shards(staged, done, frames, examples_per_shard, progress)
         info = publish(staged, output_dir, plan, done, shards, frames, settings, vocal_channels, versions)
     reused = sum(r["status"] == "cached" for _, _, r in done)
-    return {**info["summary"], "failures": plan.failures, "info": info, "reused": reused}
+    not_retried = sum(bool(r.get("not_retried")) for r in results)
+    return {**info["summary"], "failures": plan.failures, "info": info, "reused": reused,
+            "not_retried": not_retried, "crash_record": os.path.join(cache_dir, CRASHES_FILENAME)}
+
+
+def _remove_stale(cache_dir: str) -> None:
+    """Temporary files of a killed run or a crashed worker."""
+    for pattern in (".*.tmp-*", "ravdess-member-*"):
+        for stale in glob.glob(os.path.join(cache_dir, pattern)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+
+
+def _save_crashes(cache_dir: str, crashes: dict, results: list[dict], output_dir: str) -> None:
+    """Count this run's crashes into ``.cache/crashes.json``; forget the clips that converted."""
+    updated = dict(crashes)
+    for result in results:
+        key = os.path.basename(result["cache"]) if result and "cache" in result else None
+        if key is None:
+            continue
+        if result["status"] == "crashed" and not result.get("not_retried"):
+            updated[key] = {"file": result["name"], "how": result["how"],
+                            "crashes": crashes.get(key, {}).get("crashes", 0) + 1}
+        elif result["status"] in OK_STATUSES:
+            updated.pop(key, None)
+    if updated != crashes:
+        with machine_errors(output_dir):
+            path = os.path.join(cache_dir, CRASHES_FILENAME)
+            if updated:
+                writer.write_text(path, json.dumps(updated, indent=1, sort_keys=True) + "\n")
+            else:
+                os.unlink(path)
 
 
 # The pieces below are shared with the Beam pipeline (``beam_convert``), which runs the same
@@ -318,7 +515,7 @@ def record_failure(result: dict, failures: list[dict], progress: bool) -> None:
     if result["status"] in OK_STATUSES:
         return
     failures.append({k: result[k] for k in ("traceback",) if k in result}
-                    | {"file": result["display"], "code": result["status"], "reason": result["reason"]})
+                    | {"file": result["name"], "code": result["status"], "reason": result["reason"]})
     more = " (traceback in failures.jsonl)" if result["status"] == "internal" else ""
     _say(f"skipped {result['display']}: {result['reason']}{more}", progress)
 
@@ -327,11 +524,16 @@ def converted(plan: Plan, results: list[dict], inputs: list[str], output_dir: st
     """``(name, source, result)`` of the converted clips (``results`` in ``plan.clips`` order); sorts the failures.
 
     Raises:
-      RuntimeError: none converted; ``failures.jsonl`` is written first, with every file's reason.
+      RuntimeError: none converted; ``failures.jsonl`` is written first, with every file's reason
+        (no media file found at all: the message says what was searched, and nothing is written).
     """
     plan.failures.sort(key=lambda f: (f["file"], f["code"]))
     done = [(name, source, r) for (name, source), r in zip(plan.clips, results, strict=True)
             if r["status"] in OK_STATUSES]
+    if not plan.found:  # nothing to give a reason for: say what was searched, write no empty failures.jsonl
+        folders = sources.count_folders(list(inputs))
+        raise RuntimeError(f"nothing to convert: no {'/'.join(sources.MEDIA_EXTENSIONS)} or .zip files under "
+                           f"{', '.join(inputs)} (searched {folders} folder{'' if folders == 1 else 's'})")
     if not done:
         with machine_errors(output_dir):  # every file's reason, as the README promises, even when nothing converted
             writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(plan.failures))
@@ -420,10 +622,10 @@ def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], fr
     ``failures`` go in without their tracebacks (those stay in ``failures.jsonl``).
     """
     names = [name for name, _, _ in done]
-    cut = [{"file": r["display"], "seconds": round(r["duration"], 3)}
-           for _, _, r in sorted(done, key=lambda item: item[2]["display"])
+    cut = [{"file": r["name"], "seconds": round(r["duration"], 3)}
+           for _, _, r in sorted(done, key=lambda item: item[2]["name"])
            if settings.max_clip_seconds and r["duration"] > settings.max_clip_seconds]
-    finer = sorted(r["display"] for _, _, r in done if r["finer_search"])
+    finer = sorted(r["name"] for _, _, r in done if r["finer_search"])
     summary = {
         "found": found,
         "converted": len(done),
@@ -482,4 +684,8 @@ def format_summary(summary: dict, output_dir: str) -> str:
         parts = ", ".join(f"{code} {n} ({REASONS[code]})" for code, n in summary["skipped"].items())
         lines.append(f"skipped {sum(summary['skipped'].values())}: {parts}; "
                      f"every file in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
+    if summary.get("not_retried"):
+        lines.append(f"{summary['not_retried']} clips were not tried again: their worker process died on them in "
+                     f"{MAX_CRASHES} runs (listed as crashed in {schema.FAILURES_FILENAME}); delete "
+                     f"{summary['crash_record']} to retry them")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ REASONS = {
     "no_video": "no video stream",
     "silent": "audio is silent",
     "no_face": "no face found",
+    "crashed": "the worker process died on it (a native library's crash, or the out-of-memory killer)",
     "internal": "unexpected error in the preprocessing (a bug: the traceback is in failures.jsonl)",
 }
 

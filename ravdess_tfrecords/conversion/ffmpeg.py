@@ -1,8 +1,11 @@
 """The bundled ffmpeg binary (``imageio-ffmpeg``): probing and piping into numpy.
 
 Every ffmpeg runs in its own session (a terminal's Ctrl-C reaches only the
-Python process, which decides what to stop) and, on Linux, is killed when the
-process that started it dies, so none outlives a killed converter.
+Python process, which decides what to stop). It is not killed when the process
+that started it dies (no death signal: see ``_CHILD``): an orphaned ffmpeg
+dies at its next write to the dead process's pipe (SIGPIPE), so it outlives a
+killed converter or worker by at most the decoding of the part of one clip it
+was asked for (``max_clip_seconds`` bounds it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ def executable() -> str:
     """Path of the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel."""
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        # imageio-ffmpeg runs each candidate binary and takes any failure for a missing one: no file
+        # handle left for the pipes (EMFILE) must stop the run as the machine's error, not "install ffmpeg".
+        read, write = os.pipe()
+        os.close(read)
+        os.close(write)
+        raise
 
 
 @functools.lru_cache(maxsize=1)

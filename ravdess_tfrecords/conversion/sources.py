@@ -26,8 +26,11 @@ class Source:
     """One media file: on disk (``member`` None) or inside a zip.
 
     ``display`` names it in messages: a path relative to the input it was found
-    under, with ``zip:member`` for zip members (never an absolute path, so
-    ``ravdess_info.json`` does not depend on where the corpus lies).
+    under, with ``zip:member`` for zip members (never an absolute path).
+    ``name`` names it in ``ravdess_info.json`` and ``failures.jsonl``: the same
+    path with a zip standing for the folder it unpacks into
+    (``Video_Speech_Actor_01.zip:Actor_01/x.mp4`` is ``Actor_01/x.mp4``), so a
+    corpus gives the same output from folders or zips, wherever it lies.
     ``fingerprint`` changes when the content may have: size + mtime, or zip CRC.
     """
 
@@ -35,6 +38,13 @@ class Source:
     path: str
     member: str | None
     fingerprint: str
+
+    @property
+    def name(self) -> str:
+        if self.member is None:
+            return self.display
+        archive = self.display[: -len(self.member) - 1]  # display is "zip:member"
+        return os.path.normpath(os.path.join(os.path.dirname(archive), self.member))
 
     @property
     def basename(self) -> str:
@@ -52,6 +62,11 @@ def _zip_sources(path: str, display: str) -> list[Source]:
             for info in archive.infolist()
             if not info.is_dir() and _is_media(info.filename)
         ]
+
+
+def count_folders(inputs: list[str]) -> int:
+    """How many folders ``discover`` searches under ``inputs`` (each input folder and every folder in it)."""
+    return sum(len(list(storage.walk(root))) for root in inputs if storage.exists(root) and not storage.isfile(root))
 
 
 def discover(inputs: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
