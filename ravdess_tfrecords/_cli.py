@@ -251,13 +251,17 @@ def user_errors(main: Callable[[list[str]], int | None]) -> Callable[[list[str]]
     return wrapped
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], known_only: bool = False) -> list[str]:
     """absl's flag parsing for ``run``: a bad value, an unknown or a missing required flag is one ``error:``
-    line and exit status 2 (absl prints ``FATAL Flags parsing error`` and exits 1)."""
+    line and exit status 2 (absl prints ``FATAL Flags parsing error`` and exits 1).
+
+    ``known_only``: leave unknown flags in the returned argv for ``main`` to judge (the converter
+    passes them to Apache Beam as pipeline options).
+    """
     from absl import flags
 
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(argv, known_only=known_only)
     except flags.Error as e:
         # absl's words for a required flag left out: "flag --x=None: Flag --x must have a value other than None."
         message = re.sub(r"^flag --(\w+)=None: Flag --\1 must have a value other than None\.?$", r"--\1 is required",
@@ -266,7 +270,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(USER_ERROR_STATUS)
 
 
-def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> None:
+def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None, known_only: bool = False) -> None:
     """``absl.app.run(main)`` under the project's exit-status policy; every command line ends in this.
 
     * 0: done;
@@ -276,8 +280,9 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) 
     * 1: a runtime failure: any other exception, with its traceback; or ``main`` returning 1.
 
     ``main`` may be wrapped in ``user_errors`` already (then its log settings apply); if not, user
-    errors are still reported, but log levels are left alone.
+    errors are still reported, but log levels are left alone. ``known_only``: see ``parse_flags``.
     """
     from absl import app
 
-    app.run(_report_user_errors(main), argv=argv, flags_parser=parse_flags)
+    app.run(_report_user_errors(main), argv=argv,
+            flags_parser=functools.partial(parse_flags, known_only=known_only))

@@ -106,6 +106,11 @@ CASES = {
     "evaluate: unknown flag": ("trainers.evaluate", ["--model_dir={tmp}/run", "--bogus=1"],
                                "Unknown command line flag 'bogus'"),
     "predict: no clips": ("trainers.predict", ["--model_dir={tmp}/run"], "name at least one clip"),
+    # The converter too: a user error is 2; a run that fails (no clip converted, a full disk) is 1.
+    "convert: no input": ("ravdess_tfrecords.convert", ["--input={tmp}/nowhere", "--output={tmp}/out"],
+                          "input '{tmp}/nowhere' does not exist"),
+    "convert: bad vocal channel": ("ravdess_tfrecords.convert", ["--input={tmp}", "--output={tmp}/out",
+                                                                 "--vocal_channels=sung"], "unknown vocal channel"),
 }
 
 

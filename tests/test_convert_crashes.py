@@ -275,7 +275,7 @@ def test_an_input_without_media_says_what_was_searched(tmp_path):
     (corpus / "Actor_01").mkdir(parents=True)
     (corpus / "Actor_01" / "notes.txt").write_text("not a clip")
     code, _, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1")
-    assert code == 1 and "Traceback" not in stderr, stderr
+    assert code == 2 and "Traceback" not in stderr, stderr  # a user error: the input holds nothing to convert
     line = _error_line(stderr)
     assert f"under {corpus}" in line and "(searched 2 folders)" in line and ".mp4" in line and ".zip" in line, line
     assert "failures.jsonl" not in line and not (out / schema.FAILURES_FILENAME).exists()

@@ -21,6 +21,7 @@ from absl import app, flags
 from ravdess_tfrecords import _cli, conversion, storage
 from ravdess_tfrecords.conversion import beam_quiet
 from ravdess_tfrecords.conversion.convert import convert, format_summary
+from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings
 
 FLAGS = flags.FLAGS
@@ -80,8 +81,8 @@ def main(argv: list[str]) -> int:
                                              pipeline_args=argv[1:], quiet=not FLAGS.verbose, **kwargs)
         else:
             summary = convert(inputs, output, workers=FLAGS.workers, **kwargs)
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (MachineError, RuntimeError) as e:  # the run failed: exit 1 (user errors propagate to _cli.run: 2)
+        _cli.print_error(e)
         return 1
     except KeyboardInterrupt:
         again = ("a Beam run keeps nothing: run the same command again to start over" if beam
@@ -92,16 +93,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """Parse this program's flags and leave the rest (a Beam runner's pipeline options) in argv."""
-    return FLAGS(argv, known_only=True)
-
-
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
     _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
     _cli.define_main_flags(_define_flags)
-    app.run(main, flags_parser=_parse_flags)
+    # Unknown flags stay in argv: with --runner they are Beam's pipeline options (main judges them).
+    _cli.run(_cli.user_errors(main), known_only=True)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, 
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import MACHINE_ERRNOS, REASONS, ClipError, MachineError, is_machine_error
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
+from ravdess_tfrecords.errors import UserError
 
 CACHE_DIRNAME = ".cache"
 VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
@@ -361,7 +362,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
     """
     inputs, output_dir = [storage.expand(path) for path in inputs], storage.expand(output_dir)
     if not storage.is_local(output_dir):
-        raise ValueError(f"--output={output_dir} is not on this machine's disk, where the local process pool "
+        raise UserError(f"--output={output_dir} is not on this machine's disk, where the local process pool "
                          "caches and writes: give a local folder (and copy it), or run on Apache Beam "
                          "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
     with _machine_stops(output_dir):
@@ -498,7 +499,7 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     """
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
     if unknown:
-        raise ValueError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
+        raise UserError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
     _check_writable(output_dir, os.path.join(output_dir, CACHE_DIRNAME if cache else writer.STAGING_DIRNAME))
     storage.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME))
     found, problems = sources.discover(list(inputs))
@@ -532,7 +533,7 @@ def converted(plan: Plan, results: list[dict], inputs: list[str], output_dir: st
             if r["status"] in OK_STATUSES]
     if not plan.found:  # nothing to give a reason for: say what was searched, write no empty failures.jsonl
         folders = sources.count_folders(list(inputs))
-        raise RuntimeError(f"nothing to convert: no {'/'.join(sources.MEDIA_EXTENSIONS)} or .zip files under "
+        raise UserError(f"nothing to convert: no {'/'.join(sources.MEDIA_EXTENSIONS)} or .zip files under "
                            f"{', '.join(inputs)} (searched {folders} folder{'' if folders == 1 else 's'})")
     if not done:
         with machine_errors(output_dir):  # every file's reason, as the README promises, even when nothing converted
