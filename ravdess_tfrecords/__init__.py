@@ -6,6 +6,7 @@ Reading (needs only TensorFlow and numpy)::
     ds = rt.load("/data/ravdess-tfrecords", split="train")   # ((audio, video), label)
     ds = rt.load(d, "train", augment_on="device")   # uint8 video for augment.with_augmentation(model)
     builder = rt.Builder("/data/ravdess-tfrecords"); builder.info
+    rt.split_actors("chumachenko")   # {"train": (...), "validation": (...), "test": (...)}
 
 Writing: ``python -m ravdess_tfrecords.convert --input=RAVDESS_DIR --output=DIR``.
 
@@ -25,6 +26,7 @@ _LAZY = {
     "Builder": "ravdess_tfrecords.reading.builder",
     "DatasetInfo": "ravdess_tfrecords.reading.builder",
     "load": "ravdess_tfrecords.reading.builder",
+    "split_actors": "ravdess_tfrecords.reading.splits",
 }
 
 __all__ = ["CLASS_NAMES", "CLASS_NAMES_8", "NUM_CLASSES", "__version__", *_LAZY]

@@ -104,3 +104,21 @@ def test_unknown_or_missing_actor_is_an_error_naming_the_actors():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         splits.split_actors(**kwargs)
+
+
+def test_published_presets_pin_their_actor_lists():
+    """The peers' splits, as their sources state them (see ``splits.PRESETS``)."""
+    import ravdess_tfrecords as rt
+
+    chumachenko = rt.split_actors("chumachenko")
+    assert chumachenko["test"] == (5, 10, 16, 19) and chumachenko["validation"] == (11, 13, 18, 22)
+    assert chumachenko["train"] == (1, 2, 3, 4, 6, 7, 8, 9, 12, 14, 15, 17, 20, 21, 23, 24)
+    audb = rt.split_actors("audb")
+    assert audb["train"] == (*range(1, 16), 18)
+    assert audb["validation"] == (16, 17, 19, 20) and audb["test"] == (21, 22, 23, 24)
+    for preset in splits.PRESETS.values():  # every actor in exactly one set
+        assert sorted(a for ids in preset.values() for a in ids) == list(splits.ACTORS)
+    # Named on every command line, and a preset has no folds.
+    assert {"chumachenko", "audb"} <= set(splits.NAMED_SCHEMES) and "actors" not in splits.NAMED_SCHEMES
+    with pytest.raises(ValueError, match="fold= applies"):
+        splits.split_actors("audb", fold=1)

@@ -15,9 +15,11 @@ import os
 
 from absl import flags
 
+from ravdess_tfrecords.reading import splits
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted shards (the converter's --output).", required=True)
-flags.DEFINE_enum("scheme", "speaker", ["speaker", "kfold", "luna5", "sixfold"], "Split scheme.")
+flags.DEFINE_enum("scheme", "speaker", list(splits.NAMED_SCHEMES), "Split scheme.")
 flags.DEFINE_integer("folds", None, "K for --scheme=kfold (default 6).")
 flags.DEFINE_integer("fold", 0, "Which fold is the test fold.")
 flags.DEFINE_bool("all_folds", False, "Print every fold of the scheme.")

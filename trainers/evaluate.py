@@ -17,6 +17,7 @@ if __name__ == "__main__":  # the command line, not a program importing this mod
 
 from absl import app, flags  # noqa: E402
 
+from ravdess_tfrecords.reading import splits  # noqa: E402
 from trainers import metrics as metrics_lib  # noqa: E402
 from trainers.evaluation import evaluate_saved  # noqa: E402
 
@@ -24,7 +25,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "A model directory written by trainers.fit.")
 flags.DEFINE_string("data_dir", None, "Converted shards (default: the ones the model was trained on).")
-flags.DEFINE_enum("split", None, ["speaker", "kfold", "luna5", "sixfold"],
+flags.DEFINE_enum("split", None, list(splits.NAMED_SCHEMES),
                   "Split scheme (default: the one the model was trained with).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default: the model's, else 6).")
 flags.DEFINE_integer("fold", None, "Test fold of a fold scheme: --split's, or without --split the one the model was "

@@ -22,7 +22,7 @@ import logging  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from ravdess_tfrecords.reading import augment, pipeline  # noqa: E402
+from ravdess_tfrecords.reading import augment, pipeline, splits  # noqa: E402
 from trainers import cluster, cv  # noqa: E402
 from trainers import config as config_lib  # noqa: E402
 from trainers import strategy as strategy_lib  # noqa: E402
@@ -36,7 +36,7 @@ PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
 
 flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
-flags.DEFINE_enum("split", "speaker", ["speaker", "kfold", "luna5", "sixfold"],
+flags.DEFINE_enum("split", "speaker", list(splits.NAMED_SCHEMES),
                   "Speaker-independent split scheme (ravdess_tfrecords.reading.splits).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default 6).")
 flags.DEFINE_integer("fold", None, "Train this test fold only; unset with a fold scheme: every fold plus a table.")

@@ -12,6 +12,7 @@ Schemes (``split_actors(scheme, ...)``):
 - ``luna5``: the subject-wise 5-fold split of Luna-Jimenez et al. (2021), test
   folds ``LUNA5_FOLDS``; validation and train as in ``kfold``.
 - ``sixfold``: 6 folds of 4 actors in actor order (1-4, 5-8, ..., 21-24).
+- ``chumachenko``, ``audb``: the published single splits in ``PRESETS`` (see there for the sources).
 - ``actors``: explicit lists, ``actors={"train": [...], "validation": [...], "test": [...]}``.
 
 A split that names an unknown actor, or puts one actor in two sets, is a
@@ -49,8 +50,29 @@ LUNA5_FOLDS: tuple[tuple[int, ...], ...] = (
 
 SIXFOLD_FOLDS: tuple[tuple[int, ...], ...] = tuple(tuple(range(a, a + 4)) for a in range(1, 25, 4))
 
+
+def _rest(*taken: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a for a in ACTORS if not any(a in t for t in taken))
+
+
+# Published single splits, so results compare on the same actors. Sources:
+# - chumachenko: Chumachenko, Iosifidis, Gabbouj, "Self-attention fusion for audiovisual emotion
+#   recognition with incomplete data", ICPR 2022: the split of the released pretrained models, as
+#   stated by the first author in katerynaCh/multimodal-emotion-recognition issue #2.
+# - audb: audEERING's "ravdess" database in audb (1.1.0 on), tables emotion.{speech,song}.{train,dev,test}:
+#   a gender-balanced split, defined in audeering/datasets datasets/ravdess/1.1.0/create.py.
+_CHUMACHENKO_TEST, _CHUMACHENKO_VALIDATION = (5, 10, 16, 19), (11, 13, 18, 22)
+_AUDB_DEV, _AUDB_TEST = (16, 17, 19, 20), (21, 22, 23, 24)
+PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
+    "chumachenko": {"train": _rest(_CHUMACHENKO_TEST, _CHUMACHENKO_VALIDATION),
+                    "validation": _CHUMACHENKO_VALIDATION, "test": _CHUMACHENKO_TEST},
+    "audb": {"train": _rest(_AUDB_DEV, _AUDB_TEST), "validation": _AUDB_DEV, "test": _AUDB_TEST},
+}
+
 DEFAULT_FOLDS = 6
-SCHEMES: tuple[str, ...] = ("speaker", "kfold", "luna5", "sixfold", "actors")
+SCHEMES: tuple[str, ...] = ("speaker", "kfold", "luna5", "sixfold", *PRESETS, "actors")
+# The schemes a command line can name (``actors`` takes explicit lists instead).
+NAMED_SCHEMES: tuple[str, ...] = tuple(s for s in SCHEMES if s != "actors")
 FOLD_SCHEMES: tuple[str, ...] = ("kfold", "luna5", "sixfold")
 
 
@@ -166,6 +188,8 @@ def split_actors(
 
     if scheme == "speaker":
         out = dict(SPEAKER)
+    elif scheme in PRESETS:
+        out = dict(PRESETS[scheme])
     elif scheme == "kfold":
         out = from_folds(kfold_folds(DEFAULT_FOLDS if folds is None else folds, available), fold)
     elif scheme == "luna5":
