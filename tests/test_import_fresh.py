@@ -23,7 +23,8 @@ READING = os.path.join(PACKAGE, "reading")
 READING_HALF = ("splits", "augment", "pipeline", "builder", "verify")
 # The contract: what both halves may import (errors and storage are standard-library modules of the contract).
 ALLOWED_OWN = {"ravdess_tfrecords", "ravdess_tfrecords.schema", "ravdess_tfrecords.labels", "ravdess_tfrecords._cli",
-               "ravdess_tfrecords.errors", "ravdess_tfrecords.storage", "ravdess_tfrecords.reading", *(f"ravdess_tfrecords.reading.{m}" for m in READING_HALF)}
+               "ravdess_tfrecords.errors", "ravdess_tfrecords.storage", "ravdess_tfrecords.reading",
+               *(f"ravdess_tfrecords.reading.{m}" for m in READING_HALF)}
 
 SCRIPT = textwrap.dedent(
     """
