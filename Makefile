@@ -15,7 +15,7 @@ VOCAL_CHANNELS ?= speech
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,beam,convert,tfds]'
+	$(BIN)/python -m pip install -q -e '.[test,beam,convert,tfds,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)

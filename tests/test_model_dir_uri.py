@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from ravdess_tfrecords import storage
-from trainers import cv, predict_lib, train_lib
+from trainers import cv, export, predict_lib, train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The cheap video baseline, as in test_trainer.
@@ -79,6 +79,8 @@ def test_fit_under_uris_writes_what_plain_paths_write(runs):
     assert os.listdir(runs["cwd"]) == []  # no literal "file:" folder, nothing else either
     assert _files(remote) == _files(plain)
     assert "metrics.json" in _files(remote) and "saved_model/saved_model.pb" in _files(remote)
+    if export.onnx_missing_message() is None:  # the [onnx] extra: model.onnx goes through storage too
+        assert "model.onnx" in _files(remote)
     with open(os.path.join(plain, "metrics.json")) as f, open(os.path.join(remote, "metrics.json")) as g:
         assert json.load(g) == json.load(f)  # same seed, same data: the same run
     assert _history(remote) == _history(plain) and len(_history(remote)) == 2

@@ -26,8 +26,8 @@ from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
 from trainers import config as config_lib
+from trainers import export, train_lib
 from trainers import metrics as metrics_lib
-from trainers import train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small and fast: the video baseline with a 2-block backbone, no augmentation.
@@ -146,7 +146,11 @@ def test_fit_one_epoch_writes_checkpoint_metrics_and_export(tfrecords_dir, tmp_p
     test_ds = train_lib.adapt_inputs(builder.as_dataset("test", batch_size=64), info["inputs"])
     (video, label), = test_ds.take(1)
     probs = model.predict_on_batch(video)
-    np.testing.assert_allclose(served.serve(video).numpy(), probs, atol=1e-5)
+    np.testing.assert_allclose(served.serve(video)["probabilities"].numpy(), probs, atol=1e-5)
+    # With the [onnx] extra (make test installs it), the run exports ONNX too and lists it.
+    if export.onnx_missing_message() is None:
+        assert os.path.isfile(os.path.join(model_dir, "model.onnx"))
+        assert f"ONNX:             {os.path.join(model_dir, 'model.onnx')}" in proc.stdout
     assert np.mean(probs.argmax(1) == label.numpy()) == pytest.approx(test["accuracy"])
 
     # trainers.evaluate's library call re-evaluates the saved model to the same numbers.

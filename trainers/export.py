@@ -1,16 +1,38 @@
-"""What a trained model leaves for serving and prediction: ``model.keras``, SavedModel, ``model_info.json``."""
+"""What a trained model leaves for serving and prediction: ``model.keras``, SavedModel, ONNX, ``model_info.json``.
+
+Both serving exports take the inputs ``audio`` ``(B, 24, M, 1)`` and/or ``video``
+``(B, 6, 64, 64, 3)`` (float32, video in [0, 1]) and return one output,
+``probabilities`` ``(B, num_classes)``, in ``model_info.json``'s ``class_names`` order
+(the ONNX file also carries them in its metadata, key ``class_names``).
+The ONNX export needs the ``[onnx]`` extra (tf2onnx, onnx, onnxruntime); without it
+the run says so in one line and goes on.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
+import tensorflow as tf
 from tensorflow import keras
 
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, storage
 from trainers.config import TrainConfig
-from trainers.model_dir import KERAS_FILE, MODEL_INFO_FILE, SAVED_MODEL_DIR, _read_json, _write_json
+from trainers.model_dir import KERAS_FILE, MODEL_INFO_FILE, ONNX_FILE, SAVED_MODEL_DIR, _read_json, _write_json
+
+OUTPUT_NAME = "probabilities"  # the one output of both serving exports
+CLASS_NAMES_KEY = "class_names"  # the ONNX metadata_props key: a JSON list
+ONNX_EXTRA = "onnx"
+# What the ONNX export imports, import name -> distribution (setup.cfg's [onnx] extra; onnxruntime only serves).
+ONNX_NEEDS = {"tf2onnx": "tf2onnx", "onnx": "onnx"}
+_warned: set[str] = set()  # messages already printed by this process (a cross-validation exports once per fold)
 
 
 def model_info(config: TrainConfig, model: keras.Model, info: ravdess_tfrecords.DatasetInfo) -> dict[str, Any]:
@@ -33,17 +55,22 @@ def model_info(config: TrainConfig, model: keras.Model, info: ravdess_tfrecords.
 def save_model(
     model: keras.Model, model_dir: str, config: TrainConfig, info: ravdess_tfrecords.DatasetInfo
 ) -> dict[str, str]:
-    """Write ``model.keras``, ``saved_model/`` (if ``config.export``), ``ravdess_info.json``, ``model_info.json``.
+    """Write ``model.keras``, ``saved_model/`` and ``model.onnx`` (if ``config.export``; ONNX only with the
+    ``[onnx]`` extra), ``ravdess_info.json``, ``model_info.json``.
 
     Returns:
       ``{what: path}`` of everything written.
     """
     out = {"keras": os.path.join(model_dir, KERAS_FILE)}
     model.save(out["keras"])
+    onnx_path = os.path.join(model_dir, ONNX_FILE)
+    storage.remove_any(onnx_path)  # an older run's ONNX must not outlive the model it was made from
     if config.export:
         out["saved_model"] = os.path.join(model_dir, SAVED_MODEL_DIR)
         storage.remove_any(out["saved_model"])
-        model.export(out["saved_model"], verbose=False)
+        export_saved_model(model, out["saved_model"])
+        if export_onnx(model, onnx_path, labels.class_names(config.num_classes)):
+            out["onnx"] = onnx_path
     out["dataset_info"] = os.path.join(model_dir, schema.INFO_FILENAME)
     storage.copy(os.path.join(info.data_dir, schema.INFO_FILENAME), out["dataset_info"])
     out["model_info"] = os.path.join(model_dir, MODEL_INFO_FILE)
@@ -59,3 +86,107 @@ def load_saved(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
         if not storage.exists(path):
             raise FileNotFoundError(f"{path} not found: is {model_dir!r} a model_dir written by trainers.fit?")
     return keras.models.load_model(keras_path, compile=False), _read_json(info_path)
+
+
+def input_signature(model: keras.Model) -> list[tf.TensorSpec]:
+    """One float32 ``tf.TensorSpec`` per model input, named as the input (``audio``, ``video``), any batch size."""
+    return [tf.TensorSpec((None, *tensor.shape[1:]), tf.float32, name=tensor.name) for tensor in model.inputs]
+
+
+def export_saved_model(model: keras.Model, path: str) -> None:
+    """A SavedModel whose ``serving_default`` (alias ``serve``) maps ``audio=``/``video=`` to ``{"probabilities"}``.
+
+    ``model.export`` alone would name the output ``output_0``; a serving function that
+    returns a dict gives the signature a name a client can rely on.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)}
+
+    archive.add_endpoint(name="serve", fn=serve, input_signature=input_signature(model))
+    archive.write_out(path, verbose=False)
+
+
+def onnx_missing_message() -> str | None:
+    """``None`` if the ONNX export can run, else the one line that names the extra to install."""
+    absent = [name for name in ONNX_NEEDS if importlib.util.find_spec(name) is None]
+    if not absent:
+        return None
+    return (f'ONNX export skipped: pip install "ravdess-tfrecords[{ONNX_EXTRA}]" '
+            f"(missing: {', '.join(ONNX_NEEDS[name] for name in absent)})")
+
+
+def export_onnx(model: keras.Model, path: str, class_names: Sequence[str]) -> bool:
+    """Write ``model`` as ONNX to ``path`` (any ``tf.io.gfile`` path); ``False`` (one warning line) without the extra.
+
+    Keras' own exporter (``model.export(format="onnx")``) does the conversion: under
+    TensorFlow it drives tf2onnx on the model's serving function and patches tf2onnx for
+    NumPy 2, so this stays on Keras' tested path. The graph then gets the names of the
+    SavedModel signature (inputs ``audio``/``video``, output ``probabilities``, batch
+    dimension ``batch``) and the class names as metadata (key ``class_names``, a JSON list).
+    """
+    outputs = int(model.outputs[0].shape[-1])
+    if len(class_names) != outputs:
+        raise ValueError(f"{len(class_names)} class names for a model of {outputs} outputs")
+    message = onnx_missing_message()
+    if message:
+        if message not in _warned:
+            _warned.add(message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        return False
+    import onnx  # the [onnx] extra: imported here only, so the trainers run without it
+
+    with tempfile.TemporaryDirectory(prefix="ravdess-onnx-") as tmp:
+        local = os.path.join(tmp, ONNX_FILE)  # tf2onnx writes local files only; storage uploads the result
+        with warnings.catch_warnings():
+            # Keras' NumPy-2 patch of tf2onnx reads np.object, which NumPy 2 warns about.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            # An explicit signature: Keras refuses to infer one for a model never called (a freshly built one).
+            specs = input_signature(model)
+            model.export(local, format="onnx", verbose=False, input_signature=[specs] if len(specs) > 1 else specs)
+        proto = onnx.load(local)
+    _name_graph(proto.graph, models.input_names(model))
+    del proto.metadata_props[:]
+    proto.metadata_props.add(key=CLASS_NAMES_KEY, value=json.dumps(list(class_names)))
+    onnx.checker.check_model(proto)
+    storage.write_bytes(path, proto.SerializeToString())
+    return True
+
+
+def _name_graph(graph: Any, input_names: Sequence[str]) -> None:
+    """Rename an ONNX graph's inputs to ``input_names`` (in order) and its one output to ``OUTPUT_NAME``.
+
+    tf2onnx names the output after the TensorFlow tensor (``Identity:0``). Every reference
+    is renamed, subgraphs included (a loop body may read an outer name), and the first
+    dimension of each input and the output becomes ``batch``.
+    """
+    initializers = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in initializers]
+    if len(inputs) != len(input_names) or len(graph.output) != 1:
+        raise ValueError(f"unexpected ONNX graph: inputs {[v.name for v in inputs]}, "
+                         f"outputs {[v.name for v in graph.output]}; expected {list(input_names)} -> one output")
+    renames = {value.name: name for value, name in zip(inputs, input_names, strict=True)}
+    renames[graph.output[0].name] = OUTPUT_NAME
+    _rename(graph, {old: new for old, new in renames.items() if old != new})
+    for value in (*inputs, graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+
+
+def _rename(graph: Any, renames: dict[str, str]) -> None:
+    """Apply ``{old: new}`` to every value name of ``graph`` and of its subgraphs."""
+    if not renames:
+        return
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+        for attribute in node.attribute:
+            subgraphs = [attribute.g] if attribute.HasField("g") else []
+            for sub in (*subgraphs, *attribute.graphs):
+                _rename(sub, renames)

@@ -67,7 +67,8 @@ flags.DEFINE_list("vocal_channels", None, "Keep only these vocal channels (speec
 flags.DEFINE_enum("cache", "auto", list(config_lib.CACHE_MODES),
                   "Cache the decoded examples in memory after the first epoch: auto (when the split's shards are "
                   "under the autocache budget, 256 MiB, and the shuffle buffer holds the whole split), always, never.")
-flags.DEFINE_boolean("export", True, "Also export a SavedModel for serving (model.export).")
+flags.DEFINE_boolean("export", True,
+                     "Also export the model for serving: a SavedModel, and model.onnx with the [onnx] extra.")
 flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
                   "local GPU (--batch_size is the global batch, split over the replicas); multi_worker: "

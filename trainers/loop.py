@@ -36,6 +36,7 @@ from trainers.model_dir import (
     LOG_DIR,
     METRICS_FILE,
     MODEL_INFO_FILE,
+    ONNX_FILE,
     SAVED_MODEL_DIR,
     _best,
     _read_json,
@@ -107,6 +108,8 @@ def _saved_paths(model_dir: str) -> dict[str, str]:
              "model_info": os.path.join(model_dir, MODEL_INFO_FILE)}
     if storage.exists(os.path.join(model_dir, SAVED_MODEL_DIR)):
         saved["saved_model"] = os.path.join(model_dir, SAVED_MODEL_DIR)
+    if storage.exists(os.path.join(model_dir, ONNX_FILE)):
+        saved["onnx"] = os.path.join(model_dir, ONNX_FILE)
     return saved
 
 
@@ -299,5 +302,7 @@ def format_outputs(model_dir: str, saved: dict[str, str], test_metrics: dict[str
     ]
     if "saved_model" in saved:
         lines.append(f"  SavedModel:       {saved['saved_model']}")
+    if "onnx" in saved:
+        lines.append(f"  ONNX:             {saved['onnx']}")
     lines.append(f"  preprocessing:    {saved['dataset_info']}, {saved['model_info']}")
     return "\n".join(lines)

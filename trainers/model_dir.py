@@ -11,7 +11,8 @@ One run (``trainers.loop.train``) writes::
     checkpoints/last/      the backup of the last epoch, kept when training completes: a later run with
                            more --epochs continues from it (trainers.loop.train)
     model.keras            the best model, Keras format
-    saved_model/           the best model exported for serving (model.export)
+    saved_model/           the best model exported for serving (model.export; output ``probabilities``)
+    model.onnx             the same as ONNX, when the [onnx] extra is installed (trainers.export.export_onnx)
     ravdess_info.json      copy of the data's ravdess_info.json: preprocessing settings, audio_frames
     model_info.json        class names, num_classes, audio_frames, input names: what predict needs
     metrics.json           test (and validation) metrics; marks the run complete
@@ -42,6 +43,7 @@ METRICS_FILE = "metrics.json"
 MODEL_INFO_FILE = "model_info.json"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
+ONNX_FILE = "model.onnx"
 BACKUP_DIR = "backup"
 COUNTERS_FILE = "counters.json"  # inside BACKUP_DIR
 LOG_DIR = "logs"
