@@ -122,6 +122,7 @@ def main(argv: list[str]) -> None:
         ("  best checkpoint", os.path.join(model_dir, "checkpoints", "best.weights.h5")),
         ("  Keras model", os.path.join(model_dir, "model.keras")),
         ("  exported SavedModel", os.path.join(model_dir, "saved_model")),
+        ("  ONNX model ([onnx] extra)", os.path.join(model_dir, "model.onnx")),
         ("  preprocessing settings + class names", os.path.join(model_dir, schema.INFO_FILENAME)),
         ("re-evaluation", os.path.join(model_dir, "eval_test")),
         ("clip predicted", clip),
