@@ -42,6 +42,7 @@ demo: install
 bench: install
 	$(BIN)/python -m tools.bench_convert
 	$(BIN)/python -m tools.bench_pipeline
+	$(BIN)/python -m tools.bench_train
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

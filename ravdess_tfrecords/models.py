@@ -173,7 +173,9 @@ def visual_branch(
 
 def _head(x, num_classes: int):
     x = layers.Dense(FUSION_UNITS, activation="relu", name="fusion_dense")(x)
-    return layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    # float32 whatever the mixed-precision policy: a bfloat16/float16 softmax loses the small probabilities
+    # the cross-entropy takes the log of.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="emotion")(x)
 
 
 def build_model(

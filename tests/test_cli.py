@@ -98,6 +98,11 @@ CASES = {
     "no dispatcher": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--data_service=grpc://localhost:1",
                                        "--data_service_timeout=1"],
                       "no tf.data service dispatcher answered at grpc://localhost:1 within --data_service_timeout=1 s"),
+    # The recipe flags reach TrainConfig, whose check says what is wrong before anything is read.
+    "bad label smoothing": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--label_smoothing=1"],
+                            "label_smoothing must be in [0, 1), got 1.0"),
+    "bad steps per execution": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run",
+                                                 "--steps_per_execution=0"], "steps_per_execution must be >= 1, got 0"),
     "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
     "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
     # absl's flag errors: one line and 2, not "FATAL Flags parsing error" + a usage dump and 1 (_cli.run).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -146,9 +147,45 @@ class ExactValidation(keras.callbacks.Callback):
             logs["val_accuracy"] = metrics["accuracy"]
 
 
-def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.Callback]:
-    """Best checkpoint, early stopping, LR on plateau, CSV history, TensorBoard, then backup/restore.
+def cosine_learning_rate(epoch: int, *, learning_rate: float, epochs: int, warmup_epochs: int = 0,
+                         min_learning_rate: float = 0.0) -> float:
+    """The learning rate of 0-based ``epoch`` under ``--lr_schedule=cosine``.
 
+    Warm-up: ``learning_rate * (epoch + 1) / (warmup_epochs + 1)`` for ``epoch < warmup_epochs`` (linear,
+    never 0: an epoch at rate 0 would be wasted). Then cosine decay from ``learning_rate`` at epoch
+    ``warmup_epochs`` towards ``min_learning_rate`` at epoch ``epochs``:
+    ``min + (lr - min) * (1 + cos(pi * t)) / 2`` with ``t = (epoch - warmup_epochs) / (epochs - warmup_epochs)``.
+    """
+    if epoch < warmup_epochs:
+        return learning_rate * (epoch + 1) / (warmup_epochs + 1)
+    t = min(1.0, (epoch - warmup_epochs) / max(1, epochs - warmup_epochs))
+    return min_learning_rate + (learning_rate - min_learning_rate) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate at each epoch's start to ``cosine_learning_rate(epoch, ...)``.
+
+    Keyed on the epoch number alone (no state of its own), so a run resumed by
+    ``BackupAndRestore`` (which restarts ``fit`` at the backed-up epoch) continues on the schedule.
+    """
+
+    def __init__(self, learning_rate: float, epochs: int, warmup_epochs: int = 0, min_learning_rate: float = 0.0):
+        super().__init__()
+        self._kwargs = dict(learning_rate=learning_rate, epochs=epochs, warmup_epochs=warmup_epochs,
+                            min_learning_rate=min_learning_rate)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = cosine_learning_rate(epoch, **self._kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # into history.csv, as ReduceLROnPlateau's runs log it
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.Callback]:
+    """Best checkpoint, early stopping, the LR schedule, CSV history, TensorBoard, then backup/restore.
+
+    The LR schedule: ``ReduceLROnPlateau`` (``lr_schedule="plateau"``) or ``CosineSchedule``.
     When a backup exists (an interrupted run), the checkpoint only saves epochs
     better than the best one already in ``history.csv``, and early stopping and
     the LR plateau go on counting where they were (``ResumableBackup``).
@@ -161,13 +198,19 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=config.monitor, mode=mode, patience=config.early_stopping_patience, verbose=1
     )
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss",
-        factor=config.lr_factor,
-        patience=config.lr_patience,
-        min_lr=config.min_learning_rate,
-        verbose=1,
-    )
+    if config.lr_schedule == "cosine":
+        schedule = CosineSchedule(config.learning_rate, config.epochs, config.warmup_epochs,
+                                  config.min_learning_rate)
+        counted = [early_stopping]
+    else:
+        schedule = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_learning_rate,
+            verbose=1,
+        )
+        counted = [early_stopping, schedule]
     callbacks = [
         keras.callbacks.ModelCheckpoint(
             os.path.join(model_dir, BEST_WEIGHTS),
@@ -178,13 +221,13 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
             initial_value_threshold=None if best is None else best[1],
         ),
         early_stopping,
-        reduce_lr,
+        schedule,
         keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
     ]
     if importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOG_DIR), write_graph=False))
     else:
         warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", stacklevel=2)
-    callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), [early_stopping, reduce_lr],  # last
+    callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), counted,  # last
                                      last_dir=os.path.join(model_dir, LAST_STATE_DIR)))
     return callbacks

@@ -22,12 +22,22 @@ AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 # --cache -> the pipeline's cache argument: None lets it decide (pipeline.autocache), True caches in memory, False not.
 CACHE_MODES = {"auto": None, "always": True, "never": False}
 DEFAULT_FILTERS = (32, 64, 128, 256)
+# The training recipe's choices (fit's DEFINE_enum takes them from here).
+# --mixed_precision -> the Keras dtype policy the model is built under.
+PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+JIT_COMPILE = ("auto", "true", "false")
+CLASS_WEIGHTS = ("none", "balanced")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("plateau", "cosine")
+DEFAULT_WEIGHT_DECAY = 1e-4
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment):
 # where it runs, what it prints, whether the input is cached, and how long it goes on: more epochs continue
 # a run (trainers.loop.train), the patiences only say when it stops.
 _RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service", "worker_timeout",
-                 "data_service_timeout", "cache", "epochs", "early_stopping_patience", "lr_patience")
+                 "data_service_timeout", "cache", "epochs", "early_stopping_patience", "lr_patience",
+                 # how fast the steps run, not what they compute (up to float rounding), as official/'s RuntimeConfig
+                 "mixed_precision", "jit_compile", "steps_per_execution")
 # config.json's key for data_fingerprint(...) of the data the run trained on.
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -62,6 +72,17 @@ class TrainConfig:
       cache: ``auto`` (the pipeline caches the decoded examples in memory when the split is small,
         ``pipeline.autocache``), ``always`` or ``never`` (``CACHE_MODES``). A bool, as a config.json
         written before the modes holds, means what it did then: True ``always``, False ``never``.
+      mixed_precision: ``none`` (float32), ``bfloat16`` or ``float16``: the Keras mixed-precision
+        policy the model is built under (``PRECISION_POLICIES``); the softmax output and the loss stay
+        float32; float16 gets loss scaling. Runtime setting (may change on resume).
+      jit_compile: ``auto`` (XLA when TensorFlow sees a GPU), ``true``, ``false``: XLA for the train step.
+      steps_per_execution: training steps per ``tf.function`` call (``model.compile``).
+      class_weight: ``none`` or ``balanced``: the loss of class c weighted n / (k * count_c) over the
+        training split's counts (after the vocal-channel filter), as sklearn's "balanced".
+      optimizer: ``adam`` or ``adamw`` (decoupled ``weight_decay``; biases and norm layers not decayed).
+      lr_schedule: ``plateau`` (``ReduceLROnPlateau`` on val_loss) or ``cosine`` (per epoch: linear
+        warm-up over ``warmup_epochs``, then cosine decay to ``min_learning_rate`` at ``epochs``).
+      label_smoothing: > 0 trains on one-hot labels with ``CategoricalCrossentropy(label_smoothing=...)``.
     """
 
     data_dir: str
@@ -96,6 +117,15 @@ class TrainConfig:
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S
     data_service_timeout: float = DEFAULT_DATA_SERVICE_TIMEOUT_S
     verbose: int = 2
+    mixed_precision: str = "none"
+    jit_compile: str = "auto"
+    steps_per_execution: int = 1
+    class_weight: str = "none"
+    optimizer: str = "adam"
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    lr_schedule: str = "plateau"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.model not in models.MODELS:
@@ -131,6 +161,21 @@ class TrainConfig:
         for name in ("worker_timeout", "data_service_timeout"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
+        if isinstance(self.jit_compile, bool):  # TrainConfig(jit_compile=True) from Python
+            object.__setattr__(self, "jit_compile", str(self.jit_compile).lower())
+        for name, choices in (("mixed_precision", tuple(PRECISION_POLICIES)), ("jit_compile", JIT_COMPILE),
+                              ("class_weight", CLASS_WEIGHTS), ("optimizer", OPTIMIZERS),
+                              ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.steps_per_execution < 1:
+            raise UserError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_epochs < 0:
+            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.monitor.startswith("val_"):
             raise UserError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 
@@ -138,6 +183,12 @@ class TrainConfig:
     def pipeline_cache(self) -> bool | None:
         """``cache`` as ``Builder.as_dataset``'s ``cache=`` argument."""
         return CACHE_MODES[self.cache]
+
+    @property
+    def one_hot_labels(self) -> bool:
+        """Whether the pipeline ships one-hot labels: ``one_hot``, or label smoothing (Keras 3's sparse
+        cross-entropy has no ``label_smoothing``)."""
+        return self.one_hot or self.label_smoothing > 0
 
     @property
     def is_cross_validation(self) -> bool:
@@ -205,6 +256,9 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
     if not storage.exists(path):
         return
     old, new = _read_json(path), config.to_json()
+    # A config.json of an older version lacks the settings added since: they had their default then.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    old = dict(defaults, **old)
     differ = sorted(k for k in new if k not in _RESTART_FREE and old.get(k) != new[k])
     if differ:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in differ)

@@ -43,7 +43,7 @@ def make_datasets(
         config.split_kwargs(),
         batch_size=config.batch_size,
         num_classes=config.num_classes,
-        one_hot=config.one_hot,
+        one_hot=config.one_hot_labels,
         vocal_channels=config.vocal_channels,
         cache=config.pipeline_cache,
         augment_on=config.augment_on,
@@ -58,6 +58,28 @@ def make_datasets(
     validation = builder.as_dataset("validation", training=False, **common)
     test = builder.as_dataset("test", training=False, **common)
     return tuple(adapt_inputs(ds, input_names) for ds in (train, validation, test))
+
+
+def balanced_class_weights(counts: dict[int, int]) -> dict[int, float]:
+    """sklearn's "balanced" weights ``n / (k * count_c)`` of ``{label: count}``, for ``model.fit(class_weight=)``.
+
+    ``n`` is the examples, ``k`` the classes present; a class absent from training gets 1.0 (it never
+    weighs a training example; Keras wants a weight for every label 0..C-1). A class rarer than
+    average gets a weight above 1, so the loss sums to the same ``n`` as unweighted.
+    """
+    n = sum(counts.values())
+    present = [c for c, count in counts.items() if count > 0]
+    return {c: (n / (len(present) * counts[c]) if counts[c] > 0 else 1.0) for c in sorted(counts)}
+
+
+def class_weights(config: TrainConfig, builder: ravdess_tfrecords.Builder) -> dict[int, float] | None:
+    """``--class_weight``: None, or ``balanced_class_weights`` of the training split's label counts
+    (after the vocal-channel filter, one pass over its shards: ``Builder.label_counts``)."""
+    if config.class_weight == "none":
+        return None
+    counts = builder.label_counts("train", num_classes=config.num_classes, vocal_channels=config.vocal_channels,
+                                  **config.split_kwargs())
+    return balanced_class_weights(counts)
 
 
 def service_job_name(config: TrainConfig) -> str:

@@ -87,6 +87,22 @@ flags.DEFINE_float("data_service_timeout", cluster.DEFAULT_DATA_SERVICE_TIMEOUT_
                    "0: wait for ever.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")
+flags.DEFINE_enum("mixed_precision", "none", list(config_lib.PRECISION_POLICIES),
+                  "Keras mixed-precision policy: none (float32), bfloat16 (GPUs from Ampere on, TPUs) or float16 "
+                  "(older GPUs; with loss scaling). The softmax output and the loss stay float32.")
+flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_COMPILE),
+                  "XLA-compile the training step: auto (when TensorFlow sees a GPU), true, false.")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (fewer host round trips).")
+flags.DEFINE_enum("class_weight", "none", list(config_lib.CLASS_WEIGHTS),
+                  "balanced: weight the loss of class c by n / (k * count_c) over the training split's counts.")
+flags.DEFINE_enum("optimizer", "adam", list(config_lib.OPTIMIZERS),
+                  "adam, or adamw (decoupled --weight_decay; biases and norm layers not decayed).")
+flags.DEFINE_float("weight_decay", config_lib.DEFAULT_WEIGHT_DECAY, "AdamW's decoupled weight decay.")
+flags.DEFINE_enum("lr_schedule", "plateau", list(config_lib.LR_SCHEDULES),
+                  "plateau: halve the learning rate when val_loss stalls (--lr_patience); cosine: per epoch, linear "
+                  "warm-up over --warmup_epochs, then cosine decay to the minimum learning rate at --epochs.")
+flags.DEFINE_integer("warmup_epochs", 0, "--lr_schedule=cosine: epochs of linear warm-up.")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy (> 0 implies one-hot labels).")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
                   "What model.fit prints: one line per epoch, a progress bar, or nothing.")
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
@@ -162,6 +178,15 @@ def config_from_flags() -> TrainConfig:
         worker_timeout=FLAGS.worker_timeout,
         data_service_timeout=FLAGS.data_service_timeout,
         verbose=PROGRESS[FLAGS.progress],
+        mixed_precision=FLAGS.mixed_precision,
+        jit_compile=FLAGS.jit_compile,
+        steps_per_execution=FLAGS.steps_per_execution,
+        class_weight=FLAGS.class_weight,
+        optimizer=FLAGS.optimizer,
+        weight_decay=FLAGS.weight_decay,
+        lr_schedule=FLAGS.lr_schedule,
+        warmup_epochs=FLAGS.warmup_epochs,
+        label_smoothing=FLAGS.label_smoothing,
     )
 
 

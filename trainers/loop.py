@@ -20,7 +20,7 @@ from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
-from trainers.data import make_datasets, scale_out
+from trainers.data import class_weights, make_datasets, scale_out
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
 from trainers.model import build_and_compile
@@ -217,17 +217,20 @@ def train(
         )
     else:
         steps_per_epoch = None
+    weights = class_weights(config, builder)
+    if weights is not None and is_chief(strategy):  # only the chief reports
+        _log(config, "class weights (balanced): " + ", ".join(f"{class_names[c]} {w:.2f}" for c, w in weights.items()))
     with _write_dir(model_dir, strategy, extend) as write_dir:
         # Only the chief reports; the other workers' copies of the logs would repeat it.
         local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
         return _fit_evaluate_save(
             local, model, fingerprint, split_map, class_names, info,
-            (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend,
+            (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend, weights,
         )
 
 
 def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy,
-                       extend=False):
+                       extend=False, class_weight=None):
     """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory)."""
     model_dir = config.model_dir
     train_ds, val_ds, test_ds = datasets
@@ -251,6 +254,7 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
+        class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
         shuffle=False,  # the dataset shuffles itself
         verbose=config.verbose,
     )

@@ -319,6 +319,23 @@ class Builder:
             return self.info.num_examples_of(chosen)
         return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities)
 
+    def label_counts(
+        self,
+        split: str = "train",
+        *,
+        num_classes: int = labels.NUM_CLASSES,
+        vocal_channels: str | Iterable[str] | None = None,
+        **scheme_kwargs,
+    ) -> dict[int, int]:
+        """``{label: examples}`` of ``split`` (every label 0..num_classes-1) after the vocal-channel filter.
+
+        One pass over the split's shards that parses only scalars (``pipeline.count_labels``):
+        ``ravdess_info.json`` has per-label totals of the whole corpus, not per actor.
+        """
+        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
+            vocal_channels = None
+        return pipeline.count_labels(self.files(split, **scheme_kwargs), num_classes, vocal_channels)
+
     def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
         """Shard paths of ``split``."""
         return self.info.files(self.actors_of(split, **scheme_kwargs))

@@ -213,6 +213,30 @@ def count_records(
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
 
 
+def count_labels(
+    files: Sequence[str],
+    num_classes: int = labels.NUM_CLASSES,
+    vocal_channels: str | Iterable[str] | None = None,
+) -> dict[int, int]:
+    """``{label: records}`` in ``files`` that the vocal-channel filter keeps, labels 0..num_classes-1.
+
+    ``ravdess_info.json`` counts labels over the whole corpus, not per actor, so a
+    split's class counts (``--class_weight=balanced``) come from one pass here that
+    parses only the scalars (the label, and the vocal channel when filtered), as ``count_records``.
+    Every class is a key (0 when absent).
+    """
+    vocal_channels, _ = _normalize_filters(vocal_channels, None)
+    key = "label" if num_classes == 7 else "emotion"
+    spec = {key: tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=AUTOTUNE)
+    if vocal_channels is not None:
+        ds = ds.filter(_record_filter(vocal_channels, None))
+    ds = ds.map(lambda r: labels_of(tf.io.parse_single_example(r, spec), num_classes), num_parallel_calls=AUTOTUNE)
+    counts = ds.reduce(tf.zeros([num_classes], tf.int64),
+                       lambda acc, label: acc + tf.one_hot(label, num_classes, dtype=tf.int64))
+    return {c: int(n) for c, n in enumerate(counts.numpy())}
+
+
 def augment_seeds(seed: int | None) -> tf.data.Dataset:
     """One stateless seed, int64 ``(2,)``, per batch for ``augment.augment_batch`` (host mode).
 
