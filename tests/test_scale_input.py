@@ -54,6 +54,9 @@ def test_a_run_reads_the_info_once_and_stats_each_shard_once(song_dir, tmp_path,
     assert metrics["test"]["num_examples"] == 8  # speech only
     assert len(reads) == 1
     assert len(stats) == len(ravdess_tfrecords.Builder(song_dir).info.shards) == len(set(stats))
+    # trainers.evaluate re-evaluates on the same clips: the run's vocal-channel filter applies.
+    again = train_lib.evaluate_saved(config.model_dir)
+    assert again["num_examples"] == 8 and again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
 
 
 def _audio_keys(ds: tf.data.Dataset) -> list[bytes]:

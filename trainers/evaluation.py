@@ -120,7 +120,10 @@ def evaluate_saved(
             f"with {minfo['audio_frames']}: convert with the model's settings"
         )
     num_classes = int(minfo["num_classes"])
-    ds = builder.as_dataset(subset, training=False, batch_size=batch_size, num_classes=num_classes, **kwargs)
+    # The clips the model was trained and tested on: the run's vocal-channel filter too.
+    vocal_channels = trained.vocal_channels if trained else None
+    ds = builder.as_dataset(subset, training=False, batch_size=batch_size, num_classes=num_classes,
+                            vocal_channels=vocal_channels, **kwargs)
     ds = adapt_inputs(ds, minfo["inputs"])
     metrics = evaluate_model(model, ds, minfo["class_names"])
     metrics["actors"] = list(builder.actors_of(subset, **kwargs))
