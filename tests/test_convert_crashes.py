@@ -16,6 +16,7 @@ import sys
 import tempfile
 import zipfile
 
+import helpers
 import pytest
 
 from ravdess_tfrecords import filenames, schema
@@ -174,16 +175,8 @@ def test_no_file_handles_is_exit_1(tmp_path, spare):
 
 @pytest.fixture
 def mount_point(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
-    try:
+    with helpers.tmpfs(tmp_path, "8m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_read_only_output_is_exit_1(tmp_path, mount_point):

@@ -12,6 +12,7 @@ import sys
 import time
 import zipfile
 
+import helpers
 import numpy as np
 import pytest
 
@@ -242,16 +243,8 @@ def test_a_killed_converter_leaves_no_worker(tmp_path, target):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MB tmpfs (needs root and mount permission; skipped otherwise)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
-    try:
+    with helpers.tmpfs(tmp_path, "4m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def _fill(disk, leave):

@@ -11,6 +11,7 @@ import json
 import math
 import os
 
+import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -199,22 +200,6 @@ def test_cosine_replaces_the_plateau_and_its_counters(tmp_path):
     assert callbacks_lib.CosineSchedule in kinds and keras.callbacks.ReduceLROnPlateau not in kinds
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAfter(keras.callbacks.Callback):
-    """Ends fit with an exception after ``epochs`` epochs, after every other callback (no on_train_end)."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise _Killed()
-
-
 def _history(model_dir: str) -> list[dict[str, str]]:
     with open(os.path.join(model_dir, "history.csv"), newline="") as f:
         return list(csv.DictReader(f))
@@ -241,8 +226,8 @@ def test_a_run_resumed_mid_schedule_ends_where_an_unbroken_one_does(tmp_path, mo
 
     unbroken = train_lib.train(config("unbroken"))
     make_callbacks = loop.make_callbacks
-    monkeypatch.setattr(loop, "make_callbacks", lambda c, d: [*make_callbacks(c, d), _KillAfter(2)])
-    with pytest.raises(_Killed):
+    monkeypatch.setattr(loop, "make_callbacks", lambda c, d: [*make_callbacks(c, d), helpers.kill_after(2)])
+    with pytest.raises(helpers.Killed):
         train_lib.train(config("resumed"))
     monkeypatch.setattr(loop, "make_callbacks", make_callbacks)
     resumed = train_lib.train(config("resumed"))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -236,22 +237,6 @@ def test_sigkilled_run_resumes_with_each_epoch_once(tfrecords_dir, tmp_path):
         assert json.load(f)["epochs_trained"] == 3
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAfter(keras.callbacks.Callback):
-    """Ends fit with an exception after ``epochs`` epochs, after every other callback (no on_train_end)."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise _Killed()
-
-
 def test_early_stopping_and_lr_plateau_count_on_across_a_resume(tmp_path):
     """Their wait counters continue after a restart instead of starting again from 0.
 
@@ -274,8 +259,8 @@ def test_early_stopping_and_lr_plateau_count_on_across_a_resume(tmp_path):
                             callbacks=[*callbacks, *extra])
         return history, {type(cb): cb for cb in callbacks}
 
-    with pytest.raises(_Killed):
-        fit(10, _KillAfter(2))
+    with pytest.raises(helpers.Killed):
+        fit(10, helpers.kill_after(2))
     with open(tmp_path / "backup" / "counters.json") as f:
         saved = json.load(f)
     assert saved["2"][0]["wait"] == 1 and saved["2"][1]["wait"] == 1  # epoch 0 set best, epoch 1 did not beat it

@@ -1,0 +1,42 @@
+"""Small test helpers shared by several test modules (imported as ``helpers``, like ``fake_shards``)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@contextlib.contextmanager
+def tmpfs(parent: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``"4m"``) mounted at ``parent/disk``; the test is skipped where mount is refused."""
+    disk = parent / "disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+class Killed(Exception):
+    """What ``KillAfter`` raises: a stand-in for the process dying mid-run."""
+
+
+def kill_after(epochs: int):
+    """A Keras callback that ends fit with ``Killed`` after ``epochs`` epochs, after every other callback
+    (no ``on_train_end``), as a killed process would."""
+    from tensorflow import keras
+
+    class KillAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == epochs:
+                raise Killed()
+
+    return KillAfter()
