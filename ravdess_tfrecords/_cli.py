@@ -82,11 +82,18 @@ def wants_verbose(argv: Sequence[str]) -> bool:
     return on
 
 
+def is_chief_task(tf_config: dict) -> bool:
+    """Whether ``TF_CONFIG``'s task is the chief: the ``chief`` task, else worker 0 of a cluster without one."""
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    if cluster.get("chief"):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index") == 0
+
+
 def other_worker(argv: Sequence[str]) -> bool:
     """Whether ``argv`` asks for ``--strategy=multi_worker`` and ``TF_CONFIG`` names a task other than the chief.
 
-    The chief is the ``chief`` task, else worker 0 (as ``trainers.cluster.is_chief_task``); read
-    here, before TensorFlow is imported, because TensorFlow reads its log level only once.
+    Read here, before TensorFlow is imported, because TensorFlow reads its log level only once.
     """
     args = list(argv[1:])
     multi_worker = any(a == "--strategy=multi_worker" or (a == "--strategy" and args[i + 1:i + 2] == ["multi_worker"])
@@ -98,9 +105,7 @@ def other_worker(argv: Sequence[str]) -> bool:
         return False
     if not multi_worker or not isinstance(cluster, dict) or not isinstance(task, dict):
         return False
-    if cluster.get("chief"):
-        return task.get("type") != "chief"
-    return not (task.get("type") == "worker" and task.get("index") == 0)
+    return not is_chief_task(config)
 
 
 def has_nvidia_gpu() -> bool:

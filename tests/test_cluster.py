@@ -20,6 +20,7 @@ import fake_shards
 import pytest
 from test_multi_worker import PROGRAM, REPO, _free_ports
 
+from ravdess_tfrecords import _cli
 from trainers import cluster
 from trainers import config as config_lib
 
@@ -159,9 +160,9 @@ def test_cluster_tasks_and_chief():
     own, others = cluster.peers(spec)
     assert own == ("worker", 1, "h2:1") and others == [("chief", 0, "h0:1"), ("worker", 0, "h1:1")]
     assert cluster.describe(others) == "chief 0 at h0:1, worker 0 at h1:1"
-    assert not cluster.is_chief_task(spec)
-    assert cluster.is_chief_task(dict(spec, task={"type": "chief", "index": 0}))
-    assert cluster.is_chief_task({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
+    assert not _cli.is_chief_task(spec)
+    assert _cli.is_chief_task(dict(spec, task={"type": "chief", "index": 0}))
+    assert _cli.is_chief_task({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
     with pytest.raises(ValueError, match="not in the cluster"):
         cluster.peers(dict(spec, task={"type": "worker", "index": 5}))
 
@@ -175,8 +176,6 @@ def test_timeouts_are_runtime_settings(tmp_path):
 
 def test_other_workers_get_errors_only_from_tensorflow(monkeypatch):
     """``_cli.quiet_tensorflow``'s level choice, made from argv and TF_CONFIG before TensorFlow loads."""
-    from ravdess_tfrecords import _cli
-
     two = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(two))
     assert _cli.other_worker(["fit", "--strategy=multi_worker"])

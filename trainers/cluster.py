@@ -278,11 +278,3 @@ def stop_on_signals(message: str = "") -> bool:
 def installed() -> bool:
     """Whether ``stop_on_signals`` was called in this process."""
     return _stop_pipe is not None
-
-
-def is_chief_task(tf_config: dict) -> bool:
-    """Whether ``TF_CONFIG``'s task is the chief: the ``chief`` task, else worker 0 of a cluster without one."""
-    cluster, task = tf_config["cluster"], tf_config["task"]
-    if cluster.get("chief"):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and task.get("index") == 0

@@ -198,7 +198,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C and SIGTERM stop the run at once, also while TensorFlow blocks (a collective, the tf.data service).
     cluster.stop_on_signals(RESUME_HINT)
     if not FLAGS.verbose:  # INFO lines off; on a worker other than the chief, warnings too (only the chief reports)
-        chief = config.strategy != "multi_worker" or cluster.is_chief_task(strategy_lib.tf_config())
+        chief = config.strategy != "multi_worker" or _cli.is_chief_task(strategy_lib.tf_config())
         _cli.quiet_logs(logging.WARNING if chief else logging.ERROR)
     try:
         cv.run(config)
