@@ -7,9 +7,10 @@ test) can find each part by name:
   ``(B, 128)``. The M axis is time: BLSTM 64 (return sequences), Dropout 0.5,
   BLSTM 64, Dense 128 ReLU.
 * ``visual_branch``: ``(B, 6, 64, 64, 3)`` float32 frames in [0, 1] ->
-  ``(B, 128)``. A frame backbone (``vgg``, ``resnet``) applied frame-wise with
-  ``TimeDistributed``, or a 3D-conv net (``c3d``) over the frame stack, gives a
-  ``(B, 6, C)`` sequence; ``temporal`` pools it (``max`` over time) or runs a
+  ``(B, 128)``. A frame backbone (``vgg``, ``resnet``, or a ``keras.applications``
+  network such as ``mobilenet_v3_small`` that can start from ImageNet weights)
+  applied frame-wise with ``TimeDistributed``, or a 3D-conv net (``c3d``) over the
+  frame stack, gives a ``(B, 6, C)`` sequence; ``temporal`` pools it (``max`` over time) or runs a
   recurrent layer (``gru``, ``lstm``); Dense 128 ReLU.
 * head: ``Concatenate`` of the branch outputs (fusion only), Dense 256 ReLU,
   Dense ``num_classes`` softmax -> ``(B, num_classes)`` float32 probabilities.
@@ -24,10 +25,15 @@ Only TensorFlow (Keras 3 as ``tf.keras``) is imported here.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
 from collections.abc import Sequence
 
 from tensorflow import keras
 
+from ravdess_tfrecords import storage
+from ravdess_tfrecords.errors import UserError, UserOSError
 from ravdess_tfrecords.labels import NUM_CLASSES
 from ravdess_tfrecords.schema import INPUT_NAMES, NUM_MFCC, VIDEO_SHAPE
 
@@ -35,7 +41,17 @@ layers = keras.layers
 
 AUDIO_INPUT, VIDEO_INPUT = INPUT_NAMES
 MODELS = ("fusion", "audio", "video")
-BACKBONES = ("vgg", "resnet", "c3d")
+# Frame backbones from keras.applications, which have ImageNet weights: --visual_backbone -> constructor.
+# Both take RGB in [0, 255] and rescale it themselves (include_preprocessing); they accept 64x64 frames
+# (at least 32x32), on which the ImageNet weights (trained at 224x224) still give useful features.
+APPLICATIONS = {"mobilenet_v3_small": "MobileNetV3Small", "mobilenet_v3_large": "MobileNetV3Large"}
+# The specification's own backbones (MISSION.md "Models"), trained from scratch.
+OWN_BACKBONES = ("vgg", "resnet", "c3d")
+BACKBONES = (*OWN_BACKBONES, *APPLICATIONS)
+# --visual_weights: random initialization, ImageNet (keras.applications backbones only); anything else is the
+# path of a weights file of the backbone (``load_backbone_weights``).
+NAMED_WEIGHTS = ("none", "imagenet")
+VISUAL_BRANCH = "visual_branch"
 TEMPORALS = ("max", "gru", "lstm")
 
 # The seed notebook's sizes (MISSION.md, "Models").
@@ -132,20 +148,101 @@ def c3d_sequence(filters: Sequence[int] = (32, 64, 128, 256), *, name: str = "c3
     return keras.Model(inputs, x, name=name)
 
 
+def application_backbone(backbone: str, *, imagenet: bool = False) -> keras.Model:
+    """A ``keras.applications`` frame net (``APPLICATIONS``) without its classifier, average-pooled.
+
+    It is exactly ``keras.applications.<Name>(input_shape=(64, 64, 3), include_top=False,
+    pooling="avg")``, so a weights file of that model loads into it (``load_backbone_weights``).
+
+    Args:
+      backbone: a key of ``APPLICATIONS``.
+      imagenet: start from Keras' ImageNet weights (downloaded once to ``~/.keras/models``).
+
+    Returns:
+      A model ``(B, 64, 64, 3)`` float32 RGB in [0, 255] -> ``(B, C)`` (C = 576 for ``mobilenet_v3_small``).
+    """
+    constructor = getattr(keras.applications, APPLICATIONS[backbone])
+    with warnings.catch_warnings():
+        # Keras warns that its weights were trained at 224x224; the README says what 64x64 means for them.
+        warnings.filterwarnings("ignore", message=".*Weights for input shape")
+        try:
+            return constructor(input_shape=VIDEO_SHAPE[1:], include_top=False, pooling="avg",
+                               weights="imagenet" if imagenet else None)
+        except Exception as e:  # keras.utils.get_file raises a bare Exception when the download fails
+            if not imagenet or not ("URL fetch failure" in str(e) or isinstance(e, OSError)):
+                raise
+            raise UserOSError(
+                f"cannot download the ImageNet weights of {backbone} ({_one_line(e)}); on a machine without "
+                "internet, copy Keras' weights file into ~/.keras/models/ or pass its path as --visual_weights"
+            ) from None
+
+
+def load_backbone_weights(net: keras.Model, path: str, backbone: str) -> None:
+    """Load a weights file into a visual backbone (``--visual_weights=PATH``).
+
+    The file is a Keras weights file (``.weights.h5``, or a legacy ``.h5`` such as the
+    ImageNet file Keras downloads) of the same network: ``net.save_weights(path)`` of a
+    ``visual_backbone(model)``, or of ``application_backbone(backbone)``. Any ``tf.io.gfile``
+    path; a remote one is copied to a local temporary file first.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      UserError: the file is not weights of this backbone (one line naming it).
+    """
+    path = storage.expand(path)
+    if not storage.exists(path):
+        raise FileNotFoundError(f"--visual_weights: no such file: {path}")
+    if not path.endswith(".h5"):
+        raise UserError(f"{path}: --visual_weights takes a Keras weights file (.weights.h5 or .h5), "
+                        "or none, or imagenet")
+    with tempfile.TemporaryDirectory(prefix="ravdess-weights-") as scratch:
+        local = path
+        if not storage.is_local(path):
+            local = os.path.join(scratch, os.path.basename(path))
+            storage.copy(path, local)
+        with warnings.catch_warnings(record=True) as caught:
+            # Keras only warns when parts of a file match nothing (those layers keep their random weights):
+            # here that is an error too.
+            warnings.simplefilter("always")
+            try:
+                net.load_weights(local)
+            except (ValueError, KeyError, OSError) as e:
+                raise UserError(f"{path}: not weights of the {backbone} visual backbone ({_one_line(e)})") from None
+        skipped = [w for w in caught if "Skipping" in str(w.message) or "could not be loaded" in str(w.message)]
+        if skipped:
+            raise UserError(f"{path}: not weights of the {backbone} visual backbone "
+                            f"({_one_line(skipped[0].message)})")
+
+
+def _one_line(error: Exception | Warning) -> str:
+    """Keras' load errors run over many lines (with the variables' values): their gist."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:  # "A total of 8 objects could not be loaded. Example ...:" + why
+        text = f"{text} {lines[1].split(' Target variable')[0]}"
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def visual_branch(
     backbone: str = "vgg",
     temporal: str = "max",
     *,
     filters: Sequence[int] = (32, 64, 128, 256),
-    name: str = "visual_branch",
+    weights: str = "none",
+    name: str = VISUAL_BRANCH,
 ) -> keras.Model:
     """Frame-wise backbone -> temporal pooling/RNN -> Dense 128 ReLU.
 
     Args:
-      backbone: ``vgg`` or ``resnet`` (a frame net under ``TimeDistributed``) or
-        ``c3d`` (3D convolutions over the stack).
+      backbone: ``vgg``, ``resnet`` or a ``keras.applications`` net (``APPLICATIONS``; a frame
+        net under ``TimeDistributed``, fed the frames times 255) or ``c3d`` (3D convolutions
+        over the stack).
       temporal: ``max`` (max over the 6 time steps), ``gru`` or ``lstm`` (128 units).
-      filters: channels per block/stage of the backbone.
+      filters: channels per block/stage of ``vgg``, ``resnet`` and ``c3d``.
+      weights: the backbone's start: ``none`` (random), ``imagenet`` (``APPLICATIONS`` only),
+        or the path of a weights file (``load_backbone_weights``).
 
     Returns:
       A model ``(B, 6, 64, 64, 3)`` float32 in [0, 1] -> ``(B, 128)`` float32.
@@ -154,12 +251,22 @@ def visual_branch(
         raise ValueError(f"visual_backbone must be one of {BACKBONES}, got {backbone!r}")
     if temporal not in TEMPORALS:
         raise ValueError(f"temporal must be one of {TEMPORALS}, got {temporal!r}")
+    if weights == "imagenet" and backbone not in APPLICATIONS:
+        raise UserError(f"--visual_weights=imagenet needs a pretrained backbone ({', '.join(APPLICATIONS)}); "
+                        f"{backbone} starts from none or a weights file")
     inputs = keras.Input(VIDEO_SHAPE, name=VIDEO_INPUT)
     if backbone == "c3d":
-        x = c3d_sequence(filters)(inputs)
+        net = c3d_sequence(filters)
+        x = net(inputs)
+    elif backbone in APPLICATIONS:
+        net = application_backbone(backbone, imagenet=weights == "imagenet")
+        x = layers.Rescaling(255.0, name="to_0_255")(inputs)  # the applications rescale [0, 255] themselves
+        x = layers.TimeDistributed(net, name="framewise")(x)
     else:
-        frame_net = vgg_backbone(filters) if backbone == "vgg" else resnet_backbone(filters)
-        x = layers.TimeDistributed(frame_net, name="framewise")(inputs)
+        net = vgg_backbone(filters) if backbone == "vgg" else resnet_backbone(filters)
+        x = layers.TimeDistributed(net, name="framewise")(inputs)
+    if weights not in NAMED_WEIGHTS:
+        load_backbone_weights(net, weights, backbone)
     # x: (B, 6, C)
     if temporal == "max":
         x = layers.GlobalMaxPooling1D(name="temporal_max")(x)
@@ -186,6 +293,7 @@ def build_model(
     visual_backbone: str = "vgg",
     temporal: str = "max",
     filters: Sequence[int] = (32, 64, 128, 256),
+    visual_weights: str = "none",
 ) -> keras.Model:
     """The fusion model or a unimodal baseline (uncompiled).
 
@@ -194,6 +302,7 @@ def build_model(
       audio_frames: M from ``dataset_info.json``.
       num_classes: 7 (neutral and calm merged) or 8.
       visual_backbone, temporal, filters: see ``visual_branch``.
+      visual_weights: the visual backbone's start (``visual_branch``'s ``weights``).
 
     Returns:
       A ``keras.Model`` named ``{model}_model`` whose output is ``(B,
@@ -210,14 +319,46 @@ def build_model(
         hidden = audio_branch(audio_frames)(input_audio)
     elif model == "video":
         inputs = input_video
-        hidden = visual_branch(visual_backbone, temporal, filters=filters)(input_video)
+        hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
     else:
         inputs = [input_audio, input_video]
         audio_hidden = audio_branch(audio_frames)(input_audio)
-        video_hidden = visual_branch(visual_backbone, temporal, filters=filters)(input_video)
+        video_hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
         hidden = layers.Concatenate(name="fusion_concat")([audio_hidden, video_hidden])
     output = _head(hidden, num_classes)
     return keras.Model(inputs=inputs, outputs=output, name=f"{model}_model")
+
+
+def visual_backbone(model: keras.Model) -> keras.Model:
+    """The visual backbone inside a built model: the frame net under ``TimeDistributed``, or ``c3d``.
+
+    ``model`` is a ``build_model`` model, a ``visual_branch``, or a model wrapping one (the
+    ``AugmentLayer`` wrapper); searched by the branch's name. ``backbone.trainable = False``
+    freezes it (``--freeze_epochs``).
+
+    Raises:
+      ValueError: the model has no visual branch (the audio baseline).
+    """
+    branch = _find_layer(model, VISUAL_BRANCH)
+    if branch is None:
+        raise ValueError(f"model {model.name!r} has no visual branch")
+    for layer in branch.layers:
+        if isinstance(layer, layers.TimeDistributed):
+            return layer.layer
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"visual branch of {model.name!r} has no backbone")
+
+
+def _find_layer(model: keras.Model, name: str) -> keras.Model | None:
+    if model.name == name:
+        return model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
 
 
 def input_names(model: keras.Model) -> tuple[str, ...]:

@@ -25,6 +25,25 @@ def synthetic_corpus(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def fit_run(tfrecords_dir, tmp_path_factory) -> dict:
+    """One 2-epoch ``python -m trainers.fit`` of the cheap video baseline (``helpers.FAST_FIT``) with plain
+    paths and the old flag ``--distribution_strategy=mirrored``, run from an empty working directory.
+
+    Shared by the tests that check what a run writes (``test_trainer``) and that a run under URIs writes
+    the same (``test_model_dir_uri``): ``{"model_dir", "cwd", "proc"}``.
+    """
+    import helpers
+
+    root = tmp_path_factory.mktemp("fit")
+    cwd, model_dir = root / "cwd", str(root / "run")
+    cwd.mkdir()
+    proc = helpers.fit(cwd, f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=2",
+                       *helpers.FAST_FIT, "--distribution_strategy=mirrored")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"model_dir": model_dir, "cwd": str(cwd), "proc": proc}
+
+
+@pytest.fixture(scope="session")
 def tfrecords_dir(synthetic_corpus, tmp_path_factory) -> str:
     from ravdess_tfrecords.conversion import convert
 

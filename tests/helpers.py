@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The cheap trainer run of the subprocess tests: the video baseline with a 2-block backbone, no augmentation.
+FAST_FIT = ["--model=video", "--filters=8,16", "--batch_size=8", "--augment=", "--seed=1"]
+
+
+def fit_env() -> dict[str, str]:
+    """The environment of a ``python -m trainers.fit`` run from outside the repository (it imports the repo)."""
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+
+
+def fit(cwd, *args: str) -> subprocess.CompletedProcess:
+    """``python -m trainers.fit ARGS`` run in ``cwd``; output captured."""
+    return subprocess.run([sys.executable, "-m", "trainers.fit", *args], cwd=cwd, env=fit_env(),
+                          capture_output=True, text=True, timeout=600)
 
 
 @contextlib.contextmanager

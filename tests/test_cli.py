@@ -7,6 +7,7 @@ The subprocess tests run ``python -m trainers.*`` without ``TF_CPP_MIN_LOG_LEVEL
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import json
 import os
 import re
@@ -116,15 +117,36 @@ CASES = {
                           "input '{tmp}/nowhere' does not exist"),
     "convert: bad vocal channel": ("ravdess_tfrecords.convert", ["--input={tmp}", "--output={tmp}/out",
                                                                  "--vocal_channels=sung"], "unknown vocal channel"),
+    # A pretrained visual branch (issue 17): the weights file is checked when the model is built, before any write.
+    "visual weights missing": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run",
+                                                "--visual_weights={tmp}/face.weights.h5"],
+                               "--visual_weights: no such file: {tmp}/face.weights.h5"),
+    "freeze without weights": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--freeze_epochs=3"],
+                               "a frozen random backbone learns nothing"),
 }
+# Started together, a few at a time: each is a process that imports TensorFlow (~4 s of CPU), and one after
+# the other they took over a minute of the suite.
+CONCURRENT_RUNS = 4
+
+
+@pytest.fixture(scope="module")
+def user_error_runs(tfrecords_dir, tmp_path_factory):
+    """``{case: (process, fill)}``: every ``CASES`` command run once, in its own temporary folder."""
+    runs = {}
+    for case, (module, args, _) in CASES.items():
+        tmp = tmp_path_factory.mktemp("case")
+        other = _other_settings_dir(tmp) if case == "other settings" else ""
+        fill = {"tmp": str(tmp), "data": tfrecords_dir, "other": other}
+        runs[case] = (module, [a.format(**fill) for a in args], fill)
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENT_RUNS) as pool:
+        procs = {case: pool.submit(_run, module, *args) for case, (module, args, _) in runs.items()}
+        return {case: (procs[case].result(), runs[case][2]) for case in runs}
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_user_errors_are_one_line_and_exit_2(case, tfrecords_dir, tmp_path):
-    module, args, expected = CASES[case]
-    other = _other_settings_dir(tmp_path) if case == "other settings" else ""
-    fill = {"tmp": str(tmp_path), "data": tfrecords_dir, "other": other}
-    proc = _run(module, *(a.format(**fill) for a in args))
+def test_user_errors_are_one_line_and_exit_2(case, user_error_runs):
+    module, _, expected = CASES[case]
+    proc, fill = user_error_runs[case]
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = proc.stderr.splitlines()
     assert lines[-1].startswith("error: ") and expected.format(**fill) in lines[-1], proc.stderr[-3000:]
@@ -132,7 +154,7 @@ def test_user_errors_are_one_line_and_exit_2(case, tfrecords_dir, tmp_path):
     if NO_GPU:  # nothing else: TensorFlow's start-up lines are held back too
         assert len(lines) == 1, proc.stderr
     if module == "trainers.fit" and case != "other settings":
-        assert not os.path.exists(tmp_path / "run")  # a failed start writes nothing
+        assert not os.path.exists(os.path.join(fill["tmp"], "run"))  # a failed start writes nothing
 
 
 # A command line with _cli's policy and nothing else: no TensorFlow, so each run takes a fraction of a second.

@@ -17,29 +17,19 @@ import subprocess
 import sys
 import time
 
+import helpers
 import numpy as np
 import pytest
 
 from ravdess_tfrecords import storage
 from trainers import cv, export, predict_lib, train_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The cheap video baseline, as in test_trainer.
-FAST = ["--model=video", "--filters=8,16", "--batch_size=8", "--augment=", "--seed=1"]
+FAST = helpers.FAST_FIT
+_fit = helpers.fit
 
 
 def _uri(path) -> str:
     return "file://" + os.path.abspath(str(path))
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-
-
-def _fit(cwd, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainers.fit", *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=600)
 
 
 def _files(root: str) -> set[str]:
@@ -58,25 +48,28 @@ def _history(model_dir: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def runs(tfrecords_dir, tmp_path_factory):
-    """One 2-epoch fit with plain paths and the same fit with file:// URIs, both from an empty directory."""
+def runs(fit_run, tfrecords_dir, tmp_path_factory):
+    """The session's 2-epoch fit with plain paths (``fit_run``) and the same fit with file:// URIs, each
+    from an empty directory."""
     root = tmp_path_factory.mktemp("uri")
     cwd = root / "cwd"
     cwd.mkdir()
-    plain, remote = str(root / "plain"), str(root / "remote")
-    for data_dir, model_dir in ((tfrecords_dir, plain), (_uri(tfrecords_dir), _uri(remote))):
-        proc = _fit(cwd, f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--epochs=2", *FAST)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "Traceback" not in proc.stderr
+    remote = str(root / "remote")
+    proc = _fit(cwd, f"--data_dir={_uri(tfrecords_dir)}", f"--model_dir={_uri(remote)}", "--epochs=2", *FAST,
+                "--distribution_strategy=mirrored")  # as fit_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for run in (proc, fit_run["proc"]):
+        assert "Traceback" not in run.stderr
         # Quiet: the SavedModel export's INFO lines (absl "I1130 ..." and "INFO:tensorflow:") are hidden.
-        noise = [line for line in proc.stderr.splitlines() if re.match(r"I\d{4} |INFO:", line)]
+        noise = [line for line in run.stderr.splitlines() if re.match(r"I\d{4} |INFO:", line)]
         assert noise == [], noise[:5]
-    return {"plain": plain, "remote": remote, "cwd": str(cwd)}
+    return {"plain": fit_run["model_dir"], "remote": remote, "cwds": [str(cwd), fit_run["cwd"]]}
 
 
 def test_fit_under_uris_writes_what_plain_paths_write(runs):
     plain, remote = runs["plain"], runs["remote"]
-    assert os.listdir(runs["cwd"]) == []  # no literal "file:" folder, nothing else either
+    for cwd in runs["cwds"]:
+        assert os.listdir(cwd) == []  # no literal "file:" folder, nothing else either
     assert _files(remote) == _files(plain)
     assert "metrics.json" in _files(remote) and "saved_model/saved_model.pb" in _files(remote)
     if export.onnx_missing_message() is None:  # the [onnx] extra: model.onnx goes through storage too
@@ -118,14 +111,17 @@ def test_evaluate_predict_and_cv_under_uris(runs, tfrecords_dir, synthetic_corpu
     assert sorted(os.listdir(tmp_path)) == ["cv"]  # the working directory holds nothing else
 
 
-def test_a_killed_run_under_a_uri_resumes_with_each_epoch_once(tfrecords_dir, tmp_path):
+def test_a_sigkilled_run_resumes_with_each_epoch_once_also_under_a_uri(tfrecords_dir, tmp_path):
+    """A run SIGKILLed once its first epoch's backup exists (plain paths) resumes after the last backed-up
+    epoch when started again, here with the same directories as file:// URIs (the same code path as gs://)."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     local = tmp_path / "resume"
-    args = (f"--data_dir={_uri(tfrecords_dir)}", f"--model_dir={_uri(local)}", "--epochs=3", "--patience=10", *FAST)
+    common = ("--epochs=3", "--patience=10", *FAST)
     metadata = local / "backup" / "training_metadata.json"
     with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "trainers.fit", *args], cwd=cwd, env=_env(), stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "trainers.fit", f"--data_dir={tfrecords_dir}",
+                                 f"--model_dir={local}", *common], cwd=cwd, env=helpers.fit_env(), stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 300
@@ -135,13 +131,15 @@ def test_a_killed_run_under_a_uri_resumes_with_each_epoch_once(tfrecords_dir, tm
         finally:
             proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
-    done = json.loads(metadata.read_text())["epoch"]
+    done = json.loads(metadata.read_text())["epoch"]  # epochs the backup holds (1, or 2 if the kill came late)
     assert 1 <= done < 3
+    assert not (local / "metrics.json").exists()
 
-    second = _fit(cwd, *args)
+    second = _fit(cwd, f"--data_dir={_uri(tfrecords_dir)}", f"--model_dir={_uri(local)}", *common)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"resuming the interrupted run in {_uri(local)}" in second.stdout
-    assert [int(r["epoch"]) for r in _history(str(local))] == [0, 1, 2]
+    assert f"Epoch {done + 1}/3" in second.stdout and f"Epoch {done}/3" not in second.stdout
+    assert [int(r["epoch"]) for r in _history(str(local))] == [0, 1, 2]  # each epoch once
     assert not (local / "backup").exists()
     assert json.loads((local / "metrics.json").read_text())["epochs_trained"] == 3
     assert os.listdir(cwd) == []
@@ -164,7 +162,7 @@ else:
 
 def test_canary_keras_csv_logger_still_needs_the_gfile_patch(tmp_path):
     """Without ``trainers.keras_gfile.patch`` a CSVLogger under a URI fails; when this fails, drop the patch."""
-    proc = subprocess.run([sys.executable, "-c", CANARY, _uri(tmp_path / "history.csv")], env=_env(),
+    proc = subprocess.run([sys.executable, "-c", CANARY, _uri(tmp_path / "history.csv")], env=helpers.fit_env(),
                           capture_output=True, text=True, timeout=300)
     assert "AttributeError:" in proc.stdout and "closed" in proc.stdout, proc.stdout + proc.stderr[-2000:]
 

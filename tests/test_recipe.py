@@ -253,11 +253,11 @@ def test_a_run_resumed_mid_schedule_ends_where_an_unbroken_one_does(tmp_path, mo
 # ------------------------------------------------------------------------------------------ benchmark
 
 
-@pytest.mark.parametrize("variant", ["float32", "bfloat16+xla"])
-def test_bench_train_measures_a_rate(variant):
+def test_bench_train_measures_a_rate():
+    """float32 only: bfloat16 and XLA compile in test_blstm_and_device_augmentation_compile_under_xla."""
     from tools import bench_train
 
-    rate = bench_train.examples_per_second(*bench_train.VARIANTS[variant], batch_size=2, steps=1, audio_frames=8,
+    rate = bench_train.examples_per_second(*bench_train.VARIANTS["float32"], batch_size=2, steps=1, audio_frames=8,
                                            filters=(4,))
     assert math.isfinite(rate) and rate > 0
     assert keras.mixed_precision.global_policy().name == "float32"  # the variant's policy did not leak

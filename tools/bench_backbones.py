@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("combos", ["vgg:max", "resnet:max", "c3d:max", "vgg:gru", "vgg:lstm"],
+flags.DEFINE_list("combos", ["vgg:max", "resnet:max", "c3d:max", "vgg:gru", "vgg:lstm", "mobilenet_v3_small:max"],
                   "backbone:temporal pairs; the first is the baseline of the ratios.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of the timed training steps.")
 flags.DEFINE_integer("steps", 3, "Timed training steps (after 1 warm-up step).")

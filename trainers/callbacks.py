@@ -11,7 +11,7 @@ from typing import Any
 
 from tensorflow import keras
 
-from ravdess_tfrecords import storage
+from ravdess_tfrecords import models, storage
 from trainers import keras_gfile
 from trainers.config import TrainConfig
 from trainers.evaluation import evaluate_model
@@ -182,6 +182,41 @@ class CosineSchedule(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class StagedFineTuning(keras.callbacks.Callback):
+    """The visual backbone frozen for the first ``freeze_epochs`` epochs, then trained with the rest.
+
+    Frozen (``trainable = False``), its weights get no updates and its batch-norm layers run in
+    inference mode, so their moving statistics stay too. Keyed on the epoch number alone (as
+    ``CosineSchedule``), so a run resumed by ``BackupAndRestore`` freezes or not as the epoch says.
+    Changing ``trainable`` needs a new train function (Keras: ``make_train_function(force=True)``);
+    the optimizer already holds every weight's slot (``trainers.model.build_and_compile``). At the end
+    of training the backbone is trainable again, so the saved model is not frozen for whoever loads it.
+    """
+
+    def __init__(self, freeze_epochs: int, verbose: int = 1):
+        super().__init__()
+        self._freeze_epochs = freeze_epochs
+        self._verbose = verbose
+
+    def _set(self, trainable: bool) -> bool:
+        backbone = models.visual_backbone(self.model)
+        if backbone.trainable == trainable:
+            return False
+        backbone.trainable = trainable
+        return True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        frozen = epoch < self._freeze_epochs
+        if self._set(not frozen):
+            self.model.make_train_function(force=True)
+            if self._verbose:
+                print(f"the visual backbone is frozen through epoch {self._freeze_epochs}" if frozen
+                      else f"epoch {epoch + 1}: the visual backbone trains from now on (all layers)", flush=True)
+
+    def on_train_end(self, logs=None):
+        self._set(True)
+
+
 def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.Callback]:
     """Best checkpoint, early stopping, the LR schedule, CSV history, TensorBoard, then backup/restore.
 
@@ -228,6 +263,8 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, LOG_DIR), write_graph=False))
     else:
         warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", stacklevel=2)
+    if config.freeze_epochs:
+        callbacks.append(StagedFineTuning(config.freeze_epochs, verbose=config.verbose))
     callbacks.append(ResumableBackup(os.path.join(model_dir, BACKUP_DIR), counted,  # last
                                      last_dir=os.path.join(model_dir, LAST_STATE_DIR)))
     return callbacks

@@ -8,8 +8,6 @@ import hashlib
 import os
 from typing import Any
 
-import tensorflow as tf
-
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.errors import UserError
@@ -83,6 +81,11 @@ class TrainConfig:
       lr_schedule: ``plateau`` (``ReduceLROnPlateau`` on val_loss) or ``cosine`` (per epoch: linear
         warm-up over ``warmup_epochs``, then cosine decay to ``min_learning_rate`` at ``epochs``).
       label_smoothing: > 0 trains on one-hot labels with ``CategoricalCrossentropy(label_smoothing=...)``.
+      visual_weights: where the visual backbone starts: ``none`` (random), ``imagenet`` (the
+        ``keras.applications`` backbones, ``models.APPLICATIONS``) or the path of a Keras weights file of
+        the backbone (``models.load_backbone_weights``).
+      freeze_epochs: the visual backbone is frozen (weights and batch-norm statistics) for the first
+        this many epochs, then trained with the rest (``callbacks.StagedFineTuning``); needs ``visual_weights``.
     """
 
     data_dir: str
@@ -126,6 +129,8 @@ class TrainConfig:
     lr_schedule: str = "plateau"
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    visual_weights: str = "none"
+    freeze_epochs: int = 0
 
     def __post_init__(self):
         if self.model not in models.MODELS:
@@ -176,6 +181,15 @@ class TrainConfig:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.visual_weights not in models.NAMED_WEIGHTS:
+            object.__setattr__(self, "visual_weights", storage.expand(self.visual_weights))
+        if self.freeze_epochs < 0:
+            raise UserError(f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
+        if self.model == "audio" and (self.visual_weights != "none" or self.freeze_epochs):
+            raise UserError("--visual_weights and --freeze_epochs set up the visual branch; the audio model has none")
+        if self.freeze_epochs and self.visual_weights == "none":
+            raise UserError("--freeze_epochs keeps the visual backbone as it starts: give it pretrained weights "
+                            "(--visual_weights=imagenet or a weights file); a frozen random backbone learns nothing")
         if not self.monitor.startswith("val_"):
             raise UserError(f"monitor must be a validation quantity (val_loss, val_accuracy), got {self.monitor!r}")
 
@@ -236,7 +250,7 @@ def data_fingerprint(info: ravdess_tfrecords.DatasetInfo) -> str:
     if all(s.sha256 for s in info.shards):
         blob = "".join(sorted(f"{s.file} {s.sha256}\n" for s in info.shards)).encode()
     else:
-        with tf.io.gfile.GFile(os.path.join(info.data_dir, schema.INFO_FILENAME), "rb") as f:
+        with storage.open_file(os.path.join(info.data_dir, schema.INFO_FILENAME), "rb") as f:
             blob = f.read()
     return hashlib.sha256(blob).hexdigest()
 

@@ -22,6 +22,7 @@ import logging  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
+from ravdess_tfrecords import models  # noqa: E402
 from ravdess_tfrecords.reading import augment, pipeline, splits  # noqa: E402
 from trainers import cluster, cv  # noqa: E402
 from trainers import config as config_lib  # noqa: E402
@@ -45,7 +46,9 @@ flags.DEFINE_list("validation_actors", None, "Validation actors for explicit lis
 flags.DEFINE_list("test_actors", None, "Test actors for explicit lists.")
 flags.DEFINE_enum("num_classes", "7", ["7", "8"], "7: neutral and calm merged; 8: kept apart.")
 flags.DEFINE_enum("model", "fusion", ["fusion", "audio", "video"], "Fusion model or a unimodal baseline.")
-flags.DEFINE_enum("visual_backbone", "vgg", ["vgg", "resnet", "c3d"], "Frame-wise visual backbone.")
+flags.DEFINE_enum("visual_backbone", "vgg", list(models.BACKBONES),
+                  "Visual backbone: vgg, resnet (frame-wise), c3d (3D convolutions), or a keras.applications "
+                  "net that can start from ImageNet (mobilenet_v3_small, mobilenet_v3_large; --filters unused).")
 flags.DEFINE_enum("temporal", "max", ["max", "gru", "lstm"], "Temporal pooling of the frame features.")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels per block of the visual backbone.")
 flags.DEFINE_integer("epochs", 60, "Maximum epochs (early stopping may end sooner).")
@@ -103,6 +106,11 @@ flags.DEFINE_enum("lr_schedule", "plateau", list(config_lib.LR_SCHEDULES),
                   "warm-up over --warmup_epochs, then cosine decay to the minimum learning rate at --epochs.")
 flags.DEFINE_integer("warmup_epochs", 0, "--lr_schedule=cosine: epochs of linear warm-up.")
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy (> 0 implies one-hot labels).")
+flags.DEFINE_string("visual_weights", "none",
+                    "Where the visual backbone starts: none (random), imagenet (mobilenet_v3_*; Keras downloads "
+                    "the weights once), or the path of a Keras weights file of the backbone (.weights.h5, .h5).")
+flags.DEFINE_integer("freeze_epochs", 0,
+                     "Keep the pretrained visual backbone frozen for the first N epochs, then train all layers.")
 flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
                   "What model.fit prints: one line per epoch, a progress bar, or nothing.")
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
@@ -187,6 +195,8 @@ def config_from_flags() -> TrainConfig:
         lr_schedule=FLAGS.lr_schedule,
         warmup_epochs=FLAGS.warmup_epochs,
         label_smoothing=FLAGS.label_smoothing,
+        visual_weights=FLAGS.visual_weights,
+        freeze_epochs=FLAGS.freeze_epochs,
     )
 
 

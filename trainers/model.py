@@ -71,6 +71,7 @@ def build_and_compile(config: TrainConfig, audio_frames: int) -> keras.Model:
             visual_backbone=config.visual_backbone,
             temporal=config.temporal,
             filters=config.filters,
+            visual_weights=config.visual_weights,
         )
         if config.augment_on == "device":
             model = augment.with_augmentation(
@@ -83,4 +84,7 @@ def build_and_compile(config: TrainConfig, audio_frames: int) -> keras.Model:
         jit_compile=use_jit(config.jit_compile),
         steps_per_execution=config.steps_per_execution,
     )
+    # Built now, while every layer is trainable: the optimizer then holds a slot for every weight, so a backbone
+    # frozen for the first epochs (--freeze_epochs) joins later with the same optimizer and the same checkpoint.
+    model.optimizer.build(model.trainable_variables)
     return model
