@@ -10,13 +10,15 @@ the run says so in one line and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -140,8 +142,10 @@ def export_onnx(model: keras.Model, path: str, class_names: Sequence[str]) -> bo
 
     with tempfile.TemporaryDirectory(prefix="ravdess-onnx-") as tmp:
         local = os.path.join(tmp, ONNX_FILE)  # tf2onnx writes local files only; storage uploads the result
-        with warnings.catch_warnings():
-            # Keras' NumPy-2 patch of tf2onnx reads np.object, which NumPy 2 warns about.
+        with warnings.catch_warnings(), _quiet_logger("tf2onnx.optimizer"):
+            # Keras' NumPy-2 patch of tf2onnx reads np.object, which NumPy 2 warns about. tf2onnx logs a
+            # traceback when one of its optional graph rewrites fails (its transpose pass on an Add of a scalar,
+            # as in MobileNetV3's hard sigmoid) and goes on without it: the graph stays valid (checked below).
             warnings.filterwarnings("ignore", category=FutureWarning)
             # An explicit signature: Keras refuses to infer one for a model never called (a freshly built one).
             specs = input_signature(model)
@@ -153,6 +157,18 @@ def export_onnx(model: keras.Model, path: str, class_names: Sequence[str]) -> bo
     onnx.checker.check_model(proto)
     storage.write_bytes(path, proto.SerializeToString())
     return True
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Within the block, the Python logger ``name`` shows errors only."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _name_graph(graph: Any, input_names: Sequence[str]) -> None:
