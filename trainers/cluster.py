@@ -32,9 +32,17 @@ main thread is blocked inside TensorFlow.
   also installs its own SIGTERM handler (preemption notices) that swallows the
   signal: ``stop_on_signals`` is called again after the strategy is built.
 
+* ``lost_peer_message(error, model_dir)``: a worker that dies mid-run (killed,
+  out of memory, its host gone) breaks the collective the others are in, which
+  fail at once with TensorFlow's ``UnavailableError`` ("Collective ops is aborted
+  by: ... Connection reset by peer"). ``trainers.fit`` prints this one line
+  instead of the traceback: which task was lost, and that the same command on
+  every worker resumes from the chief's backup.
+
 Exit statuses: a missing peer or dispatcher is a ``UserTimeoutError`` (a
 ``TimeoutError``), which ``ravdess_tfrecords._cli.user_errors`` prints as one
-``error: ...`` line with status 2; a signal gives 128 + its number (130, 143).
+``error: ...`` line with status 2; a signal gives 128 + its number (130, 143);
+a peer lost mid-run is a runtime failure: one line and status 1.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import contextlib
 import faulthandler
 import math
 import os
+import re
 import select
 import signal
 import socket
@@ -278,3 +287,33 @@ def stop_on_signals(message: str = "") -> bool:
 def installed() -> bool:
     """Whether ``stop_on_signals`` was called in this process."""
     return _stop_pipe is not None
+
+
+# How TensorFlow words a lost peer -> the reason given in lost_peer_message's line.
+_LOST_PEER_REASONS = (("stopped sending heartbeats", "it stopped sending heartbeats"),
+                      ("Connection reset by peer", "connection reset by peer"),
+                      ("Socket closed", "socket closed"),
+                      ("failed to connect", "it does not answer"))
+
+
+def lost_peer_message(error: BaseException) -> str:
+    """The one line for a multi-worker run whose peer went away mid-run (TensorFlow's ``UnavailableError``).
+
+    TensorFlow says it two ways, depending on who notices first: the collective's gRPC call fails
+    (``Collective ops is aborted by: recvmsg:Connection reset by peer ... remote target
+    /job:worker/replica:0/task:1``), or the coordination service misses the peer's heartbeats
+    (``The following tasks are unhealthy (stopped sending heartbeats): /job:worker/replica:0/task:1``).
+    The tasks named are those after "unhealthy" or "remote target" when the text has them, else any
+    not followed by ``/device:`` (this task's own device, in the op's name).
+    """
+    text = " ".join(str(error).split())
+    where = next((text.split(key, 1)[1] for key in ("unhealthy", "remote target") if key in text), text)
+    tasks = []
+    for match in re.finditer(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)(/device:)?", where):
+        task = f"{match.group(1)} {match.group(2)}"
+        if not match.group(3) and task not in tasks:
+            tasks.append(task)
+    who = " and ".join(tasks) if tasks else "a peer"
+    why = next((f" ({reason})" for phrase, reason in _LOST_PEER_REASONS if phrase in text), "")
+    return (f"the multi-worker run lost {who} during training{why}; start every worker again with the same "
+            "command: the run resumes from the chief's last backup")

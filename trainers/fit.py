@@ -215,6 +215,13 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:  # stop_on_signals did not install (not the main thread)
         print(f"\ninterrupted{RESUME_HINT}", flush=True)
         return 130
+    except Exception as e:  # noqa: BLE001 - only a lost peer is reported here; anything else goes on up
+        import tensorflow as tf
+
+        if config.strategy != "multi_worker" or not isinstance(e, tf.errors.UnavailableError) or FLAGS.verbose:
+            raise
+        _cli.print_error(cluster.lost_peer_message(e))  # a runtime failure, but its traceback says nothing more
+        return 1
     return 0
 
 
