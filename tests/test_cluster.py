@@ -185,3 +185,23 @@ def test_other_workers_get_errors_only_from_tensorflow(monkeypatch):
     assert not _cli.other_worker(["fit", "--strategy=multi_worker"])  # the chief
     monkeypatch.setenv("TF_CONFIG", "not json")
     assert not _cli.other_worker(["fit", "--strategy=multi_worker"])
+
+
+# TensorFlow's two wordings of a peer lost mid-run (TF 2.21, two loopback workers, worker 1 SIGKILLed).
+RESET = ("{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker/replica:0/task:0/"
+         "device:CPU:0}} Collective ops is aborted by: recvmsg:Connection reset by peer\n"
+         "Additional GRPC error information from remote target /job:worker/replica:0/task:1 while calling "
+         "/tensorflow.WorkerService/RecvBuf:\n:UNKNOWN:Error received from peer  {grpc_status:14}\n"
+         "The error could be from a previous operation. Restart your program to reset. [Op:CollectiveReduceV2]")
+HEARTBEATS = ("Collective ops is aborted by: Error reported from /job:worker/task:0: The following tasks are "
+              "unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed.")
+
+
+@pytest.mark.parametrize(("text", "lost"), [(RESET, "worker 1 during training (connection reset by peer)"),
+                                            (HEARTBEATS, "worker 1 during training (it stopped sending heartbeats)"),
+                                            ("Socket closed", "a peer during training (socket closed)")])
+def test_a_lost_peer_is_named_with_its_reason(text, lost):
+    """The task lost, not this task's own device in the op's name, nor the one reporting the heartbeats."""
+    message = cluster.lost_peer_message(RuntimeError(text))
+    assert message == (f"the multi-worker run lost {lost}; start every worker again with the same command: "
+                       "the run resumes from the chief's last backup")
