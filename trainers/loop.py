@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -248,16 +249,21 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
     if is_multi_worker(strategy):
         # Keras' multi-worker validation averages per-worker metrics: computed here, every clip once.
         callbacks.insert(0, ExactValidation(val_ds, class_names, strategy))
-    model.fit(
-        train_ds,
-        validation_data=None if is_multi_worker(strategy) else val_ds,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
-        shuffle=False,  # the dataset shuffles itself
-        verbose=config.verbose,
-    )
+    with warnings.catch_warnings():
+        if steps_per_epoch is None:
+            # An epoch is one pass over the finite dataset. With a vocal-channel filter its length is unknown to
+            # Keras, which then warns at the end of the first epoch that the input "ran out of data": by design.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        model.fit(
+            train_ds,
+            validation_data=None if is_multi_worker(strategy) else val_ds,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
+            shuffle=False,  # the dataset shuffles itself
+            verbose=config.verbose,
+        )
 
     history = read_history(os.path.join(model_dir, HISTORY_FILE))
     best_weights = os.path.join(model_dir, BEST_WEIGHTS)
