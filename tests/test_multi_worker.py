@@ -87,12 +87,20 @@ def _run_workers(args_of, tmp_path, kill_when=None, run: str = "", victims=None)
 
 
 def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
+    """Also staged fine-tuning under the strategy: the backbone starts from a weights file, frozen for epoch 1,
+    then every worker rebuilds its train function with it trainable for epoch 2."""
+    from ravdess_tfrecords import models
+
     data_dir = tmp_path / "data"
     fake_shards.write_shards(str(data_dir), actors=range(1, 7))  # 8 clips per actor, 2 shards each
     model_dir = tmp_path / "run"
+    backbone_file = str(tmp_path / "vgg.weights.h5")
+    models.visual_backbone(models.build_model("video", audio_frames=20, filters=(4, 4, 4, 4))).save_weights(
+        backbone_file)
     flags = [f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--train_actors=1,2,3,4",
-             "--validation_actors=5", "--test_actors=6", "--filters=4,4,4,4", "--batch_size=8", "--epochs=1",
-             "--strategy=multi_worker", "--noexport", "--seed=3"]
+             "--validation_actors=5", "--test_actors=6", "--filters=4,4,4,4", "--batch_size=8", "--epochs=2",
+             "--strategy=multi_worker", "--noexport", "--seed=3", f"--visual_weights={backbone_file}",
+             "--freeze_epochs=1", "--patience=10"]
     results = _run_workers(lambda i: ["fit", str(tmp_path / f"weights_{i}.npy"), "--", *flags], tmp_path)
     for index, (code, log) in enumerate(results):
         assert code == 0, f"worker {index} failed:\n{log[-3000:]}"
@@ -107,12 +115,20 @@ def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
     from trainers.model_dir import read_history
 
     assert (model_dir / "metrics.json").exists()
-    assert len(read_history(str(model_dir / "history.csv"))) == 1
+    assert len(read_history(str(model_dir / "history.csv"))) == 2
     assert not (model_dir / "backup").exists()  # deleted by the chief at the end of training
     model, info = export.load_saved(str(model_dir))
     saved = np.concatenate([np.ravel(w) for w in model.get_weights()])
     np.testing.assert_array_equal(saved, chief)
     assert info["inputs"] == ["audio", "video"]
+    start = models.visual_backbone(models.build_model("video", audio_frames=20, filters=(4, 4, 4, 4),
+                                                      visual_weights=backbone_file))
+    assert models.visual_backbone(model).trainable  # unfrozen for epoch 2, and saved so
+    # The saved model holds the best epoch, which may be the frozen one; the last epoch's state has the
+    # backbone trained in epoch 2.
+    model.load_weights(str(model_dir / "checkpoints" / "last" / "latest.weights.h5"))
+    assert not np.array_equal(models.visual_backbone(model).get_weights()[0], start.get_weights()[0])
+    assert "epoch 2: the visual backbone trains from now on" in results[0][1]
     assert os.listdir(tmp_path / "tmp_1") == []  # the non-chief's scratch model dir was removed
     assert "test: accuracy" in results[0][1] and "test: accuracy" not in results[1][1]  # only the chief reports
     # No INFO lines (MultiWorkerMirroredStrategy logs dozens); the other worker prints nothing at all.
