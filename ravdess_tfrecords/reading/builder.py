@@ -313,8 +313,7 @@ class Builder:
         filtered: counted in one pass over the split's shards (``pipeline.count_records``).
         """
         chosen = self.actors_of(split, **scheme_kwargs)
-        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
-            vocal_channels = None
+        vocal_channels = self._channel_filter(vocal_channels)
         if vocal_channels is None and intensities is None:
             return self.info.num_examples_of(chosen)
         return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities)
@@ -332,8 +331,7 @@ class Builder:
         One pass over the split's shards that parses only scalars (``pipeline.count_labels``):
         ``ravdess_info.json`` has per-label totals of the whole corpus, not per actor.
         """
-        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
-            vocal_channels = None
+        vocal_channels = self._channel_filter(vocal_channels)
         return pipeline.count_labels(self.files(split, **scheme_kwargs), num_classes, vocal_channels)
 
     def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
@@ -402,8 +400,7 @@ class Builder:
         chosen = self.actors_of(split, scheme=scheme, folds=folds, fold=fold, actors=actors)
         if not chosen:
             raise UserError(f"split {split!r} of scheme {scheme!r} has no actors")
-        if vocal_channels is not None and self._keeps_every_stored_channel(vocal_channels):
-            vocal_channels = None  # nothing to filter: keep the known length and skip the stage
+        vocal_channels = self._channel_filter(vocal_channels)  # None: keep the known length, skip the stage
         training = _training_default(split) if training is None else training
         opts = pipeline.Options(
             audio_frames=self.info.audio_frames,
@@ -427,18 +424,21 @@ class Builder:
         return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen),
                                      self.info.num_bytes_of(chosen))
 
-    def _keeps_every_stored_channel(self, wanted: str | Iterable[str]) -> bool:
-        """Whether a vocal-channel filter keeps everything stored; an error if it keeps nothing."""
+    def _channel_filter(self, wanted: str | Iterable[str] | None) -> str | Iterable[str] | None:
+        """The vocal-channel filter to apply: ``wanted``, or None when it keeps everything stored (nothing
+        to filter); an error if it keeps nothing stored."""
+        if wanted is None:
+            return None
         stored = self.info.preprocessing.get("vocal_channels")
-        wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-        if stored is None or set(wanted) - set(pipeline.VOCAL_CHANNELS):
-            return False  # unknown here, or invalid: the pipeline filters or reports it
-        if not set(wanted) & set(stored):
+        channels = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if stored is None or set(channels) - set(pipeline.VOCAL_CHANNELS):
+            return wanted  # unknown here, or invalid: the pipeline filters or reports it
+        if not set(channels) & set(stored):
             raise UserError(
-                f"vocal_channels={list(wanted)} but {self.data_dir!r} was converted with {list(stored)} "
+                f"vocal_channels={list(channels)} but {self.data_dir!r} was converted with {list(stored)} "
                 "only; re-convert with --vocal_channels=speech,song to include song"
             )
-        return set(stored) <= set(wanted)
+        return None if set(stored) <= set(channels) else wanted
 
 
 def load(

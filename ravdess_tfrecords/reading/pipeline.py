@@ -206,11 +206,21 @@ def count_records(
     ``ravdess_info.json`` counts records per shard, not per vocal channel, so a
     filtered split's size (an epoch's steps on several workers) is counted here.
     """
+    ds = _kept_records(files, vocal_channels, intensities)
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def _kept_records(
+    files: Sequence[str],
+    vocal_channels: str | Iterable[str] | None = None,
+    intensities: int | str | Iterable[int | str] | None = None,
+) -> tf.data.Dataset:
+    """The serialized records of ``files`` that the filters keep (the counting passes' input)."""
     vocal_channels, intensities = _normalize_filters(vocal_channels, intensities)
     ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=AUTOTUNE)
     if vocal_channels is not None or intensities is not None:
         ds = ds.filter(_record_filter(vocal_channels, intensities))
-    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    return ds
 
 
 def count_labels(
@@ -225,13 +235,10 @@ def count_labels(
     parses only the scalars (the label, and the vocal channel when filtered), as ``count_records``.
     Every class is a key (0 when absent).
     """
-    vocal_channels, _ = _normalize_filters(vocal_channels, None)
     key = "label" if num_classes == 7 else "emotion"
     spec = {key: tf.io.FixedLenFeature([], tf.int64)}
-    ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=AUTOTUNE)
-    if vocal_channels is not None:
-        ds = ds.filter(_record_filter(vocal_channels, None))
-    ds = ds.map(lambda r: labels_of(tf.io.parse_single_example(r, spec), num_classes), num_parallel_calls=AUTOTUNE)
+    ds = _kept_records(files, vocal_channels).map(
+        lambda r: labels_of(tf.io.parse_single_example(r, spec), num_classes), num_parallel_calls=AUTOTUNE)
     counts = ds.reduce(tf.zeros([num_classes], tf.int64),
                        lambda acc, label: acc + tf.one_hot(label, num_classes, dtype=tf.int64))
     return {c: int(n) for c, n in enumerate(counts.numpy())}
