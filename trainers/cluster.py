@@ -32,12 +32,12 @@ main thread is blocked inside TensorFlow.
   also installs its own SIGTERM handler (preemption notices) that swallows the
   signal: ``stop_on_signals`` is called again after the strategy is built.
 
-* ``lost_peer_message(error, model_dir)``: a worker that dies mid-run (killed,
-  out of memory, its host gone) breaks the collective the others are in, which
-  fail at once with TensorFlow's ``UnavailableError`` ("Collective ops is aborted
-  by: ... Connection reset by peer"). ``trainers.fit`` prints this one line
-  instead of the traceback: which task was lost, and that the same command on
-  every worker resumes from the chief's backup.
+* ``lost_peer_message(error)``: a worker that dies mid-run (killed, out of
+  memory, its host gone) breaks the collective the others are in, which fail
+  with TensorFlow's ``UnavailableError`` within a second (the connection resets)
+  or 10-20 s (the coordination service misses its heartbeats). ``trainers.fit``
+  prints this one line instead of the traceback: which task was lost, and that
+  the same command on every worker resumes from the chief's backup.
 
 Exit statuses: a missing peer or dispatcher is a ``UserTimeoutError`` (a
 ``TimeoutError``), which ``ravdess_tfrecords._cli.user_errors`` prints as one

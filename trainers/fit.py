@@ -45,11 +45,11 @@ flags.DEFINE_list("train_actors", None, "Explicit actor lists (all three togethe
 flags.DEFINE_list("validation_actors", None, "Validation actors for explicit lists.")
 flags.DEFINE_list("test_actors", None, "Test actors for explicit lists.")
 flags.DEFINE_enum("num_classes", "7", ["7", "8"], "7: neutral and calm merged; 8: kept apart.")
-flags.DEFINE_enum("model", "fusion", ["fusion", "audio", "video"], "Fusion model or a unimodal baseline.")
+flags.DEFINE_enum("model", "fusion", list(models.MODELS), "Fusion model or a unimodal baseline.")
 flags.DEFINE_enum("visual_backbone", "vgg", list(models.BACKBONES),
                   "Visual backbone: vgg, resnet (frame-wise), c3d (3D convolutions), or a keras.applications "
                   "net that can start from ImageNet (mobilenet_v3_small, mobilenet_v3_large; --filters unused).")
-flags.DEFINE_enum("temporal", "max", ["max", "gru", "lstm"], "Temporal pooling of the frame features.")
+flags.DEFINE_enum("temporal", "max", list(models.TEMPORALS), "Temporal pooling of the frame features.")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels per block of the visual backbone.")
 flags.DEFINE_integer("epochs", 60, "Maximum epochs (early stopping may end sooner).")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
