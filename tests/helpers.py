@@ -16,10 +16,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_FIT = ["--model=video", "--filters=8,16", "--batch_size=8", "--augment=", "--seed=1"]
 
 
+def repo_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH`` (a subprocess run from
+    anywhere imports the repo), plus ``extra``."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
+                **extra)
+
+
 def fit_env() -> dict[str, str]:
     """The environment of a ``python -m trainers.fit`` run from outside the repository (it imports the repo)."""
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    return repo_env(TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def fit(cwd, *args: str) -> subprocess.CompletedProcess:

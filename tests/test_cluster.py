@@ -17,6 +17,7 @@ import sys
 import time
 
 import fake_shards
+import helpers
 import pytest
 from test_multi_worker import PROGRAM, REPO, _free_ports
 
@@ -31,9 +32,8 @@ def _lonely_worker(tmpdir, *flags) -> subprocess.Popen:
     fake_shards.write_shards(data_dir, actors=range(1, 4))
     ports = _free_ports(2)
     cluster_spec = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": 0}}),
-               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    env = helpers.repo_env(TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": 0}}),
+                           TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     args = [f"--data_dir={data_dir}", f"--model_dir={tmpdir}/run", "--strategy=multi_worker", "--epochs=1",
             "--train_actors=1", "--validation_actors=2", "--test_actors=3", *flags]
     proc = subprocess.Popen([sys.executable, PROGRAM, "fit", os.path.join(tmpdir, "w.npy"), "--", *args], cwd=REPO,
@@ -96,9 +96,9 @@ def test_sigterm_stops_a_worker_blocked_in_a_collective(tmp_path):
     procs = []
     try:
         for index in range(2):
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-                       TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": index}}),
-                       PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+            env = helpers.repo_env(
+                CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+                TF_CONFIG=json.dumps({"cluster": cluster_spec, "task": {"type": "worker", "index": index}}))
             procs.append(subprocess.Popen([sys.executable, PROGRAM, "block"], cwd=REPO, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         _read_until(procs[0], "reducing", timeout=120)

@@ -9,11 +9,11 @@ clips shows up as a value that is not k/8, or that differs from what
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import fake_shards
+import helpers
 import numpy as np
 import pytest
 from test_multi_worker import REPO, _run_workers
@@ -71,8 +71,7 @@ def test_mirrored_validation_on_two_logical_cpus_counts_each_clip_once(tmp_path)
     data_dir = tmp_path / "data"
     fake_shards.write_shards(str(data_dir), actors=range(1, 7))
     model_dir = tmp_path / "run"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    env = helpers.repo_env(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-c", MIRRORED, f"--data_dir={data_dir}", f"--model_dir={model_dir}",
                            "--strategy=mirrored", *FLAGS], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -17,6 +17,7 @@ import sys
 import time
 
 import fake_shards
+import helpers
 import numpy as np
 import pytest
 
@@ -50,12 +51,10 @@ def _run_workers(args_of, tmp_path, kill_when=None, run: str = "", victims=None)
         for index in range(WORKERS):
             scratch = tmp_path / f"tmp_{index}{run}"  # each worker's TMPDIR: where a non-chief writes
             scratch.mkdir()
-            env = dict(
-                os.environ,
+            env = helpers.repo_env(
                 TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                 CUDA_VISIBLE_DEVICES="",
                 TMPDIR=str(scratch),
-                PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p),
             )
             env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as from a shell: trainers.fit picks the level (_cli)
             log = open(tmp_path / f"worker_{index}{run}.log", "w+")
