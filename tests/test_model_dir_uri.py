@@ -23,6 +23,7 @@ import pytest
 
 from ravdess_tfrecords import storage
 from trainers import cv, export, predict_lib, train_lib
+from trainers.callbacks import backup_epochs
 
 FAST = helpers.FAST_FIT
 _fit = helpers.fit
@@ -118,20 +119,21 @@ def test_a_sigkilled_run_resumes_with_each_epoch_once_also_under_a_uri(tfrecords
     cwd.mkdir()
     local = tmp_path / "resume"
     common = ("--epochs=3", "--patience=10", *FAST)
-    metadata = local / "backup" / "training_metadata.json"
+    backup = str(local / "backup")
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "trainers.fit", f"--data_dir={tfrecords_dir}",
                                  f"--model_dir={local}", *common], cwd=cwd, env=helpers.fit_env(), stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 300
-            while not metadata.exists() and proc.poll() is None and time.monotonic() < deadline:
+            # backup_epochs, not the record's existence: Keras creates it before it writes it.
+            while not backup_epochs(backup) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
-    done = json.loads(metadata.read_text())["epoch"]  # epochs the backup holds (1, or 2 if the kill came late)
+    done = backup_epochs(backup)  # epochs the backup holds (1, or 2 if the kill came late)
     assert 1 <= done < 3
     assert not (local / "metrics.json").exists()
 

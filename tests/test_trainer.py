@@ -376,3 +376,29 @@ def test_augment_on_device_trains_behind_the_layer_and_saves_without_it(tfrecord
     assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
     with pytest.raises(ValueError, match="augment_on"):
         train_lib.TrainConfig(tfrecords_dir, model_dir, augment_on="gpu")
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_a_backup_whose_record_a_kill_cut_short_resumes_from_the_pair_before(tmp_path, as_uri):
+    """Keras writes training_metadata.json in place after the weights: a SIGKILL in between leaves it empty.
+    The previous pair (.bkp) goes back in place; without one, the backup goes (nothing finished for sure)."""
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"epoch 2 weights")
+    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 1 weights")
+    (backup / "training_metadata.json").write_text("")  # killed while Keras wrote epoch 2's record
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 1, "batch": 0}')
+    path = f"file://{backup}" if as_uri else str(backup)
+    assert callbacks_lib.backup_epochs(path) == 1
+    callbacks_lib.repair_backup(path)
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 1 weights"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    callbacks_lib.repair_backup(path)  # a whole record: left alone
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 1 weights"
+
+    (backup / "training_metadata.json").write_text('{"epo')  # cut short in the first epoch: no pair before
+    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        (backup / name).unlink()
+    assert callbacks_lib.backup_epochs(path) == 0
+    callbacks_lib.repair_backup(path)
+    assert not backup.exists()

@@ -37,14 +37,51 @@ _COUNTERS = {
 
 
 _METADATA = "training_metadata.json"  # BackupAndRestore's own record of the finished epochs
+_WEIGHTS = "latest.weights.h5"  # BackupAndRestore's weights and optimizer state
+_PREVIOUS = ".bkp"  # double_checkpoint: the pair before the last, copied aside before each save
+
+
+def _recorded_epoch(path: str) -> int | None:
+    """The epoch in a ``BackupAndRestore`` record, None if the file is not a whole record."""
+    try:
+        return int(_read_json(path)["epoch"])
+    except (ValueError, KeyError, TypeError):  # empty or cut short (JSONDecodeError is a ValueError)
+        return None
 
 
 def backup_epochs(backup_dir: str) -> int:
-    """Epochs finished according to a ``BackupAndRestore`` directory (0 when there is none)."""
+    """Epochs finished according to a ``BackupAndRestore`` directory (0 when there is none).
+
+    Keras writes its record in place, after the weights: a process killed while it writes leaves it
+    empty or cut short. Such a backup holds for sure only the previous pair (``.bkp``), which
+    ``repair_backup`` puts back: its epoch counts, or 0 without one.
+    """
     path = os.path.join(backup_dir, _METADATA)
     if not storage.exists(path):
         return 0
-    return int(_read_json(path)["epoch"])
+    epoch = _recorded_epoch(path)
+    if epoch is None and storage.exists(path + _PREVIOUS):
+        epoch = _recorded_epoch(path + _PREVIOUS)
+    return epoch or 0
+
+
+def repair_backup(backup_dir: str) -> None:
+    """Make a backup whose record a kill cut short consistent again, before anything resumes from it.
+
+    Keras would fail on the record (a ``JSONDecodeError``, not the ``OSError`` its own fallback catches).
+    The previous weights and record (``.bkp``) go back in place: the run resumes one epoch earlier.
+    Without them nothing finished for sure, and the backup goes (the run starts over).
+    """
+    path = os.path.join(backup_dir, _METADATA)
+    if not storage.exists(path) or _recorded_epoch(path) is not None:
+        return
+    weights = os.path.join(backup_dir, _WEIGHTS)
+    if (storage.exists(path + _PREVIOUS) and _recorded_epoch(path + _PREVIOUS) is not None
+            and storage.exists(weights + _PREVIOUS)):
+        storage.copy(weights + _PREVIOUS, weights)
+        storage.copy(path + _PREVIOUS, path)
+    else:
+        storage.remove_any(backup_dir)
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):

@@ -19,7 +19,7 @@ from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
-from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks
+from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks, repair_backup
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import class_weights, make_datasets, scale_out
 from trainers.evaluation import evaluate_model
@@ -72,6 +72,7 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, extend: bool = False
         storage.copytree(os.path.join(model_dir, LAST_STATE_DIR), backup)
     if extend:
         storage.remove_any(os.path.join(model_dir, METRICS_FILE))
+    repair_backup(backup)  # a record a kill cut short
     epochs = backup_epochs(backup)
     if epochs:
         trim_history(os.path.join(model_dir, HISTORY_FILE), epochs)
