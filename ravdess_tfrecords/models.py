@@ -41,6 +41,8 @@ layers = keras.layers
 
 AUDIO_INPUT, VIDEO_INPUT = INPUT_NAMES
 MODELS = ("fusion", "audio", "video")
+# What each model takes, in its inputs' order.
+MODEL_INPUTS = {"fusion": (AUDIO_INPUT, VIDEO_INPUT), "audio": (AUDIO_INPUT,), "video": (VIDEO_INPUT,)}
 # Frame backbones from keras.applications, which have ImageNet weights: --visual_backbone -> constructor.
 # Both take RGB in [0, 255] and rescale it themselves (include_preprocessing); they accept 64x64 frames
 # (at least 32x32), on which the ImageNet weights (trained at 224x224) still give useful features.
@@ -53,6 +55,8 @@ BACKBONES = (*OWN_BACKBONES, *APPLICATIONS)
 NAMED_WEIGHTS = ("none", "imagenet")
 VISUAL_BRANCH = "visual_branch"
 TEMPORALS = ("max", "gru", "lstm")
+# How the audio branch reads the second BLSTM: its final states (the seed's), or the mean of its outputs.
+AUDIO_POOLINGS = ("last", "mean")
 
 # The seed notebook's sizes (MISSION.md, "Models").
 AUDIO_UNITS = 64
@@ -61,22 +65,33 @@ BRANCH_UNITS = 128
 FUSION_UNITS = 256
 
 
-def audio_branch(audio_frames: int, *, name: str = "audio_branch") -> keras.Model:
+def audio_branch(audio_frames: int, *, pooling: str = "last", mask_padding: bool = False,
+                 name: str = "audio_branch") -> keras.Model:
     """BLSTM 64 (sequences) -> Dropout 0.5 -> BLSTM 64 -> Dense 128 ReLU.
 
     Args:
       audio_frames: M, the padded MFCC frame count (``dataset_info.json``).
+      pooling: ``last``: the second BLSTM's final states (the seed's); ``mean``: the mean of its
+        outputs over the time steps (the real frames only with ``mask_padding``).
+      mask_padding: the BLSTMs skip the frames that are all zeros (the converter's pre-padding,
+        and frames a time mask blanked): a ``Masking`` layer in front.
 
     Returns:
       A model ``(B, 24, M, 1)`` float32 -> ``(B, 128)`` float32.
     """
+    if pooling not in AUDIO_POOLINGS:
+        raise UserError(f"audio pooling must be one of {', '.join(AUDIO_POOLINGS)}, got {pooling!r}")
     inputs = keras.Input((NUM_MFCC, audio_frames, 1), name=AUDIO_INPUT)
     # (24, M, 1) -> (M, 24): one 24-coefficient vector per time step.
     x = layers.Permute((2, 1, 3), name="time_major")(inputs)
     x = layers.Reshape((audio_frames, NUM_MFCC), name="mfcc_sequence")(x)
+    if mask_padding:
+        x = layers.Masking(0.0, name="padding_mask")(x)
     x = layers.Bidirectional(layers.LSTM(AUDIO_UNITS, return_sequences=True), name="blstm_1")(x)
     x = layers.Dropout(AUDIO_DROPOUT, name="audio_dropout")(x)
-    x = layers.Bidirectional(layers.LSTM(AUDIO_UNITS), name="blstm_2")(x)
+    x = layers.Bidirectional(layers.LSTM(AUDIO_UNITS, return_sequences=pooling == "mean"), name="blstm_2")(x)
+    if pooling == "mean":
+        x = layers.GlobalAveragePooling1D(name="audio_mean")(x)
     x = layers.Dense(BRANCH_UNITS, activation="relu", name="audio_hidden")(x)
     return keras.Model(inputs, x, name=name)
 
@@ -294,6 +309,8 @@ def build_model(
     temporal: str = "max",
     filters: Sequence[int] = (32, 64, 128, 256),
     visual_weights: str = "none",
+    audio_pooling: str = "last",
+    mask_padding: bool = False,
 ) -> keras.Model:
     """The fusion model or a unimodal baseline (uncompiled).
 
@@ -303,6 +320,7 @@ def build_model(
       num_classes: 7 (neutral and calm merged) or 8.
       visual_backbone, temporal, filters: see ``visual_branch``.
       visual_weights: the visual backbone's start (``visual_branch``'s ``weights``).
+      audio_pooling, mask_padding: see ``audio_branch``.
 
     Returns:
       A ``keras.Model`` named ``{model}_model`` whose output is ``(B,
@@ -316,13 +334,13 @@ def build_model(
     input_video = keras.Input(VIDEO_SHAPE, name=VIDEO_INPUT)
     if model == "audio":
         inputs = input_audio
-        hidden = audio_branch(audio_frames)(input_audio)
+        hidden = audio_branch(audio_frames, pooling=audio_pooling, mask_padding=mask_padding)(input_audio)
     elif model == "video":
         inputs = input_video
         hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
     else:
         inputs = [input_audio, input_video]
-        audio_hidden = audio_branch(audio_frames)(input_audio)
+        audio_hidden = audio_branch(audio_frames, pooling=audio_pooling, mask_padding=mask_padding)(input_audio)
         video_hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
         hidden = layers.Concatenate(name="fusion_concat")([audio_hidden, video_hidden])
     output = _head(hidden, num_classes)

@@ -13,7 +13,7 @@ Stored per example (``tf.train.Example``):
 feature                 dtype      shape               meaning
 ======================  =========  ==================  ====================================
 ``audio``               float32    (24, M, 1)          standardized MFCCs, pre-padded with 0
-``video``               uint8      (6, 64, 64, 3)      face crops, RGB
+``video``               uint8      (6, 64, 64, 3)      face crops, RGB (audio-video datasets only)
 ``label``               int64      ()                  0..6, neutral and calm merged
 ``emotion``             int64      ()                  corpus emotion code 1..8
 ``audio_frames``        int64      ()                  MFCC frames before padding/cutting
@@ -31,6 +31,12 @@ feature                 dtype      shape               meaning
 decodes with one ``tf.io.decode_raw`` (and tensorflow_datasets reads them as
 ``Tensor(encoding="bytes")``). ``M`` (``audio_frames`` in ``ravdess_info.json``)
 is the corpus' mean MFCC frame count, fixed at conversion.
+
+A dataset holds one modality (``MODALITIES``, recorded as ``modality`` in
+``ravdess_info.json``): ``audio_video``, converted from RAVDESS's audio-video
+clips (modality 01), stores every feature above; ``audio``, converted from its
+audio-only recordings (modality 03, ``Audio_Speech_Actors_01-24.zip``), stores
+every feature but ``video`` (``features(modality)``).
 """
 
 from __future__ import annotations
@@ -41,10 +47,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ravdess_tfrecords.errors import UserError
+
 # Bump when the stored features or the info file change incompatibly; the reader refuses others.
 # 2: every shard listed with its size in bytes (readers check it).
 # 3: the info file is ravdess_info.json; dataset_info.json is tensorflow_datasets' (TFDS_FILENAMES).
-SCHEMA_VERSION = 3
+# 4: ``modality`` (audio-only datasets have no ``video``) and the ``standardize`` setting in the info file.
+SCHEMA_VERSION = 4
+# Versions this reader reads: a version-3 directory is audio-video, standardized over the whole sample.
+READABLE_SCHEMA_VERSIONS = (3, 4)
 
 INFO_FILENAME = "ravdess_info.json"
 # The metadata tensorflow_datasets reads (``tfds.builder_from_directory``), written beside the shards.
@@ -84,6 +95,22 @@ VIDEO_SHAPE = (NUM_FRAMES, FACE_SIZE, FACE_SIZE, 3)
 # Keras input names: the models' Input layers and the pipeline's as_dict keys.
 INPUT_NAMES = ("audio", "video")
 
+# What one converted dataset holds -> the RAVDESS modality code of the files it is converted from.
+MODALITIES = {"audio_video": 1, "audio": 3}
+DEFAULT_MODALITY = "audio_video"  # what a directory without a ``modality`` entry (schema 3) holds
+
+
+def check_modality(modality: str) -> str:
+    """``modality`` itself, or a ``UserError`` naming the choices."""
+    if modality not in MODALITIES:
+        raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    return modality
+
+
+def input_names(modality: str = DEFAULT_MODALITY) -> tuple[str, ...]:
+    """The model inputs a dataset of ``modality`` can feed: ``("audio", "video")`` or ``("audio",)``."""
+    return INPUT_NAMES if check_modality(modality) == "audio_video" else INPUT_NAMES[:1]
+
 
 def audio_shape(audio_frames: int) -> tuple[int, int, int]:
     """``(24, M, 1)``: coefficients x frames x channel."""
@@ -113,6 +140,14 @@ FEATURES: dict[str, Feature] = {
     "clip_id": Feature("str"),
     "source": Feature("str"),
 }
+
+
+
+def features(modality: str = DEFAULT_MODALITY) -> dict[str, Feature]:
+    """The stored features of a dataset of ``modality``: ``FEATURES``, without ``video`` for ``audio``."""
+    kept = input_names(modality)
+    return {k: v for k, v in FEATURES.items() if k not in INPUT_NAMES or k in kept}
+
 
 # The metadata fields a reader may attach to each example for analysis.
 METADATA_KEYS = tuple(k for k in FEATURES if k not in ("audio", "video", "label"))
@@ -149,22 +184,25 @@ def _check_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
         raise ValueError(f"feature {name!r} has shape {value.shape}, schema wants {shape}")
 
 
-def serialize(values: Mapping[str, object], audio_frames: int) -> bytes:
+def serialize(values: Mapping[str, object], audio_frames: int, modality: str = DEFAULT_MODALITY) -> bytes:
     """Encode one example as a deterministic serialized ``tf.train.Example``.
 
     Args:
-      values: every key of ``FEATURES``; ``audio`` float32 ``(24, M, 1)``,
-        ``video`` uint8 ``(6, 64, 64, 3)``, ints and strs for the rest.
+      values: every key of ``features(modality)``; ``audio`` float32 ``(24, M, 1)``,
+        ``video`` uint8 ``(6, 64, 64, 3)`` (audio-video only), ints and strs for the rest.
       audio_frames: M, the padded frame count of this dataset.
+      modality: ``audio_video`` or ``audio`` (``MODALITIES``).
     """
     import tensorflow as tf
 
-    missing = set(FEATURES) - set(values)
-    extra = set(values) - set(FEATURES)
+    wanted = features(modality)
+    missing = set(wanted) - set(values)
+    extra = set(values) - set(wanted)
     if missing or extra:
-        raise ValueError(f"example keys differ from schema: missing {sorted(missing)}, unknown {sorted(extra)}")
+        raise ValueError(f"example keys differ from the {modality} schema: missing {sorted(missing)}, "
+                         f"unknown {sorted(extra)}")
     feature = {}
-    for name, spec in FEATURES.items():
+    for name, spec in wanted.items():
         value = values[name]
         if spec.kind == "tensor":
             array = np.asarray(value)
@@ -182,12 +220,12 @@ def serialize(values: Mapping[str, object], audio_frames: int) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def parse_spec() -> dict:
-    """The ``tf.io.parse_example`` spec for every stored feature."""
+def parse_spec(modality: str = DEFAULT_MODALITY) -> dict:
+    """The ``tf.io.parse_example`` spec for every stored feature of a ``modality`` dataset."""
     import tensorflow as tf
 
     spec = {}
-    for name, feature in FEATURES.items():
+    for name, feature in features(modality).items():
         dtype = tf.int64 if feature.kind == "int" else tf.string
         spec[name] = tf.io.FixedLenFeature([], dtype)
     return spec
@@ -202,18 +240,19 @@ def decode(parsed: Mapping, audio_frames: int) -> dict:
       audio_frames: M from ``ravdess_info.json``.
 
     Returns:
-      The same dict with ``audio`` float32 ``(..., 24, M, 1)`` and ``video``
-      uint8 ``(..., 6, 64, 64, 3)``; scalars unchanged.
+      The same dict with ``audio`` float32 ``(..., 24, M, 1)`` and, when parsed
+      (audio-video datasets), ``video`` uint8 ``(..., 6, 64, 64, 3)``; scalars unchanged.
     """
     import tensorflow as tf
 
     out = dict(parsed)
     lead = tf.shape(parsed["audio"])
     audio = tf.io.decode_raw(parsed["audio"], tf.float32, little_endian=True)
-    video = tf.io.decode_raw(parsed["video"], tf.uint8)
     out["audio"] = tf.reshape(audio, tf.concat([lead, audio_shape(audio_frames)], 0))
-    out["video"] = tf.reshape(video, tf.concat([lead, VIDEO_SHAPE], 0))
     # Keep whatever static batch size the input had, so Keras sees static shapes.
     out["audio"].set_shape(parsed["audio"].shape.concatenate(audio_shape(audio_frames)))
-    out["video"].set_shape(parsed["video"].shape.concatenate(VIDEO_SHAPE))
+    if "video" in parsed:
+        video = tf.io.decode_raw(parsed["video"], tf.uint8)
+        out["video"] = tf.reshape(video, tf.concat([lead, VIDEO_SHAPE], 0))
+        out["video"].set_shape(parsed["video"].shape.concatenate(VIDEO_SHAPE))
     return out

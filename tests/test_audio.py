@@ -61,3 +61,41 @@ def test_model_input_is_pad_or_cut_with_a_channel_axis():
     assert out.shape == (24, 7, 1) and out.dtype == np.float32
     np.testing.assert_array_equal(out[..., 0], audio.pad_or_cut(x, 7))
     np.testing.assert_array_equal(out[:, :2, 0], 0.0)  # pre-padded
+
+
+def test_coefficient_standardization_gives_every_coefficient_zero_mean_unit_variance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (24, 50)) * np.arange(1, 25)[:, None] + 100 * np.arange(24)[:, None]
+    x[5] = 3.0  # a constant coefficient becomes zeros, not NaN
+    out = audio.standardize(x, "coefficient")
+    assert out.dtype == np.float32 and out.shape == x.shape
+    rows = [r for r in range(24) if r != 5]
+    np.testing.assert_allclose(out[rows].mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(out[rows].std(axis=1), 1, atol=1e-4)
+    assert np.all(out[5] == 0)
+    whole = audio.standardize(x, "sample")  # one mean and variance: the rows keep their spread apart
+    assert abs(float(whole.mean())) < 1e-5 and whole[rows].std(axis=1).max() < 0.1
+    with pytest.raises(ValueError, match="standardize"):
+        audio.standardize(x, "global")
+
+
+def test_quiet_speech_is_speech_and_steady_noise_is_silent_at_any_level():
+    name = filenames.parse("03-01-05-01-01-01-09")
+    y = synthetic.synthesize_voice(name, 3.5, (0.5, 3.0), np.random.default_rng(0), rate=16000)
+    for gain_db in (0, -32, -45):  # peaks -8, -40 and -53 dBFS: all speech
+        start, end = audio.speech_interval(y * 10 ** (gain_db / 20), 16000, top_db=30, silence_dbfs=-90)
+        assert abs(start - 0.5) < 0.06 and abs(end - 3.0) < 0.06
+    for level_db in (-20, -70):  # steady noise, loud or soft: no speech in it
+        noise = np.random.default_rng(1).normal(0, 10 ** (level_db / 20), 48000).astype(np.float32)
+        with pytest.raises(ClipError, match="noise with no speech"):
+            audio.speech_interval(noise, 16000, top_db=30, silence_dbfs=-90)
+    with pytest.raises(ClipError, match="loudest frame -200 dBFS"):
+        audio.speech_interval(np.zeros(16000, np.float32), 16000, top_db=30, silence_dbfs=-90)
+
+
+def test_settings_of_an_older_writer_keep_what_it_did():
+    from ravdess_tfrecords.conversion.preprocess import Settings
+
+    old = Settings.from_dict({"sample_rate": 16000, "silence_dbfs": -50.0})  # schema 3 stored no standardize
+    assert old.standardize == "sample" and old.speech_contrast_db == 0.0 and old.silence_dbfs == -50.0
+    assert Settings.from_dict(Settings().to_dict()) == Settings()

@@ -89,7 +89,7 @@ def test_bad_files_are_skipped_with_reasons_and_rest_converts(tmp_path):
     out = tmp_path / "out"
     summary = convert.convert([str(corpus)], str(out), workers=2, progress=False)
     assert summary["converted"] == 2 and summary["found"] == 6
-    assert summary["skipped"] == {"bad_name": 1, "not_audio_video": 1, "silent": 1, "unreadable": 1}
+    assert summary["skipped"] == {"bad_name": 1, "other_modality": 1, "silent": 1, "unreadable": 1}
     lines = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     by_code = {f["code"]: f for f in lines}
     assert by_code["silent"]["file"] == os.path.join("Actor_01", "01-01-04-01-01-01-01.mp4")

@@ -122,3 +122,15 @@ def test_published_presets_pin_their_actor_lists():
     assert {"chumachenko", "audb"} <= set(splits.NAMED_SCHEMES) and "actors" not in splits.NAMED_SCHEMES
     with pytest.raises(ValueError, match="fold= applies"):
         splits.split_actors("audb", fold=1)
+
+
+def test_cross_validation_takes_validation_actors_from_the_training_ones():
+    folds = splits.cross_validation(range(1, 13), 4, 2)
+    assert [f["test"] for f in folds] == [(1, 2, 3), (4, 5, 6), (7, 8, 9), (10, 11, 12)]
+    assert [f["validation"] for f in folds] == [(4, 5), (7, 8), (10, 11), (1, 2)]
+    for f in folds:
+        assert len(f["train"]) == 7 and not set(f["train"]) & (set(f["test"]) | set(f["validation"]))
+        assert set(f["train"]) | set(f["test"]) | set(f["validation"]) == set(range(1, 13))
+        assert {a % 2 for a in f["validation"]} == {0, 1}  # one man, one woman
+    with pytest.raises(ValueError, match="validation must be"):
+        splits.cross_validation(range(1, 13), 4, 9)

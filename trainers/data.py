@@ -23,9 +23,27 @@ def augment_config(names: Sequence[str]) -> augment_lib.AugmentConfig | bool:
     return augment_lib.AugmentConfig.only(*names) if names else False
 
 
-def adapt_inputs(ds: tf.data.Dataset, input_names: Sequence[str]) -> tf.data.Dataset:
-    """Map ``((audio, video), label)`` batches to what a model with ``input_names`` takes."""
-    if tuple(input_names) == (models.AUDIO_INPUT, models.VIDEO_INPUT):
+def check_inputs(input_names: Sequence[str], info: ravdess_tfrecords.DatasetInfo, what: str) -> None:
+    """A ``UserError`` unless ``info``'s dataset holds every input of a model taking ``input_names``.
+
+    ``what`` names the model in the message (``--model=fusion``, ``the model in runs/x``).
+    """
+    missing = [name for name in input_names if name not in info.input_names]
+    if missing:
+        raise UserError(
+            f"{what} needs {' and '.join(input_names)}, but {info.data_dir} is an {info.modality}-only dataset "
+            f"(no {', '.join(missing)}; converted from RAVDESS's audio-only recordings): train --model=audio on "
+            "it, or convert the audio-video clips (Video_Speech_Actor_NN.zip) for a model with video")
+
+
+def adapt_inputs(ds: tf.data.Dataset, input_names: Sequence[str],
+                 dataset_inputs: Sequence[str] = models.MODEL_INPUTS["fusion"]) -> tf.data.Dataset:
+    """Map batches of ``(inputs, label)`` to what a model with ``input_names`` takes.
+
+    ``dataset_inputs``: what the dataset yields (``DatasetInfo.input_names``): ``((audio, video), label)``
+    for an audio-video dataset, ``(audio, label)`` for an audio-only one (``check_inputs`` first).
+    """
+    if tuple(input_names) == tuple(dataset_inputs):
         return ds
     return ds.map(lambda x, y: (models.select_inputs(input_names, x[0], x[1]), y))
 
@@ -39,6 +57,7 @@ def make_datasets(
     down: on an object store every read of the info file and every shard stat is a round trip).
     """
     builder = builder or ravdess_tfrecords.Builder(config.data_dir)
+    check_inputs(input_names, builder.info, f"--model={config.model}")
     common = dict(
         config.split_kwargs(),
         batch_size=config.batch_size,
@@ -57,7 +76,7 @@ def make_datasets(
         train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=label_seed)))
     validation = builder.as_dataset("validation", training=False, **common)
     test = builder.as_dataset("test", training=False, **common)
-    return tuple(adapt_inputs(ds, input_names) for ds in (train, validation, test))
+    return tuple(adapt_inputs(ds, input_names, builder.info.input_names) for ds in (train, validation, test))
 
 
 def balanced_class_weights(counts: dict[int, int]) -> dict[int, float]:

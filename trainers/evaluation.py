@@ -17,7 +17,7 @@ from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import splits
 from trainers import metrics as metrics_lib
 from trainers.config import TrainConfig
-from trainers.data import adapt_inputs
+from trainers.data import adapt_inputs, check_inputs
 from trainers.export import load_saved
 from trainers.model_dir import CONFIG_FILE, CONFUSION_PNG, METRICS_FILE, _read_json, _write_json
 
@@ -114,6 +114,7 @@ def evaluate_saved(
         raise UserError("pass --data_dir: the model directory does not record one")
     kwargs = _split_kwargs(model_dir, trained, split, folds, fold)
     builder = ravdess_tfrecords.Builder(data_dir)
+    check_inputs(minfo["inputs"], builder.info, f"the model in {model_dir}")
     if builder.info.audio_frames != minfo["audio_frames"]:
         raise UserError(
             f"{data_dir} has audio_frames={builder.info.audio_frames} but the model was trained "
@@ -124,7 +125,7 @@ def evaluate_saved(
     vocal_channels = trained.vocal_channels if trained else None
     ds = builder.as_dataset(subset, training=False, batch_size=batch_size, num_classes=num_classes,
                             vocal_channels=vocal_channels, **kwargs)
-    ds = adapt_inputs(ds, minfo["inputs"])
+    ds = adapt_inputs(ds, minfo["inputs"], builder.info.input_names)
     metrics = evaluate_model(model, ds, minfo["class_names"])
     metrics["actors"] = list(builder.actors_of(subset, **kwargs))
     output_dir = output_dir or os.path.join(model_dir, f"eval_{subset.replace('+', '_')}")

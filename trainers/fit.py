@@ -50,6 +50,11 @@ flags.DEFINE_enum("visual_backbone", "vgg", list(models.BACKBONES),
                   "Visual backbone: vgg, resnet (frame-wise), c3d (3D convolutions), or a keras.applications "
                   "net that can start from ImageNet (mobilenet_v3_small, mobilenet_v3_large; --filters unused).")
 flags.DEFINE_enum("temporal", "max", list(models.TEMPORALS), "Temporal pooling of the frame features.")
+flags.DEFINE_enum("audio_pooling", "last", list(models.AUDIO_POOLINGS),
+                  "How the audio branch reads its second BLSTM: last (its final states, the seed's) or mean "
+                  "(the mean of its outputs over time).")
+flags.DEFINE_boolean("mask_padding", False,
+                     "The audio BLSTMs skip all-zero frames (the converter's pre-padding, time-masked frames).")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels per block of the visual backbone.")
 flags.DEFINE_integer("epochs", 60, "Maximum epochs (early stopping may end sooner).")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -166,6 +171,8 @@ def config_from_flags() -> TrainConfig:
         model=FLAGS.model,
         visual_backbone=FLAGS.visual_backbone,
         temporal=FLAGS.temporal,
+        audio_pooling=FLAGS.audio_pooling,
+        mask_padding=FLAGS.mask_padding,
         filters=tuple(int(f) for f in FLAGS.filters),
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,

@@ -21,7 +21,7 @@ from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks, repair_backup
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
-from trainers.data import class_weights, make_datasets, scale_out
+from trainers.data import check_inputs, class_weights, make_datasets, scale_out
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
 from trainers.model import build_and_compile
@@ -181,6 +181,7 @@ def train(
     model_dir = config.model_dir
     builder = builder or ravdess_tfrecords.Builder(config.data_dir)
     info = builder.info
+    check_inputs(models.MODEL_INPUTS[config.model], info, f"--model={config.model}")  # before anything is written
     fingerprint = data_fingerprint(info)
     check_restart(config, model_dir, fingerprint)
     metrics_path = os.path.join(model_dir, METRICS_FILE)

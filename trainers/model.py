@@ -72,6 +72,8 @@ def build_and_compile(config: TrainConfig, audio_frames: int) -> keras.Model:
             temporal=config.temporal,
             filters=config.filters,
             visual_weights=config.visual_weights,
+            audio_pooling=config.audio_pooling,
+            mask_padding=config.mask_padding,
         )
         if config.augment_on == "device":
             model = augment.with_augmentation(

@@ -12,6 +12,10 @@ data's ``ravdess_info.json`` whose ``preprocessing`` dict is the converter's
 3. video ``uint8 / 255.0`` float32 (bit-exact what the input pipeline's
    ``augment.to_unit`` does at evaluation);
 4. ``model.predict``: float32 ``(num_classes,)`` probabilities.
+
+A model without a video input (``--model=audio``, on audio-only or audio-video data)
+takes ``preprocess.preprocess_audio`` instead: the same steps up to the MFCCs and no
+face step, so it predicts RAVDESS's audio-only ``.wav`` recordings (or any file with sound).
 """
 
 from __future__ import annotations
@@ -68,8 +72,12 @@ def load(model_dir: str) -> Predictor:
     )
 
 
-def clip_features(path: str, settings: preprocess.Settings, audio_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def clip_features(path: str, settings: preprocess.Settings, audio_frames: int, *, video: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """One clip as model input: audio float32 ``(24, M, 1)``, video float32 ``(6, 64, 64, 3)`` in [0, 1].
+
+    ``video`` False (a model without a video input): the audio alone (``preprocess_audio``, no face
+    step; a ``.wav`` will do), and None for the video.
 
     Raises:
       ClipError: the clip cannot be preprocessed (the converter would skip it).
@@ -77,6 +85,8 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int) -
     path = storage.expand(path)
     if not os.path.isfile(path):
         raise ClipError("unreadable", f"no such file: {path}")
+    if not video:
+        return audio.model_input(preprocess.preprocess_audio(path, settings).audio, audio_frames), None
     clip = preprocess.preprocess_clip(path, settings)
     audio_x = audio.model_input(clip.audio, audio_frames)
     video_x = clip.video.astype(np.float32) / 255.0
@@ -98,7 +108,8 @@ def predict_clips(predictor: Predictor, paths: Sequence[str]) -> list[dict[str, 
     ready: list[tuple[int, np.ndarray, np.ndarray]] = []
     for path in paths:
         try:
-            audio_x, video_x = clip_features(path, predictor.settings, predictor.audio_frames)
+            audio_x, video_x = clip_features(path, predictor.settings, predictor.audio_frames,
+                                             video=models.VIDEO_INPUT in predictor.input_names)
         except ClipError as e:
             results.append({"clip": path, "error": {"code": e.code, "message": e.message}})
             continue
@@ -113,7 +124,7 @@ def predict_clips(predictor: Predictor, paths: Sequence[str]) -> list[dict[str, 
         results.append({"clip": path})
     if ready:
         audio_b = np.stack([a for _, a, _ in ready])
-        video_b = np.stack([v for _, _, v in ready])
+        video_b = None if ready[0][2] is None else np.stack([v for _, _, v in ready])
         inputs = models.select_inputs(predictor.input_names, audio_b, video_b)
         probs = np.asarray(predictor.model.predict(inputs, verbose=0), np.float32)
         for (index, _, _), p in zip(ready, probs, strict=True):

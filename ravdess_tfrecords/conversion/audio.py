@@ -10,6 +10,11 @@ import numpy as np
 from ravdess_tfrecords.conversion import ffmpeg
 from ravdess_tfrecords.conversion.errors import ClipError
 
+# The noise floor of a clip: this percentile of its frame levels (speech_interval).
+SILENCE_FLOOR_PERCENTILE = 5.0
+# How MFCCs are standardized per sample (``standardize``).
+STANDARDIZE = ("coefficient", "sample")
+
 # Decoded audio may fall this far short of the header's duration (codec priming, rounding).
 TRUNCATION_SLACK = 0.25
 
@@ -65,16 +70,26 @@ def speech_interval(
     sample_rate: int,
     top_db: float,
     silence_dbfs: float,
+    speech_contrast_db: float = 15.0,
     frame_seconds: float = 0.025,
     hop_seconds: float = 0.010,
 ) -> tuple[float, float]:
     """The interval, in seconds, from the first to the last frame within ``top_db`` of the loudest.
 
     Like ``librosa.effects.trim`` but on short frames (10 ms hop), so the edges
-    land within a frame of the truth.
+    land within a frame of the truth. Every level is relative to the clip's own
+    loudest frame, so a quiet recording (real RAVDESS speech peaks as low as -43
+    dBFS) is trimmed like a loud one.
+
+    Silence is judged the same way, whatever the recording level: digital silence
+    (the loudest frame below ``silence_dbfs``, under 16-bit quantization by
+    default), or a noise floor with nothing standing out of it (the loudest frame
+    less than ``speech_contrast_db`` above the floor, the 5th percentile of the
+    frame levels: steady noise stays within a dB or two of its floor, speech
+    rises 40 dB or more above it in every real RAVDESS recording).
 
     Raises:
-      ClipError: ``silent`` when even the loudest frame is below ``silence_dbfs``.
+      ClipError: ``silent``, saying which of the two it is.
     """
     frame = int(round(frame_seconds * sample_rate))
     hop = int(round(hop_seconds * sample_rate))
@@ -82,6 +97,10 @@ def speech_interval(
     peak = float(db.max()) if len(db) else -200.0
     if peak < silence_dbfs:
         raise ClipError("silent", f"audio is silent (loudest frame {peak:.0f} dBFS < {silence_dbfs:.0f} dBFS)")
+    floor = float(np.percentile(db, SILENCE_FLOOR_PERCENTILE))
+    if peak - floor < speech_contrast_db:
+        raise ClipError("silent", f"audio is silent: noise with no speech in it (loudest frame {peak:.0f} dBFS, "
+                                  f"{peak - floor:.1f} dB above the noise floor < {speech_contrast_db:g} dB)")
     loud = np.flatnonzero(db >= peak - top_db)
     start = loud[0] * hop / sample_rate
     end = min((loud[-1] * hop + frame) / sample_rate, len(y) / sample_rate)
@@ -101,15 +120,27 @@ def mfcc(y: np.ndarray, sample_rate: int, n_mfcc: int, n_fft: int, hop_length: i
     ).astype(np.float32)
 
 
-def standardize(features: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance over the whole sample (all coefficients and frames).
+def standardize(features: np.ndarray, mode: str = "sample") -> np.ndarray:
+    """Zero mean, unit variance within one sample.
+
+    Args:
+      features: ``(n, T)`` MFCCs (coefficients x frames).
+      mode: ``sample``: one mean and variance over all coefficients and frames (the
+        seed notebook's; MFCC 0, the energy, dominates them, so it squashes c1..c23
+        to standard deviations of 0.2-0.6); ``coefficient``: each coefficient over the
+        sample's frames (every row ends at mean 0, variance 1; cepstral mean and
+        variance normalization).
 
     Returns:
-      float32, same shape. A constant input becomes all zeros.
+      float32, same shape. A constant input (or row, per coefficient) becomes zeros.
     """
+    if mode not in STANDARDIZE:
+        raise ValueError(f"standardize must be one of {STANDARDIZE}, got {mode!r}")
     x = features.astype(np.float64)
-    std = x.std()
-    return ((x - x.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
+    axis = 1 if mode == "coefficient" else None
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
+    return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def pad_or_cut(features: np.ndarray, frames: int) -> np.ndarray:

@@ -48,15 +48,16 @@ class _Preprocess(beam.DoFn):
     """``(index, name, source)`` -> the clip's result dict (main output) and, converted,
     its arrays ``(actor, (name, source, mfcc, video))`` (output ``arrays``)."""
 
-    def __init__(self, settings: Settings):
-        self._settings = settings
+    def __init__(self, settings: Settings, modality: str):
+        self._settings, self._modality = settings, modality
 
     def setup(self):
         self._versions = convert.library_versions()  # this worker's, which computed the arrays
 
     def process(self, element):
         index, name, source = element
-        result = convert.preprocess_source(source, self._settings)  # no cache: the arrays stay in memory
+        # No cache: the arrays stay in memory.
+        result = convert.preprocess_source(source, self._settings, modality=self._modality)
         if result["status"] == "machine":  # this worker's disk: fail the bundle, the runner retries it
             raise MachineError(f"cannot preprocess {result['display']} on a worker: {result['reason']}")
         if "arrays" in result:
@@ -102,7 +103,7 @@ def build(pipeline: beam.Pipeline, plan: convert.Plan, staged: str, settings: Se
     results, arrays = (
         pipeline
         | "Clips" >> beam.Create(clips, reshuffle=True)
-        | "Preprocess" >> beam.ParDo(_Preprocess(settings)).with_outputs("arrays", main="results"))
+        | "Preprocess" >> beam.ParDo(_Preprocess(settings, plan.modality)).with_outputs("arrays", main="results"))
     frames = (results
               | "Frames" >> beam.FlatMap(_frames)
               | "AllFrames" >> beam.combiners.ToList()
@@ -147,7 +148,7 @@ def _beam_error(error: Exception) -> str:
 
 def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeline_args: list[str],
                       settings: Settings | None = None, vocal_channels=("speech",), examples_per_shard: int = 32,
-                      progress: bool = True, quiet: bool = False) -> dict:
+                      progress: bool = True, quiet: bool = False, modality: str = "auto") -> dict:
     """``convert.convert`` as a Beam pipeline on ``runner``; ``pipeline_args`` are Beam pipeline options.
 
     ``quiet``: Beam's INFO log and noise hidden (``beam_quiet``), its workers' too on a local runner.
@@ -158,7 +159,7 @@ def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeli
     settings = settings or Settings()
     if quiet:
         beam_quiet.quiet_logging(runner)
-    plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False)
+    plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False, modality=modality)
     options = PipelineOptions(pipeline_args)
     quiet_workers = beam_quiet.filtered_stderr() if quiet and beam_quiet.is_local(runner) else contextlib.nullcontext()
     with convert.machine_errors(output_dir), writer.staging(output_dir) as staged:

@@ -20,7 +20,8 @@ from absl import app, flags
 
 from ravdess_tfrecords import _cli, conversion, storage
 from ravdess_tfrecords.conversion import beam_quiet
-from ravdess_tfrecords.conversion.convert import convert, format_summary
+from ravdess_tfrecords.conversion.audio import STANDARDIZE
+from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, convert, format_summary
 from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings
 
@@ -34,6 +35,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", None, "Directory for the shards, ravdess_info.json, failures.jsonl, tfds metadata.")
     flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes for pass 1.")
     flags.DEFINE_list("vocal_channels", ["speech"], "Which vocal channels to keep: speech, song or both.")
+    flags.DEFINE_enum("modality", "auto", list(MODALITY_CHOICES),
+                      "What the output holds (one modality per directory): audio_video (modality-01 clips: audio "
+                      "and faces), audio (RAVDESS's audio-only modality-03 .wav recordings: no face step), or auto "
+                      "(audio_video when the input holds any such clip, else audio).")
     flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
     flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP + " With --runner: also Beam's INFO log.")
@@ -43,6 +48,11 @@ def _define_flags() -> None:
     # One flag per preprocessing setting, defaults from the Settings dataclass (one source of truth).
     types = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
     for field in dataclasses.fields(Settings):
+        if field.name == "standardize":
+            flags.DEFINE_enum(field.name, field.default, list(STANDARDIZE),
+                              "Preprocessing: MFCC standardization per sample: coefficient (each coefficient over "
+                              "the clip's frames) or sample (one mean and variance over all of them).")
+            continue
         types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
 
 
@@ -74,7 +84,7 @@ def main(argv: list[str]) -> int:
     inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
     kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
-                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress)
+                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress, modality=FLAGS.modality)
     try:
         if beam:
             summary = beam.convert_with_beam(inputs, output, runner=FLAGS.runner,

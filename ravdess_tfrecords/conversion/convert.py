@@ -2,7 +2,12 @@
 
     python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
 
-Pass 1 preprocesses every audio-video clip in worker processes and caches each
+One dataset holds one modality (``schema.MODALITIES``): the audio-video clips
+(modality 01: audio and face crops) or RAVDESS's audio-only recordings
+(modality 03: audio only, no face step), chosen by ``modality`` or, with
+``"auto"``, by what the input holds (``choose_modality``).
+
+Pass 1 preprocesses every clip in worker processes and caches each
 result (``OUTPUT/.cache``, keyed by the settings, the source's fingerprint and
 the versions of librosa, numpy, dlib and ffmpeg), so a stopped run resumes
 where it was. Pass 2 takes the mean MFCC frame count over the converted clips
@@ -60,13 +65,14 @@ from ravdess_tfrecords import __version__, filenames, labels, schema, storage
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import MACHINE_ERRNOS, REASONS, ClipError, MachineError, is_machine_error
-from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
+from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_audio, preprocess_clip
 from ravdess_tfrecords.errors import UserError
 
 CACHE_DIRNAME = ".cache"
 VOCAL_CHANNELS = {name: code for code, name in filenames.VOCAL_CHANNELS.items()}
 # Skips by design, summarized by count instead of one line per file.
-_QUIET = ("not_audio_video", "filtered")
+_QUIET = ("other_modality", "filtered")
+MODALITY_CHOICES = ("auto", *schema.MODALITIES)
 OK_STATUSES = ("converted", "cached")
 CRASHES_FILENAME = "crashes.json"  # in .cache/: {cache file name: {"file", "crashes", "how"}}
 MAX_CRASHES = 2  # a clip whose worker died in this many runs is not tried again
@@ -81,10 +87,12 @@ def library_versions() -> dict[str, str]:
             "librosa": importlib.metadata.version("librosa"), "numpy": np.__version__}
 
 
-def cache_key(source: sources.Source, settings: Settings, versions: dict[str, str]) -> str:
-    """Changes whenever the settings, the source's content, the schema or a library's version may have."""
-    blob = json.dumps([schema.SCHEMA_VERSION, source.basename, source.fingerprint, settings.to_dict(), versions],
-                      sort_keys=True)
+def cache_key(source: sources.Source, settings: Settings, versions: dict[str, str],
+              modality: str = schema.DEFAULT_MODALITY) -> str:
+    """Changes whenever the settings, the modality, the source's content, the schema or a library's version may
+    have."""
+    blob = json.dumps([schema.SCHEMA_VERSION, source.basename, source.fingerprint, settings.to_dict(), versions,
+                       modality], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,8 +105,10 @@ def _init_worker(parent_pid: int) -> None:
 
 
 def preprocess_source(source: sources.Source, settings: Settings, cache_path: str | None = None,
-                      threads: int = 0) -> dict:
-    """Preprocess one clip into its cache file (or find it cached): a function of (clip, settings).
+                      threads: int = 0, modality: str = schema.DEFAULT_MODALITY) -> dict:
+    """Preprocess one clip into its cache file (or find it cached): a function of (clip, settings, modality).
+
+    ``modality`` ``audio``: ``preprocess_audio`` (no face step; ``video`` None), else ``preprocess_clip``.
 
     ``cache_path`` None (a Beam worker): nothing is cached or read back; a converted clip's
     ``(mfcc, video)`` come in memory, under ``arrays``.
@@ -115,7 +125,8 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
             try:
                 with sources.local_path(source, cache_dir) as path:
                     _test_crash_hook(source)
-                    clip = preprocess_clip(path, settings, threads=threads)
+                    clip = (preprocess_audio(path, settings) if modality == "audio"
+                            else preprocess_clip(path, settings, threads=threads))
             except ClipError as e:
                 return {**result, "status": e.code, "reason": e.message}
             except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a corrupt zip member
@@ -124,10 +135,10 @@ def preprocess_source(source: sources.Source, settings: Settings, cache_path: st
                 result["arrays"] = (clip.audio, clip.video)
             else:
                 with writer.atomic_path(cache_path) as tmp:
+                    faces = {} if clip.video is None else {"video": clip.video, "boxes": clip.boxes}
                     with open(tmp, "wb") as f:
-                        np.savez(f, audio=clip.audio, video=clip.video, interval=np.asarray(clip.interval),
-                                 boxes=clip.boxes, duration=np.float64(clip.duration),
-                                 finer_search=np.bool_(clip.finer_search))
+                        np.savez(f, audio=clip.audio, interval=np.asarray(clip.interval), **faces,
+                                 duration=np.float64(clip.duration), finer_search=np.bool_(clip.finer_search))
             # What pass 2 needs is in memory: no read back of the file just written.
             return {**result, "status": "converted", "frames": int(clip.audio.shape[1]),
                     "duration": float(clip.duration), "finer_search": bool(clip.finer_search)}
@@ -277,18 +288,56 @@ def _say(message: str, progress: bool) -> None:
         print(message, file=sys.stderr)
 
 
-def _classify(found: list[sources.Source], channels: set[int]):
-    """Split sources into clips to preprocess and skipped ones (by name alone)."""
-    clips, skipped, seen = [], [], {}
+def _parse_names(found: list[sources.Source]) -> list[tuple[sources.Source, filenames.ClipName | ValueError]]:
+    out = []
     for source in found:
         try:
-            name = filenames.parse(source.basename)
+            out.append((source, filenames.parse(source.basename)))
         except ValueError as e:
-            skipped.append({"file": source.name, "code": "bad_name", "reason": str(e)})
+            out.append((source, e))
+    return out
+
+
+def choose_modality(requested: str, codes: list[int]) -> tuple[str, str | None]:
+    """The modality to convert, and a line to print when the input holds more than one (else None).
+
+    Args:
+      requested: ``auto`` or a key of ``schema.MODALITIES``.
+      codes: the RAVDESS modality code of every file found with a RAVDESS name.
+
+    ``auto`` takes the audio-video clips when there are any (the product's input), else the
+    audio-only recordings when there are any, else ``audio_video`` (then nothing converts and
+    the run says why, file by file).
+    """
+    if requested not in MODALITY_CHOICES:
+        raise UserError(f"unknown modality {requested!r}; choose from {', '.join(MODALITY_CHOICES)}")
+    counts = collections.Counter(codes)
+    chosen = requested
+    if requested == "auto":
+        chosen = next((m for m, code in schema.MODALITIES.items() if counts[code]), schema.DEFAULT_MODALITY)
+    if len([c for c in counts if counts[c]]) < 2:
+        return chosen, None
+    found = " and ".join(f"{counts[c]} {filenames.MODALITIES[c]} ({c:02d})" for c in sorted(counts))
+    others = [m for m, code in schema.MODALITIES.items() if m != chosen and counts[code]]
+    hint = f" (--modality={others[0]} takes the {filenames.MODALITIES[schema.MODALITIES[others[0]]]} ones)" \
+        if others else ""
+    how = "by --modality" if requested != "auto" else "one modality per output directory"
+    return chosen, (f"found {found} files: converting the {counts[schema.MODALITIES[chosen]]} "
+                    f"{filenames.MODALITIES[schema.MODALITIES[chosen]]} ones ({how}){hint}")
+
+
+def _classify(named: list[tuple], channels: set[int], modality: str):
+    """Split sources into clips to preprocess and skipped ones (by name alone)."""
+    clips, skipped, seen = [], [], {}
+    code = schema.MODALITIES[modality]
+    for source, name in named:
+        if isinstance(name, ValueError):
+            skipped.append({"file": source.name, "code": "bad_name", "reason": str(name)})
             continue
-        if name.modality != 1:
-            skipped.append({"file": source.name, "code": "not_audio_video",
-                            "reason": f"modality {name.modality:02d} ({filenames.MODALITIES[name.modality]})"})
+        if name.modality != code:
+            skipped.append({"file": source.name, "code": "other_modality",
+                            "reason": f"modality {name.modality:02d} ({filenames.MODALITIES[name.modality]}); "
+                                      f"this conversion takes {modality} ({code:02d}) files"})
         elif name.vocal_channel not in channels:
             skipped.append({"file": source.name, "code": "filtered",
                             "reason": f"vocal channel {name.vocal_channel_name} not selected"})
@@ -303,12 +352,14 @@ def _classify(found: list[sources.Source], channels: set[int]):
     return clips, skipped
 
 
-def example(name: filenames.ClipName, source: sources.Source, mfcc: np.ndarray, video: np.ndarray,
+def example(name: filenames.ClipName, source: sources.Source, mfcc: np.ndarray, video: np.ndarray | None,
             frames: int) -> bytes:
-    """One serialized ``tf.train.Example``: MFCCs ``(24, T)`` padded or cut to ``frames``, video, labels."""
+    """One serialized ``tf.train.Example``: MFCCs ``(24, T)`` padded or cut to ``frames``, video (None: an
+    audio-only example), labels."""
+    faces = {} if video is None else {"video": video}
     return schema.serialize({
         "audio": audio.model_input(mfcc, frames),
-        "video": video,
+        **faces,
         "label": name.label(),
         "emotion": name.emotion,
         "audio_frames": mfcc.shape[1],
@@ -320,7 +371,7 @@ def example(name: filenames.ClipName, source: sources.Source, mfcc: np.ndarray, 
         "vocal_channel": name.vocal_channel_name,
         "clip_id": name.clip_id,
         "source": source.basename,
-    }, frames)
+    }, frames, schema.DEFAULT_MODALITY if video is not None else "audio")
 
 
 def _check_writable(output_dir: str, probe_dir: str) -> None:
@@ -344,8 +395,12 @@ def _failures_text(failures: list[dict]) -> str:
 
 
 def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = None, workers: int = 1,
-            vocal_channels=("speech",), examples_per_shard: int = 32, progress: bool = True) -> dict:
-    """Convert every audio-video clip under ``inputs`` into shards under ``output_dir``.
+            vocal_channels=("speech",), examples_per_shard: int = 32, progress: bool = True,
+            modality: str = "auto") -> dict:
+    """Convert every clip of one modality under ``inputs`` into shards under ``output_dir``.
+
+    ``modality``: ``audio_video`` (modality-01 clips), ``audio`` (modality-03 recordings) or
+    ``auto`` (``choose_modality``: audio-video when the input holds any).
 
     Returns:
       The ``summary`` of ``ravdess_info.json`` (found, converted, skipped by reason, cut,
@@ -367,7 +422,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
                          "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
     with _machine_stops(output_dir):
         return _convert(inputs, output_dir, settings or Settings(), workers, vocal_channels, examples_per_shard,
-                        progress)
+                        progress, modality)
 
 
 @contextlib.contextmanager
@@ -385,8 +440,8 @@ def _machine_stops(output_dir: str):
 
 
 def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: int, vocal_channels,
-             examples_per_shard: int, progress: bool) -> dict:
-    plan = prepare(inputs, output_dir, vocal_channels, progress)
+             examples_per_shard: int, progress: bool, modality: str) -> dict:
+    plan = prepare(inputs, output_dir, vocal_channels, progress, modality=modality)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
     _remove_stale(cache_dir)  # left by a killed run
 
@@ -395,7 +450,8 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     versions = library_versions()
     jobs = [(source, settings,
-             os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings, versions)}.npz"), threads)
+             os.path.join(cache_dir, f"{name.clip_id}-{cache_key(source, settings, versions, plan.modality)}.npz"),
+             threads, plan.modality)
             for name, source in plan.clips]
     crashes = _load_crashes(cache_dir)
     results: list[dict | None] = [None] * len(jobs)
@@ -482,6 +538,7 @@ class Plan:
 
     Attributes:
       clips: ``(ClipName, Source)`` to preprocess, sorted by source.
+      modality: what the output holds (``schema.MODALITIES``).
       failures: dicts (``file``, ``code``, ``reason``) of files skipped so far; grows.
       found: media files found plus zips that could not be opened (``summary.found``).
     """
@@ -489,10 +546,13 @@ class Plan:
     clips: list[tuple[filenames.ClipName, sources.Source]]
     failures: list[dict]
     found: int
+    modality: str = schema.DEFAULT_MODALITY
 
 
-def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, *, cache: bool = True) -> Plan:
-    """Check the arguments and the output, discover and classify the sources, report the skipped ones.
+def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, *, cache: bool = True,
+            modality: str = "auto") -> Plan:
+    """Check the arguments and the output, discover and classify the sources, choose the modality
+    (``choose_modality``), report the skipped ones.
 
     ``inputs`` and ``output_dir`` may be ``tf.io.gfile`` paths. Removes a killed run's staging.
     ``cache`` False (Beam, which caches nothing): no ``.cache/`` is made; the write check probes the staging directory.
@@ -500,15 +560,21 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
     if unknown:
         raise UserError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
+    if modality not in MODALITY_CHOICES:
+        raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
     _check_writable(output_dir, os.path.join(output_dir, CACHE_DIRNAME if cache else writer.STAGING_DIRNAME))
     storage.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME))
     found, problems = sources.discover(list(inputs))
-    clips, failures = _classify(found, {VOCAL_CHANNELS[c] for c in vocal_channels})
+    named = _parse_names(found)
+    modality, mixed = choose_modality(modality, [n.modality for _, n in named if not isinstance(n, ValueError)])
+    if mixed:
+        _say(mixed, progress)
+    clips, failures = _classify(named, {VOCAL_CHANNELS[c] for c in vocal_channels}, modality)
     failures += [{"file": display, "code": "unreadable", "reason": reason} for display, reason in problems]
     for f in failures:
         if f["code"] not in _QUIET:
             _say(f"skipped {f['file']}: {f['reason']}", progress)
-    return Plan(clips, failures, len(found) + len(problems))
+    return Plan(clips, failures, len(found) + len(problems), modality)
 
 
 def record_failure(result: dict, failures: list[dict], progress: bool) -> None:
@@ -570,19 +636,19 @@ def publish(staged: str, output_dir: str, plan: Plan, done: list[tuple], shards:
       The contents of ``ravdess_info.json``.
     """
     info = dataset_info(done, plan.failures, shards, frames, settings, vocal_channels,
-                        found=plan.found, versions=versions)
+                        found=plan.found, versions=versions, modality=plan.modality)
     writer.publish(staged, output_dir, shards, {
         schema.FAILURES_FILENAME: _failures_text(plan.failures),
-        **tfds_metadata.files(shards, frames),
+        **tfds_metadata.files(shards, frames, plan.modality),
         schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
     })
     return info
 
 
-def load_cached(cache_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """A cached clip's ``(mfcc, video)``: float32 ``(24, T)`` and uint8 ``(6, 64, 64, 3)``."""
+def load_cached(cache_path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A cached clip's ``(mfcc, video)``: float32 ``(24, T)`` and uint8 ``(6, 64, 64, 3)`` (None: audio only)."""
     with np.load(cache_path, allow_pickle=False) as cached:
-        return cached["audio"], cached["video"]
+        return cached["audio"], (cached["video"] if "video" in cached.files else None)
 
 
 def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_shard: int,
@@ -617,7 +683,8 @@ def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, ex
 
 
 def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], frames: int, settings: Settings,
-                 vocal_channels, *, found: int, versions: dict[str, str]) -> dict:
+                 vocal_channels, *, found: int, versions: dict[str, str],
+                 modality: str = schema.DEFAULT_MODALITY) -> dict:
     """The contents of ``ravdess_info.json`` (a pure function of its arguments).
 
     ``failures`` go in without their tracebacks (those stay in ``failures.jsonl``).
@@ -641,8 +708,9 @@ def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], fr
         "class_names": list(labels.CLASS_NAMES),
         "num_classes": labels.NUM_CLASSES,
         "audio_frames": frames,
+        "modality": modality,
         "audio_shape": list(schema.audio_shape(frames)),
-        "video_shape": list(schema.VIDEO_SHAPE),
+        "video_shape": list(schema.VIDEO_SHAPE) if modality == "audio_video" else None,
         "preprocessing": {**settings.to_dict(), "n_mfcc": schema.NUM_MFCC,
                           "vocal_channels": sorted(vocal_channels), "libraries": versions},
         "num_examples": len(done),
@@ -664,13 +732,19 @@ def _count(values) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
+def _shapes(info: dict) -> str:
+    if info.get("video_shape") is None:
+        return f"audio {tuple(info['audio_shape'])}, audio only"
+    return f"audio {tuple(info['audio_shape'])}, video {tuple(info['video_shape'])}"
+
+
 def format_summary(summary: dict, output_dir: str) -> str:
     """The closing lines: found / converted / cut / found by the finer face search / skipped by reason."""
     info = summary["info"]
     lines = [
         f"found {summary['found']} media files",
         f"converted {summary['converted']} clips of {len(info['counts']['per_actor'])} actors into "
-        f"{len(info['shards'])} shards (audio {tuple(info['audio_shape'])}, video {tuple(info['video_shape'])})"
+        f"{len(info['shards'])} shards ({_shapes(info)})"
         f" -> {output_dir}" + (f" ({summary['reused']} reused from an earlier run)" if summary["reused"] else ""),
     ]
     if info["cut"]:

@@ -8,7 +8,7 @@ import os
 # code -> what it means; the converter's summary counts skipped clips by code.
 REASONS = {
     "bad_name": "file name is not RAVDESS's",
-    "not_audio_video": "not an audio-video (modality 01) clip",
+    "other_modality": "not of the modality converted (one per output: audio-video 01 or audio-only 03)",
     "filtered": "vocal channel not selected",
     "duplicate": "same clip already found elsewhere",
     "unreadable": "ffmpeg cannot read the file",

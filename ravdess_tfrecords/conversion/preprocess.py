@@ -3,6 +3,7 @@
 Steps: probe -> decode audio -> speech interval -> MFCCs of that interval,
 standardized -> 6 frame times spread over the same interval -> decode only those
 frames (downscaled) -> dlib face per frame -> square crop, 64x64.
+An audio-only recording (``preprocess_audio``) takes the same steps up to the MFCCs.
 
 A clip with no face in any of its frames at the working scale gets a second,
 finer search (up to ``finer_search_width``, one more upsampling) before it is
@@ -18,6 +19,7 @@ import numpy as np
 from ravdess_tfrecords import schema
 from ravdess_tfrecords.conversion import audio, faces, video
 from ravdess_tfrecords.conversion.errors import ClipError
+from ravdess_tfrecords.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +30,13 @@ class Settings:
       sample_rate: Hz the audio is resampled to (16 kHz: speech band, small MFCC cost).
       n_fft, hop_length, n_mels: MFCC analysis (64 ms window, 32 ms hop at 16 kHz).
       top_db: speech is every frame within this many dB of the loudest one.
-      silence_dbfs: a clip whose loudest frame is quieter than this is ``silent``.
+      silence_dbfs: a clip whose loudest frame is quieter than this is ``silent``:
+        digital silence (-90 dBFS is under 16-bit quantization). Not a loudness
+        gate: real RAVDESS speech peaks as low as -43 dBFS (-55 dBFS, 25 ms frames).
+      speech_contrast_db: a clip whose loudest frame is less than this above its
+        noise floor (``audio.speech_interval``) is ``silent``: noise with no speech in it.
+      standardize: ``coefficient`` (each MFCC over the clip's frames) or ``sample``
+        (one mean and variance over all of them; schema 3's only choice): ``audio.standardize``.
       work_width: frames wider than this are downscaled inside ffmpeg before face
         detection and cropping. 480 keeps a RAVDESS face (about 300 px tall at
         720p) above dlib HOG's 80-pixel window.
@@ -49,7 +57,9 @@ class Settings:
     hop_length: int = 512
     n_mels: int = 40
     top_db: float = 30.0
-    silence_dbfs: float = -50.0
+    silence_dbfs: float = -90.0
+    speech_contrast_db: float = 15.0
+    standardize: str = "sample"
     work_width: int = 480
     face_margin: float = 0.1
     face_upsample: int = 0
@@ -60,11 +70,20 @@ class Settings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def __post_init__(self):
+        if self.standardize not in audio.STANDARDIZE:
+            raise UserError(f"standardize must be one of {', '.join(audio.STANDARDIZE)}, got {self.standardize!r}")
+
     @classmethod
     def from_dict(cls, values: dict) -> Settings:
-        """Build from a stored dict; unknown keys (newer writers) are ignored."""
+        """Build from a stored dict; unknown keys (newer writers) are ignored. A key an older writer did
+        not store takes the value it used then (``LEGACY``), not today's default."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{**LEGACY, **{k: v for k, v in values.items() if k in names}})
+
+
+# What a writer that did not store a setting did (schema 3: whole-sample standardization, -50 dBFS gate).
+LEGACY = {"standardize": "sample", "silence_dbfs": -50.0, "speech_contrast_db": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +92,7 @@ class ProcessedClip:
 
     Attributes:
       audio: float32 ``(24, T)`` standardized MFCCs, unpadded (T = true frame count).
-      video: uint8 ``(6, 64, 64, 3)`` RGB face crops.
+      video: uint8 ``(6, 64, 64, 3)`` RGB face crops; None for an audio-only recording.
       interval: ``(start, end)`` seconds of speech; audio and video both use it.
       boxes: float64 ``(6, 4)`` face boxes (left, top, right, bottom) in
         original-frame pixels (the crop is a square around each).
@@ -83,11 +102,43 @@ class ProcessedClip:
     """
 
     audio: np.ndarray
-    video: np.ndarray
+    video: np.ndarray | None
     interval: tuple[float, float]
-    boxes: np.ndarray
+    boxes: np.ndarray | None
     duration: float = 0.0
     finer_search: bool = False
+
+
+def _decode_speech(path: str, settings: Settings, need_video: bool = False) -> tuple:
+    """Probe, decode, and find the speech interval: ``(probe, samples, start, end)``."""
+    info, y = audio.probe_and_decode(path, settings.sample_rate, settings.max_clip_seconds)
+    if need_video and not info.has_video:
+        raise ClipError("no_video", "no video stream")
+    if y.size == 0:
+        raise ClipError("no_audio", "the audio stream decodes to no samples")
+    start, end = audio.speech_interval(y, settings.sample_rate, settings.top_db, settings.silence_dbfs,
+                                       settings.speech_contrast_db)
+    return info, y, start, end
+
+
+def speech_mfcc(y, start: float, end: float, settings: Settings) -> np.ndarray:
+    """Standardized MFCCs float32 ``(24, T)`` of the samples ``y`` between ``start`` and ``end`` seconds."""
+    sr = settings.sample_rate
+    speech = y[int(start * sr): int(np.ceil(end * sr))]
+    features = audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels)
+    return audio.standardize(features, settings.standardize)
+
+
+def preprocess_audio(path: str, settings: Settings = Settings()) -> ProcessedClip:
+    """Preprocess the audio of one recording (RAVDESS's audio-only ``.wav``, or any file with sound):
+    the steps of ``preprocess_clip`` up to the MFCCs, and no face step (``video`` and ``boxes`` None).
+
+    Raises:
+      ClipError: with the reason (unreadable, truncated, no_audio, silent).
+    """
+    info, y, start, end = _decode_speech(path, settings)
+    return ProcessedClip(audio=speech_mfcc(y, start, end, settings), video=None, interval=(start, end),
+                         boxes=None, duration=float(info.duration))
 
 
 def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int = 0) -> ProcessedClip:
@@ -99,21 +150,13 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
     Raises:
       ClipError: with the reason (unreadable, no_audio, no_video, silent, no_face).
     """
-    info, y = audio.probe_and_decode(path, settings.sample_rate, settings.max_clip_seconds)
-    if not info.has_video:
-        raise ClipError("no_video", "no video stream")
-    if y.size == 0:
-        raise ClipError("no_audio", "the audio stream decodes to no samples")
-    start, end = audio.speech_interval(y, settings.sample_rate, settings.top_db, settings.silence_dbfs)
+    info, y, start, end = _decode_speech(path, settings, need_video=True)
 
     # ffmpeg decodes the frames while the MFCCs are computed and each decoded frame's face is found.
     times = video.frame_times(start, end, schema.NUM_FRAMES)
     indices = video.frame_indices(times, info.fps, min(info.duration, settings.max_clip_seconds))
     with video.FrameStream(path, indices, info.width, info.height, settings.work_width, threads) as stream:
-        sr = settings.sample_rate
-        speech = y[int(start * sr): int(np.ceil(end * sr))]
-        mfcc = audio.standardize(
-            audio.mfcc(speech, sr, schema.NUM_MFCC, settings.n_fft, settings.hop_length, settings.n_mels))
+        mfcc = speech_mfcc(y, start, end, settings)
         decoded = _find_faces(stream, settings.face_upsample)
     finer = False
     if all(box is None for _, box in decoded) and settings.finer_search_width > 0:

@@ -15,6 +15,11 @@ seven classes apart; both together do:
   {neutral, calm} {happy, surprised} {sad, disgust} {angry, fearful}.
 
 Each modality alone tops out near 60 % (7 classes), fusion near 100 %.
+
+``make_corpus(..., modality="audio")`` writes the audio-only layout instead
+(``Actor_NN/03-VV-EE-II-SS-RR-AA.wav``, 16-bit PCM), as RAVDESS's
+``Audio_Speech_Actors_01-24.zip`` holds it; ``make_wav`` writes one such file, at
+any level (``gain_db``: real RAVDESS speech peaks as low as -43 dBFS).
 """
 
 from __future__ import annotations
@@ -174,6 +179,37 @@ def _scene(name: ClipName, width: int, height: int, face_side: int, faces: np.nd
     return _Scene(background=background, face=big[..., None] * (skin * tint).astype(np.float32))
 
 
+def _write_wav(path: str, sound: np.ndarray, rate: int) -> None:
+    """16-bit mono PCM wav."""
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(sound, -1, 1) * 32767).round().astype("<i2").tobytes())
+
+
+def make_wav(path: str, name: ClipName, seed: int = 0, voice: bool = True, gain_db: float = 0.0,
+             duration: float | None = None, rate: int = SYNTH_RATE) -> ClipTruth:
+    """Write one synthetic audio-only recording (16-bit PCM ``.wav``) and return its ground truth.
+
+    The voice of ``make_clip`` for the same name, scaled by ``gain_db`` (its peak is
+    -4.4 dBFS, or -8 for normal intensity, at 0 dB); ``voice=False``: only the -70 dBFS
+    noise floor, a silent recording. Face fields of the truth are 0.
+    """
+    rng = _rng(dataclasses.replace(name, modality=1), seed)  # the voice of the audio-video clip of that name
+    duration = float(rng.uniform(3.0, 5.0)) if duration is None else float(duration)
+    speech = (float(rng.uniform(0.3, 0.8)), duration - float(rng.uniform(0.3, 0.8)))
+    sound = synthesize_voice(name, duration, speech, rng, rate=rate)
+    if not voice:
+        sound = rng.normal(0, 10 ** (-70 / 20), sound.shape).astype(np.float32)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    _write_wav(partial, sound * 10 ** (gain_db / 20), rate)
+    os.replace(partial, path)  # never a half-written file under its final name
+    return ClipTruth(duration=duration, speech=speech, x0=0.0, y0=0.0, face_side=0, ax=0.0, ay=0.0, period=1.0,
+                     width=0, height=0)
+
+
 def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
               fps: float = 30000 / 1001, seed: int = 0, faces: np.ndarray | None = None,
               face: bool = True, voice: bool = True, duration: float | None = None,
@@ -207,11 +243,7 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ravdess-synth-") as tmp:
         wav = os.path.join(tmp, "voice.wav")
-        with wave.open(wav, "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(SYNTH_RATE)
-            out.writeframes((sound * 32767).astype("<i2").tobytes())
+        _write_wav(wav, sound, SYNTH_RATE)
         partial = os.path.join(tmp, "clip.mp4")
         proc = subprocess.Popen(
             [ffmpeg.executable(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
@@ -237,14 +269,21 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
 
 def _make_one(job: tuple) -> tuple[str, dict]:
     path, name, width, height, fps, seed = job
-    truth = make_clip(path, name, width, height, fps, seed)
+    if name.modality == 3:
+        truth = make_wav(path, name, seed)
+    else:
+        truth = make_clip(path, name, width, height, fps, seed)
     return name.clip_id, dataclasses.asdict(truth)
 
 
 def make_corpus(output_dir: str, actors=range(1, NUM_ACTORS + 1), clips_per_actor: int | None = None,
                 vocal_channels=("speech",), width: int = 480, height: int = 270,
-                fps: float = 30000 / 1001, seed: int = 0, workers: int = 1, progress: bool = False) -> dict:
+                fps: float = 30000 / 1001, seed: int = 0, workers: int = 1, progress: bool = False,
+                modality: str = "audio_video") -> dict:
     """Write a synthetic corpus ``output_dir/Actor_NN/*.mp4`` plus ``truth.json``.
+
+    ``modality="audio"``: audio-only recordings ``Actor_NN/03-*.wav`` instead (the same names but the
+    modality code, the same voices).
 
     Args:
       clips_per_actor: k names per actor and channel (all when None), taken
@@ -264,7 +303,10 @@ def make_corpus(output_dir: str, actors=range(1, NUM_ACTORS + 1), clips_per_acto
                 offset = (actor - 1) * clips_per_actor % len(names)
                 names = (names[offset:] + names[:offset])[:clips_per_actor]
             for name in names:
-                path = os.path.join(output_dir, f"Actor_{actor:02d}", f"{name.clip_id}.mp4")
+                ext = ".mp4"
+                if modality == "audio":
+                    name, ext = dataclasses.replace(name, modality=3), ".wav"
+                path = os.path.join(output_dir, f"Actor_{actor:02d}", f"{name.clip_id}{ext}")
                 jobs.append((path, name, width, height, fps, seed))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:

@@ -15,7 +15,8 @@ int features           ``Tensor(shape=(), dtype=int64)``
 str features           ``Text()``
 =====================  ============================================================
 
-``as_supervised=True`` yields ``((audio, video), label)``, as ``rt.load`` does.
+``as_supervised=True`` yields ``((audio, video), label)``, as ``rt.load`` does; for an
+audio-only dataset (``modality`` ``audio``: no ``video`` feature) ``(audio, label)``.
 
 The files are what ``tfds.folder_dataset.write_metadata`` writes for the same
 features and splits, byte for byte (tests/test_tfds.py checks that with the real
@@ -46,7 +47,12 @@ facial and vocal expressions in North American English},
   year={2018},
   doi={10.1371/journal.pone.0196391}
 }"""
-SUPERVISED_KEYS = (schema.INPUT_NAMES, "label")
+def supervised_keys(modality: str = schema.DEFAULT_MODALITY):
+    """``as_supervised=True``'s ``(inputs, "label")``: ``(("audio", "video"), "label")``, or ``("audio", "label")``
+    for an audio-only dataset (what ``rt.load`` yields)."""
+    names = schema.input_names(modality)
+    return (names if len(names) > 1 else names[0], "label")
+
 
 _CLASS = "tensorflow_datasets.core.features."
 _TENSOR = _CLASS + "tensor_feature.Tensor"
@@ -78,9 +84,10 @@ def feature(name: str, audio_frames: int) -> dict:
     return {"pythonClassName": _CLASS + "text_feature.Text", "text": {}}
 
 
-def features_json(audio_frames: int) -> dict:
-    """``features.json``: a ``FeaturesDict`` of every stored feature."""
-    return {"featuresDict": {"features": {name: feature(name, audio_frames) for name in schema.FEATURES}},
+def features_json(audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> dict:
+    """``features.json``: a ``FeaturesDict`` of every stored feature of a ``modality`` dataset."""
+    stored = schema.features(modality)
+    return {"featuresDict": {"features": {name: feature(name, audio_frames) for name in stored}},
             "pythonClassName": _CLASS + "features_dict.FeaturesDict"}
 
 
@@ -90,7 +97,7 @@ def _supervised_keys(keys) -> dict:
     return {"tuple": {"items": [_supervised_keys(k) for k in keys]}}
 
 
-def dataset_info_json(shards: Iterable[Mapping], audio_frames: int) -> dict:
+def dataset_info_json(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> dict:
     """tfds' ``dataset_info.json`` for the shards of ``ravdess_info.json`` (``file``, ``actor``,
     ``num_examples``, ``size``): one split per actor, its shards in file order."""
     by_actor = itertools.groupby(sorted(shards, key=lambda s: (s["actor"], s["file"])), key=lambda s: s["actor"])
@@ -102,28 +109,32 @@ def dataset_info_json(shards: Iterable[Mapping], audio_frames: int) -> dict:
                        "shardLengths": [str(s["num_examples"]) for s in group]})
     return {
         "citation": CITATION,
-        "description": description(audio_frames),
+        "description": description(audio_frames, modality),
         "fileFormat": "tfrecord",
         "location": {"urls": [HOMEPAGE]},
         "name": schema.SHARD_PREFIX,
         "splits": splits,
-        "supervisedKeys": _supervised_keys(SUPERVISED_KEYS),
+        "supervisedKeys": _supervised_keys(supervised_keys(modality)),
         "version": version(),
     }
 
 
-def description(audio_frames: int) -> str:
+def description(audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> str:
     audio = "x".join(map(str, schema.audio_shape(audio_frames)))
     video = "x".join(map(str, schema.VIDEO_SHAPE))
-    return (f"RAVDESS audio-visual clips converted by ravdess_tfrecords: one split per actor (actor01..actor24); "
-            f"audio: standardized MFCCs float32 {audio}; video: face crops uint8 {video}; "
+    what, faces = ("audio-visual clips", f"video: face crops uint8 {video}; ")
+    if modality == "audio":
+        what, faces = "audio-only recordings (no video)", ""
+    return (f"RAVDESS {what} converted by ravdess_tfrecords: one split per actor (actor01..actor24); "
+            f"audio: standardized MFCCs float32 {audio}; {faces}"
             f"label: {labels.NUM_CLASSES} classes (neutral and calm merged), emotion: the corpus code 1..8.")
 
 
-def files(shards: Iterable[Mapping], audio_frames: int) -> dict[str, str]:
+def files(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> dict[str, str]:
     """``{file name: content}`` of the tfds metadata files, formatted as tfds formats them."""
+    info = dataset_info_json(shards, audio_frames, modality)
     return {
-        schema.TFDS_INFO_FILENAME: json.dumps(dataset_info_json(shards, audio_frames), indent=2, sort_keys=True),
-        schema.TFDS_FEATURES_FILENAME: json.dumps(features_json(audio_frames), indent=4, sort_keys=True),
+        schema.TFDS_INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True),
+        schema.TFDS_FEATURES_FILENAME: json.dumps(features_json(audio_frames, modality), indent=4, sort_keys=True),
         schema.TFDS_LABELS_FILENAME: "".join(f"{name}\n" for name in labels.CLASS_NAMES),
     }

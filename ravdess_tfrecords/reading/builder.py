@@ -60,6 +60,9 @@ class DatasetInfo:
       data_dir: the directory it was read from.
       class_names: the stored 7 class names (``labels.class_names(8)`` for 8 classes).
       audio_frames: M, the padded MFCC frame count; audio is ``(24, M, 1)``.
+      modality: ``audio_video`` (audio and face crops) or ``audio`` (converted from RAVDESS's
+        audio-only recordings: no ``video`` feature, ``video_shape`` None; ``as_dataset``
+        yields ``(audio, label)``).
       counts: ``{"per_actor": {"1": n, ...}, "per_label": {...}, "per_emotion": {...}}``
         (JSON keys are strings).
       preprocessing: the converter's settings (sample rate, hop length, ...).
@@ -74,13 +77,23 @@ class DatasetInfo:
     num_classes: int
     audio_frames: int
     audio_shape: tuple[int, ...]
-    video_shape: tuple[int, ...]
+    video_shape: tuple[int, ...] | None
     num_examples: int
     counts: dict[str, Any]
     preprocessing: dict[str, Any]
     shards: tuple[ShardInfo, ...]
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     failures: tuple[dict[str, Any], ...] = ()
+    modality: str = schema.DEFAULT_MODALITY
+
+    @property
+    def has_video(self) -> bool:
+        return self.modality == "audio_video"
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model inputs this dataset feeds: ``("audio", "video")``, or ``("audio",)`` when audio-only."""
+        return schema.input_names(self.modality)
 
     def __repr__(self) -> str:
         """One line: where, how many examples, actors and shards, the schema (``str`` has more)."""
@@ -95,7 +108,9 @@ class DatasetInfo:
             f"{self.name} {self.version} in {self.data_dir} (schema version {self.schema_version})".replace("  ", " "),
             f"  {self.num_examples} examples from {len(self.actors)} actors ({_ranges(self.actors)}) "
             f"in {len(self.shards)} shards",
-            f"  audio {self.audio_shape} float32, video {self.video_shape} uint8 (M = {self.audio_frames})",
+            (f"  audio {self.audio_shape} float32, video {self.video_shape} uint8 (M = {self.audio_frames})"
+             if self.has_video else
+             f"  audio {self.audio_shape} float32 (M = {self.audio_frames}); audio only, no video"),
             f"  {self.num_classes} classes: {', '.join(self.class_names)}",
         ]
         if per_label:
@@ -167,12 +182,17 @@ class DatasetInfo:
         missing = [k for k in _REQUIRED_KEYS if k not in raw]
         if missing:
             raise UserError(f"{path} lacks {missing}; is it a ravdess_tfrecords directory? {hint}")
-        if raw["schema_version"] != schema.SCHEMA_VERSION:
+        if raw["schema_version"] not in schema.READABLE_SCHEMA_VERSIONS:
             raise UserError(
                 f"{path} was written with schema version {raw['schema_version']}, but this "
                 f"ravdess_tfrecords reads schema version {schema.SCHEMA_VERSION}: re-convert, {hint}"
             )
         audio_frames = int(raw["audio_frames"])
+        modality = raw.get("modality", schema.DEFAULT_MODALITY)
+        if modality not in schema.MODALITIES:
+            raise UserError(f"{path}: unknown modality {modality!r} (this reader knows "
+                            f"{', '.join(schema.MODALITIES)}): {hint}")
+        default_video = schema.VIDEO_SHAPE if modality == "audio_video" else None
         info = cls(
             data_dir=data_dir,
             name=raw.get("name", "ravdess"),
@@ -182,7 +202,8 @@ class DatasetInfo:
             num_classes=int(raw["num_classes"]),
             audio_frames=audio_frames,
             audio_shape=tuple(raw.get("audio_shape", schema.audio_shape(audio_frames))),
-            video_shape=tuple(raw.get("video_shape", schema.VIDEO_SHAPE)),
+            video_shape=(tuple(raw["video_shape"]) if raw.get("video_shape", default_video) is not None
+                         and "video_shape" in raw else default_video),
             num_examples=int(raw.get("num_examples", sum(s["num_examples"] for s in raw["shards"]))),
             counts=dict(raw.get("counts", {})),
             preprocessing=dict(raw.get("preprocessing", {})),
@@ -193,15 +214,17 @@ class DatasetInfo:
             ),
             summary=dict(raw.get("summary", {})),
             failures=tuple(raw.get("failures", ())),
+            modality=modality,
         )
         info._check(path, hint)
         return info
 
     def _check(self, path: str, hint: str) -> None:
-        if self.audio_shape != schema.audio_shape(self.audio_frames) or self.video_shape != schema.VIDEO_SHAPE:
+        video_shape = schema.VIDEO_SHAPE if self.has_video else None
+        if self.audio_shape != schema.audio_shape(self.audio_frames) or self.video_shape != video_shape:
             raise UserError(
                 f"{path}: audio_shape {self.audio_shape} / video_shape {self.video_shape} differ from the "
-                f"schema's {schema.audio_shape(self.audio_frames)} / {schema.VIDEO_SHAPE}: {hint}"
+                f"{self.modality} schema's {schema.audio_shape(self.audio_frames)} / {video_shape}: {hint}"
             )
         if tuple(self.class_names) != labels.CLASS_NAMES or self.num_classes != labels.NUM_CLASSES:
             raise UserError(f"{path}: class names {self.class_names} differ from {labels.CLASS_NAMES}: {hint}")
@@ -404,6 +427,7 @@ class Builder:
         training = _training_default(split) if training is None else training
         opts = pipeline.Options(
             audio_frames=self.info.audio_frames,
+            modality=self.info.modality,
             batch_size=batch_size,
             training=training,
             shuffle=shuffle,

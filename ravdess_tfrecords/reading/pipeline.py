@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: shard files -> batches of ``((audio, video), label)``.
+"""The tf.data input pipeline: shard files -> batches of ``((audio, video), label)``
+(``(audio, label)`` for an audio-only dataset, ``modality="audio"``).
 
 Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 
@@ -57,6 +58,7 @@ class Options:
     """Everything ``make_dataset`` needs besides the file list (see ``make_dataset``)."""
 
     audio_frames: int
+    modality: str = schema.DEFAULT_MODALITY
     batch_size: int = 32
     training: bool = False
     shuffle: bool | None = None
@@ -127,21 +129,23 @@ def _record_filter(vocal_channels: tuple[str, ...] | None, intensities: tuple[in
     return keep
 
 
-def parse_batch(serialized: tf.Tensor, audio_frames: int, keys: Iterable[str] | None = None) -> dict[str, tf.Tensor]:
+def parse_batch(serialized: tf.Tensor, audio_frames: int, keys: Iterable[str] | None = None,
+                modality: str = schema.DEFAULT_MODALITY) -> dict[str, tf.Tensor]:
     """Parse and decode a batch of serialized examples.
 
     Args:
       serialized: string ``(B,)``.
       audio_frames: M.
-      keys: the features to parse (always including ``audio`` and ``video``); None: all.
+      keys: the features to parse (always including the inputs, ``audio`` and ``video``); None: all.
+      modality: the dataset's (``schema.MODALITIES``): ``audio`` has no ``video``.
 
     Returns:
       ``schema.decode`` output: ``audio`` float32 ``(B, 24, M, 1)``, ``video``
-      uint8 ``(B, 6, 64, 64, 3)``, the other requested features ``(B,)``.
+      uint8 ``(B, 6, 64, 64, 3)`` (audio-video only), the other requested features ``(B,)``.
     """
-    spec = schema.parse_spec()
+    spec = schema.parse_spec(modality)
     if keys is not None:
-        spec = {k: spec[k] for k in {"audio", "video", *keys}}
+        spec = {k: spec[k] for k in {*schema.input_names(modality), *keys}}
     return schema.decode(tf.io.parse_example(serialized, spec), audio_frames)
 
 
@@ -266,12 +270,13 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
       num_bytes: the shards' total size, if known (saves ``autocache`` a stat per shard).
 
     Returns:
-      A ``tf.data.Dataset`` of ``((audio, video), label)``; ``audio`` float32
+      A ``tf.data.Dataset`` of ``((audio, video), label)`` (audio-only, ``opts.modality="audio"``:
+      ``(audio, label)``); ``audio`` float32
       ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)`` in [0, 1]
       (``augment_on="device"``: uint8 0..255, never augmented: the model's
       ``augment.AugmentLayer`` augments and scales it),
       ``label`` int64 ``(B,)`` or float32 ``(B, num_classes)`` one-hot.
-      ``as_dict``: the inputs are ``{"audio": ..., "video": ...}``.
+      ``as_dict``: the inputs are ``{"audio": ..., "video": ...}`` (``{"audio": ...}`` audio-only).
       ``with_metadata``: a third element, a dict of ``schema.METADATA_KEYS`` ``(B,)``.
     """
     if not files:
@@ -323,7 +328,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
         # Decode before caching: epochs after the first skip parse_example. Parsed
         # in batches (one vectorized parse), cached and shuffled as single examples.
         ds = ds.batch(opts.batch_size).map(
-            lambda serialized: parse_batch(serialized, audio_frames, keys),
+            lambda serialized: parse_batch(serialized, audio_frames, keys, opts.modality),
             num_parallel_calls=AUTOTUNE, deterministic=deterministic,
         ).unbatch()
         if not filtered and num_examples is not None:
@@ -334,18 +339,19 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     ds = ds.batch(opts.batch_size, drop_remainder=drop_remainder)
 
     def to_outputs(batch, seed=None):
-        features = batch if cache else parse_batch(batch, audio_frames, keys)
+        features = batch if cache else parse_batch(batch, audio_frames, keys, opts.modality)
         if config is not None:
             features = augment_lib.augment_batch(features, seed, config)
-        elif opts.augment_on == "host":
+        elif opts.augment_on == "host" and VIDEO_INPUT in features:
             features["video"] = augment_lib.to_unit(features["video"])
         label = labels_of(features, opts.num_classes)
         if opts.one_hot:
             label = tf.one_hot(label, opts.num_classes, dtype=tf.float32)
+        names = schema.input_names(opts.modality)
         if opts.as_dict:
-            inputs = {AUDIO_INPUT: features["audio"], VIDEO_INPUT: features["video"]}
-        else:
-            inputs = (features["audio"], features["video"])
+            inputs = {name: features[name] for name in names}
+        else:  # (audio, video), or audio alone: what a one-input Keras model takes
+            inputs = tuple(features[name] for name in names) if len(names) > 1 else features[names[0]]
         if opts.with_metadata:
             return inputs, label, {k: features[k] for k in schema.METADATA_KEYS}
         return inputs, label

@@ -110,6 +110,34 @@ def from_folds(test_folds: Sequence[Sequence[int]], fold: int) -> dict[str, tupl
     }
 
 
+def cross_validation(actors: Iterable[int], folds: int, validation: int) -> list[dict[str, tuple[int, ...]]]:
+    """Speaker-independent folds with a validation set of ``validation`` actors taken from the training ones.
+
+    ``kfold_folds(folds, actors)`` gives each fold's test actors; its validation actors are the
+    ``validation`` actors that follow the test fold (cyclically, in actor order: with RAVDESS's
+    alternating ids, one man and one woman for 2), and the rest train. 12 actors, 4 folds, 2:
+    3 test, 2 validation, 7 training actors per fold; every actor is tested exactly once.
+
+    Raises:
+      UserError: a fold would leave no training actor.
+    """
+    ordered = sorted(set(actors))
+    tests = kfold_folds(folds, ordered)
+    out = []
+    for test in tests:
+        rest = [a for a in ordered[ordered.index(test[-1]) + 1:] + ordered if a not in test]
+        rest = list(dict.fromkeys(rest))
+        if not 1 <= validation < len(rest):
+            raise UserError(f"{len(ordered)} actors in {folds} folds leave {len(rest)} for validation and training: "
+                            f"validation must be 1..{len(rest) - 1}, got {validation}")
+        val = tuple(sorted(rest[:validation]))
+        split = {"train": tuple(a for a in ordered if a not in test and a not in val), "validation": val,
+                 "test": tuple(test)}
+        validate(split, ordered)
+        out.append(split)
+    return out
+
+
 def num_folds(scheme: str, folds: int | None = None) -> int:
     """How many folds a scheme has (1 for ``speaker`` and ``actors``)."""
     if scheme == "kfold":

@@ -31,17 +31,19 @@ def _define_flags() -> None:
     flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
 
-def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter) -> list[str]:
+def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter,
+                   modality: str = schema.DEFAULT_MODALITY) -> list[str]:
     import tensorflow as tf
 
     problems, count = [], 0
     name = shard["file"]
     try:
         for batch in tf.data.TFRecordDataset(path).batch(256):
-            ex = schema.decode(tf.io.parse_example(batch, schema.parse_spec()), frames)
+            ex = schema.decode(tf.io.parse_example(batch, schema.parse_spec(modality)), frames)
             n = int(batch.shape[0])
             count += n
-            audio, video = ex["audio"].numpy(), ex["video"].numpy()
+            audio = ex["audio"].numpy()
+            video = ex["video"].numpy() if "video" in ex else None
             label, emotion, actor = ex["label"].numpy(), ex["emotion"].numpy(), ex["actor"].numpy()
             if not np.isfinite(audio).all():
                 problems.append(f"{name}: audio holds NaN or inf")
@@ -53,7 +55,7 @@ def _check_records(path: str, shard: dict, frames: int, seen: collections.Counte
                 problems.append(f"{name}: holds actors {sorted(set(actor.tolist()))}, expected {shard['actor']}")
             if np.any(ex["audio_frames"].numpy() <= 0):
                 problems.append(f"{name}: audio_frames must be positive")
-            if video.reshape(n, -1).max(axis=1).min() == 0:
+            if video is not None and video.reshape(n, -1).max(axis=1).min() == 0:
                 problems.append(f"{name}: an all-black face stack")
             seen.update(label.tolist())
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -77,7 +79,7 @@ def verify(data_dir: str) -> tuple[list[str], int]:
             info = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         return [f"{info_path}: unreadable ({e})"], 0
-    if info.get("schema_version") != schema.SCHEMA_VERSION:
+    if info.get("schema_version") not in schema.READABLE_SCHEMA_VERSIONS:
         return [f"{info_path}: schema version {info.get('schema_version')}, this library reads "
                 f"{schema.SCHEMA_VERSION}; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
     problems, seen = [], collections.Counter()
@@ -93,7 +95,8 @@ def verify(data_dir: str) -> tuple[list[str], int]:
                             f"{shard['size']}")
         if schema.file_sha256(path) != shard["sha256"]:
             problems.append(f"{shard['file']}: sha256 differs from {schema.INFO_FILENAME} (changed or corrupt)")
-        problems += _check_records(path, shard, info["audio_frames"], seen)
+        problems += _check_records(path, shard, info["audio_frames"], seen,
+                                   info.get("modality", schema.DEFAULT_MODALITY))
     for extra in sorted(glob.glob(os.path.join(data_dir, schema.shard_glob()))):
         if os.path.basename(extra) not in listed:
             problems.append(f"{os.path.basename(extra)}: not listed in {schema.INFO_FILENAME}")
