@@ -57,6 +57,9 @@ VISUAL_BRANCH = "visual_branch"
 TEMPORALS = ("max", "gru", "lstm")
 # How the audio branch reads the second BLSTM: its final states (the seed's), or the mean of its outputs.
 AUDIO_POOLINGS = ("last", "mean")
+# A normalization of the MFCC vectors in front of the audio BLSTMs: none (the seed's), or batch
+# normalization per coefficient (statistics over the training batches, the real frames only with a mask).
+AUDIO_INPUT_NORMS = ("none", "batch")
 
 # The seed notebook's sizes (MISSION.md, "Models").
 AUDIO_UNITS = 64
@@ -66,7 +69,7 @@ FUSION_UNITS = 256
 
 
 def audio_branch(audio_frames: int, *, pooling: str = "last", mask_padding: bool = False,
-                 name: str = "audio_branch") -> keras.Model:
+                 input_norm: str = "none", name: str = "audio_branch") -> keras.Model:
     """BLSTM 64 (sequences) -> Dropout 0.5 -> BLSTM 64 -> Dense 128 ReLU.
 
     Args:
@@ -75,18 +78,24 @@ def audio_branch(audio_frames: int, *, pooling: str = "last", mask_padding: bool
         outputs over the time steps (the real frames only with ``mask_padding``).
       mask_padding: the BLSTMs skip the frames that are all zeros (the converter's pre-padding,
         and frames a time mask blanked): a ``Masking`` layer in front.
+      input_norm: ``batch``: ``BatchNormalization`` of each of the 24 coefficients over the batch's
+        frames, in front of the first BLSTM (``AUDIO_INPUT_NORMS``).
 
     Returns:
       A model ``(B, 24, M, 1)`` float32 -> ``(B, 128)`` float32.
     """
     if pooling not in AUDIO_POOLINGS:
         raise UserError(f"audio pooling must be one of {', '.join(AUDIO_POOLINGS)}, got {pooling!r}")
+    if input_norm not in AUDIO_INPUT_NORMS:
+        raise UserError(f"audio input norm must be one of {', '.join(AUDIO_INPUT_NORMS)}, got {input_norm!r}")
     inputs = keras.Input((NUM_MFCC, audio_frames, 1), name=AUDIO_INPUT)
     # (24, M, 1) -> (M, 24): one 24-coefficient vector per time step.
     x = layers.Permute((2, 1, 3), name="time_major")(inputs)
     x = layers.Reshape((audio_frames, NUM_MFCC), name="mfcc_sequence")(x)
     if mask_padding:
         x = layers.Masking(0.0, name="padding_mask")(x)
+    if input_norm == "batch":
+        x = layers.BatchNormalization(name="mfcc_norm")(x)
     x = layers.Bidirectional(layers.LSTM(AUDIO_UNITS, return_sequences=True), name="blstm_1")(x)
     x = layers.Dropout(AUDIO_DROPOUT, name="audio_dropout")(x)
     x = layers.Bidirectional(layers.LSTM(AUDIO_UNITS, return_sequences=pooling == "mean"), name="blstm_2")(x)
@@ -311,6 +320,7 @@ def build_model(
     visual_weights: str = "none",
     audio_pooling: str = "last",
     mask_padding: bool = False,
+    audio_input_norm: str = "none",
 ) -> keras.Model:
     """The fusion model or a unimodal baseline (uncompiled).
 
@@ -320,7 +330,7 @@ def build_model(
       num_classes: 7 (neutral and calm merged) or 8.
       visual_backbone, temporal, filters: see ``visual_branch``.
       visual_weights: the visual backbone's start (``visual_branch``'s ``weights``).
-      audio_pooling, mask_padding: see ``audio_branch``.
+      audio_pooling, mask_padding, audio_input_norm: see ``audio_branch`` (pooling, mask_padding, input_norm).
 
     Returns:
       A ``keras.Model`` named ``{model}_model`` whose output is ``(B,
@@ -332,15 +342,18 @@ def build_model(
         raise ValueError(f"audio_frames must be positive, got {audio_frames}")
     input_audio = keras.Input((NUM_MFCC, audio_frames, 1), name=AUDIO_INPUT)
     input_video = keras.Input(VIDEO_SHAPE, name=VIDEO_INPUT)
+    if model != "video":
+        audio = audio_branch(audio_frames, pooling=audio_pooling, mask_padding=mask_padding,
+                             input_norm=audio_input_norm)
     if model == "audio":
         inputs = input_audio
-        hidden = audio_branch(audio_frames, pooling=audio_pooling, mask_padding=mask_padding)(input_audio)
+        hidden = audio(input_audio)
     elif model == "video":
         inputs = input_video
         hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
     else:
         inputs = [input_audio, input_video]
-        audio_hidden = audio_branch(audio_frames, pooling=audio_pooling, mask_padding=mask_padding)(input_audio)
+        audio_hidden = audio(input_audio)
         video_hidden = visual_branch(visual_backbone, temporal, filters=filters, weights=visual_weights)(input_video)
         hidden = layers.Concatenate(name="fusion_concat")([audio_hidden, video_hidden])
     output = _head(hidden, num_classes)

@@ -182,3 +182,29 @@ def test_keras_file_round_trip(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize("pooling, input_norm", [("last", "none"), ("mean", "none"), ("mean", "batch")])
+def test_a_masked_audio_branch_ignores_the_padding(pooling, input_norm):
+    """With ``mask_padding`` the output depends on the real frames only: the same clip pre-padded to M=20 or
+    to M=30 (weights do not depend on M) gives the same features; without the mask it does not."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 1, (2, 24, 12, 1)).astype(np.float32)
+    padded = {m: np.concatenate([np.zeros((2, 24, m - 12, 1), np.float32), real], axis=2) for m in (M, 30)}
+    outputs = {}
+    for masked in (True, False):
+        short = models.audio_branch(M, pooling=pooling, mask_padding=masked, input_norm=input_norm)
+        long = models.audio_branch(30, pooling=pooling, mask_padding=masked, input_norm=input_norm)
+        long.set_weights(short.get_weights())
+        outputs[masked] = (np.asarray(short(padded[M])), np.asarray(long(padded[30])))
+    np.testing.assert_allclose(*outputs[True], atol=1e-5)
+    assert np.abs(outputs[False][0] - outputs[False][1]).max() > 1e-3
+
+
+def test_audio_branch_options_are_checked():
+    with pytest.raises(ValueError, match="pooling"):
+        models.audio_branch(M, pooling="attention")
+    with pytest.raises(ValueError, match="input norm"):
+        models.audio_branch(M, input_norm="layer")
+    kinds = [type(layer) for layer in _inner_layers(models.audio_branch(M, pooling="mean", mask_padding=True))]
+    assert layers.Masking in kinds and layers.GlobalAveragePooling1D in kinds

@@ -87,7 +87,8 @@ def main(argv: list[str]) -> None:
     info = builder.info
     num_classes = int(FLAGS.num_classes)
     print(f"{FLAGS.data_dir}: {info.num_examples} examples, actors {actor_ranges(info.actors)}, "
-          f"audio (24, {info.audio_frames}, 1), video (6, 64, 64, 3), schema {info.schema_version}")
+          f"audio {info.audio_shape}, " + (f"video {info.video_shape}" if info.has_video else "audio only")
+          + f", schema {info.schema_version}")
     if info.summary:
         print(f"conversion: {info.summary}")
     counts = scan(builder, num_classes, FLAGS.vocal_channels)

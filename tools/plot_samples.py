@@ -28,11 +28,12 @@ flags.DEFINE_integer("seed", 0, "Seed for --augment.")
 
 
 def pick(dataset, n: int):
-    """The first ``n`` examples with distinct labels (then any), as numpy."""
+    """The first ``n`` examples with distinct labels (then any), as numpy; video None for audio-only data."""
     chosen, seen, spare = [], set(), []
-    for (audio, video), label, meta in dataset.as_numpy_iterator():
+    for inputs, label, meta in dataset.as_numpy_iterator():
+        audio, video = inputs if isinstance(inputs, tuple) else (inputs, None)
         for i in range(len(label)):
-            item = (audio[i], video[i], int(label[i]), {k: v[i] for k, v in meta.items()})
+            item = (audio[i], None if video is None else video[i], int(label[i]), {k: v[i] for k, v in meta.items()})
             (spare if item[2] in seen else chosen).append(item)
             seen.add(item[2])
             if len(chosen) == n:
@@ -51,8 +52,8 @@ def plot(samples, info, output: str) -> None:
 
     sr = int(info.preprocessing.get("sample_rate", 16000))
     hop = int(info.preprocessing.get("hop_length", 512))
-    frames = samples[0][1].shape[0]
-    fig = plt.figure(figsize=(2.0 * frames + 7, 2.6 * len(samples)), constrained_layout=True)
+    frames = 0 if samples[0][1] is None else samples[0][1].shape[0]  # an audio-only dataset: the MFCCs alone
+    fig = plt.figure(figsize=(2.0 * frames + (7 if frames else 11), 2.6 * len(samples)), constrained_layout=True)
     rows = fig.subfigures(len(samples), 1, squeeze=False)[:, 0]
     for row, (audio, video, label, meta) in zip(rows, samples, strict=True):
         emotion = labels.EMOTIONS[int(meta["emotion"])]
@@ -62,7 +63,7 @@ def plot(samples, info, output: str) -> None:
             f"actor {int(meta['actor'])}, {meta['vocal_channel'].decode()}, {meta['clip_id'].decode()}",
             fontsize=11, fontweight="bold",
         )
-        axes = row.subplots(1, frames + 1, gridspec_kw={"width_ratios": [1] * frames + [3.2]})
+        axes = row.subplots(1, frames + 1, gridspec_kw={"width_ratios": [1] * frames + [3.2]}, squeeze=False)[0]
         for f in range(frames):
             axes[f].imshow(video[f])
             axes[f].set_title(f"frame {f + 1}", fontsize=8)

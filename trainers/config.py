@@ -52,7 +52,8 @@ class TrainConfig:
       actors: explicit ``{"train": (...), "validation": (...), "test": (...)}`` (scheme ``actors``).
       num_classes: 7 (neutral and calm merged) or 8.
       model, visual_backbone, temporal, filters: see ``ravdess_tfrecords.models``.
-      audio_pooling, mask_padding: the audio branch's read-out and padding mask (``models.audio_branch``).
+      audio_pooling, mask_padding, audio_input_norm: the audio branch's read-out, padding mask and input
+        normalization (``models.audio_branch``).
       augment: the training augmentations switched on (subset of ``AUGMENTATIONS``).
       one_hot: categorical instead of sparse categorical cross-entropy.
       monitor: the validation quantity for the checkpoint and early stopping.
@@ -101,6 +102,7 @@ class TrainConfig:
     temporal: str = "max"
     audio_pooling: str = "last"
     mask_padding: bool = False
+    audio_input_norm: str = "none"
     filters: tuple[int, ...] = DEFAULT_FILTERS
     epochs: int = 60
     batch_size: int = 32

@@ -55,6 +55,9 @@ flags.DEFINE_enum("audio_pooling", "last", list(models.AUDIO_POOLINGS),
                   "(the mean of its outputs over time).")
 flags.DEFINE_boolean("mask_padding", False,
                      "The audio BLSTMs skip all-zero frames (the converter's pre-padding, time-masked frames).")
+flags.DEFINE_enum("audio_input_norm", "none", list(models.AUDIO_INPUT_NORMS),
+                  "Normalization of the MFCC vectors in front of the audio BLSTMs: none, or batch (each "
+                  "coefficient batch-normalized over the batch's frames).")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels per block of the visual backbone.")
 flags.DEFINE_integer("epochs", 60, "Maximum epochs (early stopping may end sooner).")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -173,6 +176,7 @@ def config_from_flags() -> TrainConfig:
         temporal=FLAGS.temporal,
         audio_pooling=FLAGS.audio_pooling,
         mask_padding=FLAGS.mask_padding,
+        audio_input_norm=FLAGS.audio_input_norm,
         filters=tuple(int(f) for f in FLAGS.filters),
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,

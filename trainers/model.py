@@ -74,6 +74,7 @@ def build_and_compile(config: TrainConfig, audio_frames: int) -> keras.Model:
             visual_weights=config.visual_weights,
             audio_pooling=config.audio_pooling,
             mask_padding=config.mask_padding,
+            audio_input_norm=config.audio_input_norm,
         )
         if config.augment_on == "device":
             model = augment.with_augmentation(
