@@ -179,3 +179,25 @@ def test_a_model_with_video_on_audio_only_data_is_one_error_line(wav_dataset, tm
     assert lines[-1].startswith("error: ") and f"--model={model} needs" in lines[-1]
     assert "audio-only dataset" in lines[-1] and "--model=audio" in lines[-1]
     assert not run.exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("standardize", ["coefficient", "sample"])
+def test_predict_features_of_a_wav_equal_the_stored_example(wav_corpus, tmp_path, standardize):
+    """``trainers.predict``'s preprocessing of a ``.wav`` (the saved settings, ``standardize`` included) gives
+    exactly the audio the converter stored for it."""
+    import ravdess_tfrecords as rt
+    from ravdess_tfrecords.conversion.preprocess import Settings
+    from trainers import predict_lib
+
+    out = tmp_path / "out"
+    convert.convert([os.path.join(wav_corpus, "Actor_02")], str(out), workers=1, progress=False,
+                    settings=Settings(standardize=standardize))
+    builder = rt.Builder(str(out))
+    assert builder.info.preprocessing["standardize"] == standardize
+    settings = Settings.from_dict(builder.info.preprocessing)
+    for audio, _, meta in builder.as_dataset("all", batch_size=CLIPS_PER_ACTOR, with_metadata=True).take(1):
+        for i, source in enumerate(meta["source"].numpy()):
+            wav = os.path.join(wav_corpus, "Actor_02", source.decode())
+            features, video = predict_lib.clip_features(wav, settings, builder.info.audio_frames, video=False)
+            assert video is None
+            np.testing.assert_array_equal(features, audio[i].numpy())

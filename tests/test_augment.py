@@ -198,3 +198,31 @@ def test_colour_alone_changes_values_but_moves_no_pixel(video):
     # Random-noise frames: any flip or crop would leave almost no correlation.
     for i in range(B):
         assert np.corrcoef(out[i].ravel(), plain[i].ravel())[0, 1] > 0.95
+
+
+def test_mixup_blends_inputs_and_labels_with_the_same_weights():
+    import tensorflow as tf
+
+    from ravdess_tfrecords.reading import augment
+
+    rng = np.random.default_rng(0)
+    audio = tf.constant(rng.normal(0, 1, (8, 24, 5, 1)), tf.float32)
+    video = tf.constant(rng.integers(0, 256, (8, 6, 4, 4, 3)), tf.uint8)
+    labels = tf.one_hot(tf.range(8), 8)  # a class of its own per example: the labels tell the partner
+    seed = tf.constant([3, 4], tf.int64)
+    (a, v), y = augment.mixup((audio, video), labels, seed, 0.4)
+    assert a.shape == audio.shape and v.dtype == tf.uint8 and y.shape == labels.shape
+    np.testing.assert_allclose(tf.reduce_sum(y, 1), 1, atol=1e-6)
+    y = y.numpy()
+    # Each row is lam * own + (1 - lam) * partner's: the labels give lam and the partner; the inputs must agree.
+    for i in range(8):
+        lam = y[i, i]
+        others = [j for j in range(8) if j != i and y[i, j] > 0]
+        j = others[0] if others else i
+        assert 0 <= lam <= 1 and len(others) <= 1
+        np.testing.assert_allclose(a[i], lam * audio[i] + (1 - lam) * audio[j], atol=1e-5)
+        expected = np.round(lam * video[i].numpy() + (1 - lam) * video[j].numpy().astype(np.float32))
+        assert np.abs(v[i].numpy().astype(np.float32) - expected).max() <= 1
+    (a2, _), y2 = augment.mixup((audio, video), labels, seed, 0.4)
+    np.testing.assert_array_equal(a2, a)  # stateless: the same seed, the same batch
+    assert not np.allclose(y, labels)  # something was mixed

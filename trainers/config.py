@@ -57,6 +57,8 @@ class TrainConfig:
       augment: the training augmentations switched on (subset of ``AUGMENTATIONS``).
       one_hot: categorical instead of sparse categorical cross-entropy.
       monitor: the validation quantity for the checkpoint and early stopping.
+      mixup: > 0: mixup of the training batches with ``lam ~ Beta(mixup, mixup)`` (``augment.mixup``;
+        one-hot labels). 0: off.
       shuffle_labels: sanity control: training labels are shuffled within each batch,
         so a model can only reach chance level on test. Validation and test keep true labels.
       augment_on: ``host`` (the input pipeline augments, video arrives in [0, 1]) or ``device``
@@ -119,6 +121,7 @@ class TrainConfig:
     vocal_channels: tuple[str, ...] | None = None
     cache: str = "auto"
     shuffle_labels: bool = False
+    mixup: float = 0.0
     export: bool = True
     strategy: str = "auto"
     data_service: str | None = None
@@ -184,6 +187,8 @@ class TrainConfig:
             raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.mixup < 0:
+            raise UserError(f"mixup must be >= 0 (the Beta distribution's alpha; 0: off), got {self.mixup}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.visual_weights not in models.NAMED_WEIGHTS:
@@ -205,9 +210,9 @@ class TrainConfig:
 
     @property
     def one_hot_labels(self) -> bool:
-        """Whether the pipeline ships one-hot labels: ``one_hot``, or label smoothing (Keras 3's sparse
-        cross-entropy has no ``label_smoothing``)."""
-        return self.one_hot or self.label_smoothing > 0
+        """Whether the pipeline ships one-hot labels: ``one_hot``, label smoothing (Keras 3's sparse
+        cross-entropy has no ``label_smoothing``) or mixup (soft targets)."""
+        return self.one_hot or self.label_smoothing > 0 or self.mixup > 0
 
     @property
     def is_cross_validation(self) -> bool:

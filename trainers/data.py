@@ -74,6 +74,10 @@ def make_datasets(
         label_seed = 0 if config.seed is None else config.seed
         # Within-batch label shuffle, re-drawn every batch and epoch: features and labels lose their link.
         train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=label_seed)))
+    if config.mixup > 0:
+        # One stateless seed per batch, re-drawn each epoch, reproducible with --seed (as the augmentation's).
+        train = tf.data.Dataset.zip((train, augment_lib.mixup_seeds(config.seed))).map(
+            lambda batch, seed: augment_lib.mixup(*batch, seed, config.mixup), num_parallel_calls=tf.data.AUTOTUNE)
     validation = builder.as_dataset("validation", training=False, **common)
     test = builder.as_dataset("test", training=False, **common)
     return tuple(adapt_inputs(ds, input_names, builder.info.input_names) for ds in (train, validation, test))

@@ -113,6 +113,8 @@ flags.DEFINE_enum("lr_schedule", "plateau", list(config_lib.LR_SCHEDULES),
                   "plateau: halve the learning rate when val_loss stalls (--lr_patience); cosine: per epoch, linear "
                   "warm-up over --warmup_epochs, then cosine decay to the minimum learning rate at --epochs.")
 flags.DEFINE_integer("warmup_epochs", 0, "--lr_schedule=cosine: epochs of linear warm-up.")
+flags.DEFINE_float("mixup", 0.0, "mixup of the training batches, lam ~ Beta(a, a) with this a (0.2-0.4 is "
+                   "usual; > 0 implies one-hot labels); 0: off.")
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy (> 0 implies one-hot labels).")
 flags.DEFINE_string("visual_weights", "none",
                     "Where the visual backbone starts: none (random), imagenet (mobilenet_v3_*; Keras downloads "
@@ -206,6 +208,7 @@ def config_from_flags() -> TrainConfig:
         lr_schedule=FLAGS.lr_schedule,
         warmup_epochs=FLAGS.warmup_epochs,
         label_smoothing=FLAGS.label_smoothing,
+        mixup=FLAGS.mixup,
         visual_weights=FLAGS.visual_weights,
         freeze_epochs=FLAGS.freeze_epochs,
     )

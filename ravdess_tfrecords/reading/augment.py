@@ -434,6 +434,45 @@ def augment_audio(
     return audio
 
 
+def mixup_seeds(seed: int | None) -> tf.data.Dataset:
+    """One stateless seed, int64 ``(2,)``, per training batch for ``mixup``; re-drawn each epoch."""
+    return tf.data.Dataset.random(seed=None if seed is None else seed + 1, rerandomize_each_iteration=True).batch(2)
+
+
+def mixup(inputs, labels: tf.Tensor, seed: tf.Tensor, alpha: float):
+    """mixup (Zhang et al. 2018) of a training batch: each example blended with another of the same batch.
+
+    ``lam ~ Beta(alpha, alpha)`` per example (two stateless Gamma draws), the partner a stateless
+    permutation of the batch; every input and the labels get the same ``lam * x + (1 - lam) * x[partner]``.
+
+    Args:
+      inputs: a tensor ``(B, ...)`` or a tuple / dict of them (audio, video): float32, or uint8 video
+        (blended in float32, rounded back).
+      labels: float32 one-hot ``(B, C)``.
+      seed: int ``(2,)``.
+      alpha: > 0; small values keep most ``lam`` near 0 or 1.
+
+    Returns:
+      ``(inputs, labels)`` of the same structure, shapes and dtypes.
+    """
+    s_g1, s_g2, s_p = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    n = tf.shape(labels)[0]
+    g1 = tf.random.stateless_gamma([n], s_g1, alpha=alpha)
+    g2 = tf.random.stateless_gamma([n], s_g2, alpha=alpha)
+    lam = g1 / tf.maximum(g1 + g2, 1e-12)
+    partner = tf.argsort(tf.random.stateless_uniform([n], s_p))
+
+    def blend(x):
+        w = tf.reshape(lam, tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+        if x.dtype.is_integer:  # uint8 video (device-side augmentation): blended, then rounded back
+            y = tf.cast(x, tf.float32)
+            return tf.cast(tf.round(w * y + (1 - w) * tf.gather(y, partner)), x.dtype)
+        w = tf.cast(w, x.dtype)
+        return w * x + (1 - w) * tf.gather(x, partner)
+
+    return tf.nest.map_structure(blend, inputs), blend(labels)
+
+
 def real_frames(audio: tf.Tensor) -> tf.Tensor:
     """int32 ``(B,)``: the frames of each clip after its zero pre-padding, ``min(audio_frames, M)``.
 
