@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -107,17 +108,21 @@ def test_quiet_is_not_silent_but_noise_and_digital_silence_are(tmp_path):
 
 
 def test_a_mixed_input_says_what_it_found_and_what_it_took(synthetic_corpus, wav_corpus, tmp_path, capsys):
-    mp4s = sum(len(files) for _, _, files in os.walk(synthetic_corpus) if files) - 1  # truth.json
-    summary = convert.convert([synthetic_corpus, wav_corpus], str(tmp_path / "av"), workers=2, progress=False)
+    mixed = tmp_path / "mixed"  # one actor's clips and recordings side by side, as a per-actor zip holds them
+    shutil.copytree(os.path.join(synthetic_corpus, "Actor_01"), mixed / "Actor_01")
+    mp4s = len(os.listdir(mixed / "Actor_01"))
+    for name in os.listdir(os.path.join(wav_corpus, "Actor_01")):
+        shutil.copy(os.path.join(wav_corpus, "Actor_01", name), mixed / "Actor_01" / name)
+    wavs = CLIPS_PER_ACTOR
+    summary = convert.convert([str(mixed)], str(tmp_path / "av"), workers=2, progress=False)
     err = capsys.readouterr().err
-    wavs = len(ACTORS) * CLIPS_PER_ACTOR
     assert f"found {mp4s} audio-video (01) and {wavs} audio-only (03) files" in err
-    assert "converting the" in err and "--modality=audio" in err
-    assert summary["info"]["modality"] == "audio_video" and summary["skipped"]["other_modality"] == wavs
-    summary = convert.convert([synthetic_corpus, wav_corpus], str(tmp_path / "a"), workers=2, progress=False,
-                              modality="audio")
+    assert f"converting the {mp4s} audio-video ones" in err and "--modality=audio" in err
+    assert summary["info"]["modality"] == "audio_video" and summary["skipped"] == {"other_modality": wavs}
+    summary = convert.convert([str(mixed)], str(tmp_path / "a"), workers=2, progress=False, modality="audio")
+    assert f"converting the {wavs} audio-only ones (by --modality)" in capsys.readouterr().err
     assert summary["info"]["modality"] == "audio" and summary["converted"] == wavs
-    assert summary["skipped"]["other_modality"] == mp4s
+    assert summary["skipped"] == {"other_modality": mp4s}
 
 
 def test_the_reader_yields_audio_and_label(wav_dataset):
