@@ -100,7 +100,10 @@ def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one_or_no_role():
 
 
 def test_scale_out_waits_for_the_dispatcher_and_says_where_input_comes_from(tmp_path, capsys):
-    """No dispatcher: one TimeoutError naming the address (not a silent hang); one: a line naming it and the job."""
+    """No dispatcher, or one without a worker: one TimeoutError naming the address (not a silent hang).
+
+    A dispatcher with a worker: a line naming it and the job.
+    """
     import tensorflow as tf
     from test_multi_worker import _free_ports
 
@@ -111,8 +114,17 @@ def test_scale_out_waits_for_the_dispatcher_and_says_where_input_comes_from(tmp_
         data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
     dispatcher = data_service.start_dispatcher()
     try:
-        config = dataclasses.replace(config, data_service=dispatcher.target, verbose=2)
-        data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        # A dispatcher with no worker would accept the job and never send a batch.
+        config = dataclasses.replace(config, data_service=dispatcher.target)
+        with pytest.raises(TimeoutError, match=f"no tf.data service worker registered with the dispatcher at "
+                                               f"{dispatcher.target} within --data_service_timeout=1 s"):
+            data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        worker = data_service.start_worker(dispatcher.target)
+        try:
+            config = dataclasses.replace(config, verbose=2)
+            data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        finally:
+            worker.stop()
     finally:
         dispatcher.stop()
     assert capsys.readouterr().out == (f"training input: tf.data service at {dispatcher.target}, "
