@@ -55,6 +55,15 @@ def test_silent_audio_is_a_clip_error():
     assert err.value.code == "silent" and "dBFS" in err.value.message
 
 
+def test_nan_or_infinite_samples_are_bad_audio():
+    y = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+    y[800:810], y[1600] = np.nan, np.inf  # before: an IndexError (no frame compares as loud)
+    with pytest.raises(ClipError) as err:
+        audio.speech_interval(y, 16000, top_db=30, silence_dbfs=-50)
+    assert err.value.code == "bad_audio"
+    assert err.value.message == "the audio holds 10 NaN and 1 infinite samples (the first at 0.050 s)"
+
+
 def test_model_input_is_pad_or_cut_with_a_channel_axis():
     x = np.arange(24 * 5, dtype=np.float64).reshape(24, 5)
     out = audio.model_input(x, 7)

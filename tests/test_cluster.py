@@ -154,6 +154,33 @@ def test_a_dispatcher_answers_with_its_version():
         dispatcher.stop()
 
 
+def test_a_dispatcher_without_a_worker_fails_within_the_timeout_then_counts_its_worker():
+    from trainers import service
+
+    dispatcher = service.start_dispatcher()
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"^no tf.data service worker registered with the dispatcher at "
+                                               f"{dispatcher.target} within --data_service_timeout=1 s"):
+            cluster.wait_for_service_workers(dispatcher.target, timeout=1)
+        assert time.monotonic() - start < 5
+        worker = service.start_worker(dispatcher.target)
+        try:
+            assert cluster.wait_for_service_workers(dispatcher.target, timeout=30) == 1
+        finally:
+            worker.stop()
+    finally:
+        dispatcher.stop()
+
+
+def test_count_workers_reads_a_get_workers_response():
+    # Two WorkerInfo (field 1), a 200-byte address (a two-byte varint length); an empty response lists none.
+    info = b"\x0a" + bytes([len("h:1")]) + b"h:1"
+    long_info = b"\x0a\xc8\x01" + b"x" * 200
+    assert cluster.count_workers(b"") == 0
+    assert cluster.count_workers(b"\x0a" + bytes([len(info)]) + info + b"\x0a\xcb\x01" + long_info) == 2
+
+
 def test_cluster_tasks_and_chief():
     spec = {"cluster": {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"], "ps": ["p:1"]},
             "task": {"type": "worker", "index": 1}}

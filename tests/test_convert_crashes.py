@@ -271,4 +271,4 @@ def test_an_input_without_media_says_what_was_searched(tmp_path):
     assert code == 2 and "Traceback" not in stderr, stderr  # a user error: the input holds nothing to convert
     line = _error_line(stderr)
     assert f"under {corpus}" in line and "(searched 2 folders)" in line and ".mp4" in line and ".zip" in line, line
-    assert "failures.jsonl" not in line and not (out / schema.FAILURES_FILENAME).exists()
+    assert "failures.jsonl" not in line and not out.exists()  # nothing written: no empty .cache/ either

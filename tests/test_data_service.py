@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 
@@ -77,30 +78,54 @@ def test_scale_out_repeats_with_a_fixed_epoch_only_when_needed(tmp_path):
         data_lib.scale_out(train, validation, config, num_examples=7, num_workers=2)
 
 
-def test_cli_starts_a_dispatcher_and_rejects_a_worker_without_one_or_no_role():
+def _tool(*args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """``python -m tools.data_service ARGS`` from the repository, TensorFlow's INFO lines off."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-m", "tools.data_service", *args], cwd=REPO, env=env,
+                            stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def test_cli_refuses_bad_flags_and_a_port_in_use_and_stops_on_sigint_and_sigterm():
     # Both refusals run side by side; each is one error line and exit status 2 (no absl usage dump, no FATAL).
-    refused = {args: subprocess.Popen([sys.executable, "-m", "tools.data_service", *args], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for args in (("--role=worker",), ())}
+    refused = {args: _tool(*args) for args in (("--role=worker",), ())}
     for args, expected in ((("--role=worker",), "error: --role=worker needs --dispatcher=HOST:PORT"),
                            ((), "error: --role is required")):
         _, stderr = refused[args].communicate(timeout=120)
         assert refused[args].returncode == 2, stderr
         assert len(stderr.splitlines()) == 1 and stderr.startswith(expected), stderr
-    proc = subprocess.Popen([sys.executable, "-m", "tools.data_service", "--role=dispatcher", "--port=0"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = _tool("--role=dispatcher", "--port=0")
+    servers = [proc]
     try:
         line = proc.stdout.readline()
         assert line.startswith("tf.data service dispatcher at grpc://") and "--data_service=grpc://" in line
-        assert proc.poll() is None  # serving until killed
+        assert proc.poll() is None  # serving until stopped
+        port = line.split()[4].rstrip(";").rsplit(":", 1)[1]
+        # A second dispatcher on its port is refused (gRPC's SO_REUSEPORT would let it share the port silently).
+        second = _tool("--role=dispatcher", f"--port={port}")
+        worker = _tool("--role=worker", f"--dispatcher=localhost:{port}")
+        servers += [second, worker]
+        _, stderr = second.communicate(timeout=120)
+        assert second.returncode == 2 and len(stderr.splitlines()) == 1, stderr
+        assert stderr.startswith(f"error: cannot start the dispatcher: port {port} is in use"), stderr
+        assert worker.stdout.readline() == f"tf.data service worker serving dispatcher localhost:{port}\n"
+        # Ctrl-C and SIGTERM stop the servers, with one line each (server.join() ignored both).
+        for server, signum in ((worker, signal.SIGTERM), (proc, signal.SIGINT)):
+            server.send_signal(signum)
+            _, stderr = server.communicate(timeout=30)
+            assert server.returncode == 128 + signum, stderr
+            assert stderr.strip().splitlines()[-1].startswith(f"stopped by {signal.Signals(signum).name}"), stderr
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=30)
 
 
 def test_scale_out_waits_for_the_dispatcher_and_says_where_input_comes_from(tmp_path, capsys):
-    """No dispatcher: one TimeoutError naming the address (not a silent hang); one: a line naming it and the job."""
+    """No dispatcher, or one without a worker: one TimeoutError naming the address (not a silent hang).
+
+    A dispatcher with a worker: a line naming it and the job.
+    """
     import tensorflow as tf
     from test_multi_worker import _free_ports
 
@@ -111,8 +136,17 @@ def test_scale_out_waits_for_the_dispatcher_and_says_where_input_comes_from(tmp_
         data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
     dispatcher = data_service.start_dispatcher()
     try:
-        config = dataclasses.replace(config, data_service=dispatcher.target, verbose=2)
-        data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        # A dispatcher with no worker would accept the job and never send a batch.
+        config = dataclasses.replace(config, data_service=dispatcher.target)
+        with pytest.raises(TimeoutError, match=f"no tf.data service worker registered with the dispatcher at "
+                                               f"{dispatcher.target} within --data_service_timeout=1 s"):
+            data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        worker = data_service.start_worker(dispatcher.target)
+        try:
+            config = dataclasses.replace(config, verbose=2)
+            data_lib.scale_out(train, validation, config, num_examples=40, num_workers=1)
+        finally:
+            worker.stop()
     finally:
         dispatcher.stop()
     assert capsys.readouterr().out == (f"training input: tf.data service at {dispatcher.target}, "

@@ -15,6 +15,7 @@ from tensorflow import keras
 
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models
+from ravdess_tfrecords.conversion import preprocess
 from trainers import predict_lib, train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,18 +59,21 @@ def _clips(corpus: str, actors=(1, 12, 24)) -> list[str]:
 
 
 def _faceless_clip(path: str) -> str:
-    """A real mp4 with a tone but no face: preprocessing must refuse it (no_face)."""
+    """A real mp4 with a tone but no face: preprocessing must refuse it (no_face).
+
+    The tone starts after 0.5 s of silence: a steady tone alone is noise with no speech in it (``silent``).
+    """
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=320x240:d=2:r=25",
-         "-f", "lavfi", "-i", "sine=frequency=220:duration=2", "-shortest", "-pix_fmt", "yuv420p", path],
+         "-f", "lavfi", "-i", "sine=frequency=220:duration=2", "-af", "volume='if(lt(t,0.5),0,1)':eval=frame",
+         "-shortest", "-pix_fmt", "yuv420p", path],
         check=True,
     )
     return path
 
 
 def _nan_audio_clip(path: str) -> str:
-    """A real clip (.mov, float PCM audio) with 10 NaN samples in its tone: the preprocessing raises on it
-    an exception that is no ClipError (today an IndexError in ``audio.speech_interval``)."""
+    """A real clip (.mov, float PCM audio) with 10 NaN samples in its tone: ``bad_audio``."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)).astype("<f4")
     tone[1000:1010] = np.nan
     raw = path + ".f32"
@@ -113,17 +117,22 @@ def test_a_failing_clip_gets_its_reason_and_the_others_still_run(model_dir, synt
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    # The test hook makes librosa raise on a copy of the good clip: an exception the preprocessing does not expect.
+    raises = tmp_path / "librosa_raises.mp4"
+    raises.write_bytes(open(good, "rb").read())
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **{preprocess.TEST_RAISE_ENV: raises.name})
     cmd = [sys.executable, "-m", "trainers.predict", f"--model_dir={model_dir}"]
     nan_audio = _nan_audio_clip(str(tmp_path / "nan_audio.mov"))
-    proc = subprocess.run(cmd + [faceless, good, str(broken), nan_audio], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(cmd + [faceless, good, str(broken), str(raises), nan_audio], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 4, proc.stdout
-    # An exception the preprocessing does not expect: that clip's line, reason internal, type and message.
-    assert re.fullmatch(r"nan_audio\.mov: FAILED internal: [A-Z]\w*Error: .+", lines[3]), lines[3]
+    assert len(lines) == 5, proc.stdout
+    # That clip's line, reason internal, the exception's type and message.
+    assert lines[3] == "librosa_raises.mp4: FAILED internal: ParameterError: hop_length=0 must be a positive integer"
+    assert lines[4] == "nan_audio.mov: FAILED bad_audio: the audio holds 10 NaN and 0 infinite samples (the first " \
+                       "at 0.062 s)", lines[4]
     assert lines[0].startswith("faceless.mp4: FAILED no_face")
     names = "|".join(re.escape(n) for n in labels.CLASS_NAMES)
     assert re.fullmatch(rf"{re.escape(os.path.basename(good))}: ({names}) [01]\.\d\d \((({names}) [01]\.\d\d(, )?)+\)",

@@ -267,7 +267,7 @@ def main(argv: list[str]) -> None:
     import ravdess_tfrecords as rt
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        data_dir = os.path.expanduser(FLAGS.data_dir)
+        data_dir = os.path.expanduser(FLAGS.data_dir) if FLAGS.data_dir else None
         if data_dir is None:
             data_dir = tmp
             print(f"writing {FLAGS.actors} x {FLAGS.clips_per_actor} random-content examples to {tmp} ...")

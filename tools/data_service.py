@@ -7,10 +7,16 @@ r"""Start a tf.data service dispatcher or worker, for ``trainers.fit --data_serv
 The dispatcher hands out the work; each worker runs the trainer's whole input
 pipeline (read, parse, augment, batch) and streams finished batches to it, so
 the training host's CPUs are no longer the limit. Workers must reach the shards
-(``--data_dir``) under the same path as the trainer. Runs until killed.
+(``--data_dir``) under the same path as the trainer. Runs until SIGINT (Ctrl-C)
+or SIGTERM: then it stops its server and exits with one line and status 128 +
+the signal's number (130, 143). A port in use is one ``error:`` line, status 2.
 """
 
 from __future__ import annotations
+
+import signal
+import sys
+import threading
 
 from absl import app, flags
 
@@ -29,6 +35,27 @@ flags.DEFINE_string("work_dir", None,
                     "dispatcher picks up its running jobs. Unset: in memory.")
 
 
+def wait_for_stop_signal() -> int:
+    """Block until SIGINT or SIGTERM arrives; its number.
+
+    Not ``server.join()``: it waits in C++, where Python never runs its signal
+    handlers, so Ctrl-C did nothing. A wait on an Event with a timeout returns to
+    the interpreter often enough for the handler to run.
+    """
+    stop = threading.Event()
+    received = []
+
+    def handler(signum, frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+    while not stop.wait(0.5):
+        pass
+    return received[0]
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -45,11 +72,11 @@ def main(argv: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 - a port in use or an unreachable dispatcher: one line, not a traceback
         _cli.print_error(f"cannot start the {FLAGS.role}: {e}")
         return _cli.USER_ERROR_STATUS
-    try:
-        server.join()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    signum = wait_for_stop_signal()
+    server.stop()
+    print(f"stopped by {signal.Signals(signum).name}: the tf.data service {FLAGS.role} is down", file=sys.stderr,
+          flush=True)
+    return 128 + signum
 
 
 if __name__ == "__main__":

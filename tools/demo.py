@@ -21,6 +21,7 @@ them, one ``error:`` line says what to install before anything runs.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -135,7 +136,22 @@ def main(argv: list[str]) -> None:
     for step, seconds in timings.items():
         print(f"{step:<40} {seconds:6.0f} s")
     print(f"{'total':<40} {total:6.0f} s ({total / 60:.1f} min)")
-    print(f"\nNext: tensorboard --logdir={os.path.join(model_dir, 'logs')}")
+    print(f"\nNext: {tensorboard_command(os.path.join(model_dir, 'logs'))}")
+
+
+def tensorboard_command(logdir: str) -> str:
+    """The shell command that starts TensorBoard on ``logdir`` from the user's shell.
+
+    ``tensorboard`` alone only if that is this environment's: a virtualenv's ``bin/`` (``make demo``'s
+    ``.venv/bin``) is seldom on PATH, so else the full path of the one beside this Python, or ``-m``.
+    """
+    here = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    on_path = shutil.which("tensorboard")
+    if os.access(here, os.X_OK):
+        program = "tensorboard" if on_path and os.path.samefile(on_path, here) else shlex.quote(here)
+    else:
+        program = f"{shlex.quote(sys.executable)} -m tensorboard.main"
+    return f"{program} --logdir={shlex.quote(logdir)}"
 
 
 if __name__ == "__main__":

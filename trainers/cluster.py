@@ -22,6 +22,8 @@ main thread is blocked inside TensorFlow.
   1 and the stack if the cluster still has not formed after ``timeout``.
 * ``wait_for_dispatcher(address, timeout)``: a tf.data service dispatcher answers
   its ``GetVersion`` RPC, or a ``TimeoutError`` naming the address.
+  ``wait_for_service_workers(address, timeout)``: that, and then at least one tf.data
+  worker registered with it (its ``GetWorkers`` RPC) within the same timeout.
 * ``stop_on_signals(message)``: SIGINT and SIGTERM end the process with one line
   and status 128 + signal, wherever the main thread is. Python runs its signal
   handlers only in the main thread, between bytecodes, never while that thread
@@ -200,6 +202,67 @@ def building_strategy(timeout: float) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
+_DISPATCHER_RPC = "/tensorflow.data.DispatcherService/"
+
+
+def _deadline(timeout: float) -> float | None:
+    """The monotonic time ``timeout`` seconds from now; None for ``timeout`` 0 (for ever)."""
+    return time.monotonic() + timeout if timeout else None
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (<= 0: passed); None: no deadline."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _dispatcher_version(channel, address: str, timeout: float, deadline: float | None) -> int:
+    """The dispatcher's ``GetVersion`` answer on ``channel``, retried until ``deadline``."""
+    import grpc  # a TensorFlow dependency
+
+    get_version = channel.unary_unary(_DISPATCHER_RPC + "GetVersion")
+    last = "no answer"
+    while True:
+        left = _left(deadline)
+        if left is not None and left <= 0:
+            raise UserTimeoutError(
+                f"no tf.data service dispatcher answered at {address} within --data_service_timeout={timeout:g} s "
+                f"({last}); start one (python -m tools.data_service --role=dispatcher) or fix --data_service")
+        try:
+            # wait_for_ready: the channel itself retries the connection until the deadline.
+            reply = get_version(b"", timeout=min(left, 5.0) if left is not None else 5.0, wait_for_ready=True)
+            # GetVersionResponse: field 1, varint (tag byte 0x08), the version.
+            return _varint(reply, 1)[0] if reply[:1] == b"\x08" else 0
+        except grpc.RpcError as e:
+            last = f"{e.code().name}: {e.details()}"
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:  # a gRPC server, but not a dispatcher
+                raise UserTimeoutError(f"{address} is not a tf.data service dispatcher ({last}); "
+                                       "fix --data_service") from None
+            time.sleep(POLL_S)
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The protobuf varint at ``data[at:]`` and the offset after it."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
+def count_workers(reply: bytes) -> int:
+    """How many workers a serialized ``GetWorkersResponse`` lists (its field 1, ``repeated WorkerInfo``)."""
+    count = at = 0
+    while at < len(reply):
+        tag, at = _varint(reply, at)
+        if tag & 7 != 2:  # the response has only length-delimited fields
+            raise ValueError(f"unexpected GetWorkersResponse field {tag >> 3} of wire type {tag & 7}")
+        size, at = _varint(reply, at)
+        count, at = count + (tag >> 3 == 1), at + size
+    return count
+
+
 def wait_for_dispatcher(address: str, timeout: float) -> int:
     """The version the dispatcher at ``address`` (``grpc://HOST:PORT``) answers; retries until ``timeout``.
 
@@ -211,28 +274,45 @@ def wait_for_dispatcher(address: str, timeout: float) -> int:
     """
     import grpc  # a TensorFlow dependency
 
-    target = address.removeprefix("grpc://")
-    deadline = time.monotonic() + timeout if timeout else None
-    last = "no answer"
-    with grpc.insecure_channel(target) as channel:
-        get_version = channel.unary_unary("/tensorflow.data.DispatcherService/GetVersion")
+    with grpc.insecure_channel(address.removeprefix("grpc://")) as channel:
+        return _dispatcher_version(channel, address, timeout, _deadline(timeout))
+
+
+def wait_for_service_workers(address: str, timeout: float) -> int:
+    """How many tf.data workers the dispatcher at ``address`` has, once it answers and has one; within ``timeout``.
+
+    A dispatcher without workers accepts a job and then never hands out a batch
+    (the trainer waits silently for ever), so its ``GetWorkers`` RPC (empty
+    request, too) is asked until it lists one. A dispatcher too old for that RPC
+    counts as having workers (-1: unknown). ``timeout`` 0: wait for ever.
+
+    Raises:
+      TimeoutError: no dispatcher answered, or no worker registered with it, within ``timeout`` seconds.
+    """
+    import grpc  # a TensorFlow dependency
+
+    deadline = _deadline(timeout)
+    with grpc.insecure_channel(address.removeprefix("grpc://")) as channel:
+        _dispatcher_version(channel, address, timeout, deadline)
+        get_workers = channel.unary_unary(_DISPATCHER_RPC + "GetWorkers")
         while True:
-            left = None if deadline is None else deadline - time.monotonic()
+            left = _left(deadline)
+            try:
+                wait = 5.0 if left is None else max(min(left, 5.0), 0.1)
+                workers = count_workers(get_workers(b"", timeout=wait, wait_for_ready=True))
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return -1
+                workers = 0  # a slow or restarting dispatcher: ask again until the deadline
+            if workers:
+                return workers
+            left = _left(deadline)
             if left is not None and left <= 0:
                 raise UserTimeoutError(
-                    f"no tf.data service dispatcher answered at {address} within --data_service_timeout={timeout:g} s "
-                    f"({last}); start one (python -m tools.data_service --role=dispatcher) or fix --data_service")
-            try:
-                # wait_for_ready: the channel itself retries the connection until the deadline.
-                reply = get_version(b"", timeout=min(left, 5.0) if left is not None else 5.0, wait_for_ready=True)
-                # GetVersionResponse: field 1, varint (tag byte 0x08), the version.
-                return reply[1] if len(reply) > 1 and reply[0] == 0x08 else 0
-            except grpc.RpcError as e:
-                last = f"{e.code().name}: {e.details()}"
-                if e.code() == grpc.StatusCode.UNIMPLEMENTED:  # a gRPC server, but not a dispatcher
-                    raise UserTimeoutError(f"{address} is not a tf.data service dispatcher ({last}); "
-                                       "fix --data_service") from None
-                time.sleep(POLL_S)
+                    f"no tf.data service worker registered with the dispatcher at {address} within "
+                    f"--data_service_timeout={timeout:g} s; start one (python -m tools.data_service --role=worker "
+                    f"--dispatcher={address.removeprefix('grpc://')})")
+            time.sleep(POLL_S)
 
 
 _stop_pipe: tuple[int, int] | None = None

@@ -70,7 +70,8 @@ class TrainConfig:
         input pipeline (``trainers.data.scale_out``); None: this process reads its own input.
       worker_timeout: seconds a ``multi_worker`` task waits for the cluster's other tasks before it
         gives up (0: for ever; ``trainers.cluster.wait_for_peers``).
-      data_service_timeout: seconds to wait for the ``data_service`` dispatcher to answer (0: for ever).
+      data_service_timeout: seconds to wait for the ``data_service`` dispatcher to answer with a worker
+        registered (0: for ever).
       cache: ``auto`` (the pipeline caches the decoded examples in memory when the split is small,
         ``pipeline.autocache``), ``always`` or ``never`` (``CACHE_MODES``). A bool, as a config.json
         written before the modes holds, means what it did then: True ``always``, False ``never``.

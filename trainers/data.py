@@ -181,8 +181,8 @@ def scale_out(
     train = train.repeat()
     if config.data_service:
         job = service_job_name(config)
-        # Else a missing dispatcher hangs the first epoch inside TensorFlow, silently.
-        cluster.wait_for_dispatcher(config.data_service, config.data_service_timeout)
+        # Else a missing dispatcher, or one without a worker, hangs the first epoch inside TensorFlow, silently.
+        cluster.wait_for_service_workers(config.data_service, config.data_service_timeout)
         if config.verbose:
             print(f"training input: tf.data service at {config.data_service}, job {job}", flush=True)
         train = train.apply(tf.data.experimental.service.distribute(

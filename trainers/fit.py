@@ -94,7 +94,8 @@ flags.DEFINE_float("worker_timeout", cluster.DEFAULT_WORKER_TIMEOUT_S,
                    "--strategy=multi_worker: seconds to wait for the other tasks in TF_CONFIG to start (it says "
                    "which it waits for), then give up with an error; 0: wait for ever.")
 flags.DEFINE_float("data_service_timeout", cluster.DEFAULT_DATA_SERVICE_TIMEOUT_S,
-                   "--data_service: seconds to wait for the dispatcher to answer, then give up with an error; "
+                   "--data_service: seconds to wait for the dispatcher to answer with a worker registered, then give "
+                   "up with an error; "
                    "0: wait for ever.")
 flags.DEFINE_boolean("shuffle_labels", False,
                      "Sanity control: shuffle training labels within each batch; test accuracy must fall to chance.")

@@ -7,13 +7,47 @@ from __future__ import annotations
 
 import socket
 
+from ravdess_tfrecords.errors import UserOSError
+
+
+def check_port_free(port: int) -> None:
+    """Raise ``OSError`` if a process listens on ``port`` (0: any free port, nothing to check).
+
+    gRPC binds its port with ``SO_REUSEPORT``, so a second dispatcher or worker on
+    a port in use starts beside the first without an error, and the kernel then
+    splits the connections between them (a trainer fails later with ``Dataset id
+    ... not found``). A plain bind, without that option, fails on such a port.
+    """
+    if not port:
+        return
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too, like gRPC's [::]
+        bind = ("::", port)
+    except OSError:
+        sock, bind = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("", port)
+    # SO_REUSEADDR: a port left in TIME_WAIT by a server that ended is free; a listening one is not.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(bind)
+    except OSError as e:
+        raise UserOSError(f"port {port} is in use ({e.strerror}); is another dispatcher or worker "
+                          "still running there? Pass another --port") from None
+    finally:
+        sock.close()
+
 
 def start_dispatcher(port: int = 0, work_dir: str | None = None):
-    """A started ``tf.data.experimental.service.DispatchServer``; its address is ``server.target``."""
+    """A started ``tf.data.experimental.service.DispatchServer``; its address is ``server.target``.
+
+    Raises:
+      OSError: ``port`` is in use (``check_port_free``).
+    """
     import tensorflow as tf
 
     from ravdess_tfrecords import storage
 
+    check_port_free(port)
     work_dir = storage.expand(work_dir) if work_dir else work_dir
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, work_dir=work_dir, fault_tolerant_mode=bool(work_dir))
@@ -21,9 +55,14 @@ def start_dispatcher(port: int = 0, work_dir: str | None = None):
 
 
 def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None):
-    """A started ``WorkerServer`` registered with ``dispatcher`` (``HOST:PORT``, no scheme)."""
+    """A started ``WorkerServer`` registered with ``dispatcher`` (``HOST:PORT``, no scheme).
+
+    Raises:
+      OSError: ``port`` is in use (``check_port_free``).
+    """
     import tensorflow as tf
 
+    check_port_free(port)
     dispatcher = dispatcher.removeprefix("grpc://")
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=dispatcher, port=port,

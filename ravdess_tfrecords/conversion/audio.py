@@ -65,6 +65,18 @@ def frame_rms_db(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarra
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
+def check_finite(y: np.ndarray, sample_rate: int) -> None:
+    """Raise ``ClipError("bad_audio")`` if a sample of ``y`` is NaN or infinite (float PCM can hold them).
+
+    No level, MFCC or speech interval means anything then: a NaN compares as neither loud nor quiet.
+    """
+    bad = ~np.isfinite(y)
+    if bad.any():
+        nan, first = int(np.isnan(y).sum()), int(np.flatnonzero(bad)[0])
+        raise ClipError("bad_audio", f"the audio holds {nan} NaN and {int(bad.sum()) - nan} infinite samples "
+                                     f"(the first at {first / sample_rate:.3f} s)")
+
+
 def speech_interval(
     y: np.ndarray,
     sample_rate: int,
@@ -89,8 +101,9 @@ def speech_interval(
     rises 40 dB or more above it in every real RAVDESS recording).
 
     Raises:
-      ClipError: ``silent``, saying which of the two it is.
+      ClipError: ``silent``, saying which of the two it is; ``bad_audio`` for NaN or infinite samples.
     """
+    check_finite(y, sample_rate)
     frame = int(round(frame_seconds * sample_rate))
     hop = int(round(hop_seconds * sample_rate))
     db = frame_rms_db(y, frame, hop)

@@ -555,6 +555,7 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     (``choose_modality``), report the skipped ones.
 
     ``inputs`` and ``output_dir`` may be ``tf.io.gfile`` paths. Removes a killed run's staging.
+    An input with no media file at all is a ``UserError`` before anything is written.
     ``cache`` False (Beam, which caches nothing): no ``.cache/`` is made; the write check probes the staging directory.
     """
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
@@ -562,9 +563,11 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
         raise UserError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
     if modality not in MODALITY_CHOICES:
         raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
+    found, problems = sources.discover(list(inputs))
+    if not found and not problems:  # before the write check, which would leave an empty OUTPUT/.cache/
+        raise _nothing_to_convert(inputs)
     _check_writable(output_dir, os.path.join(output_dir, CACHE_DIRNAME if cache else writer.STAGING_DIRNAME))
     storage.rmtree(os.path.join(output_dir, writer.STAGING_DIRNAME))
-    found, problems = sources.discover(list(inputs))
     named = _parse_names(found)
     modality, mixed = choose_modality(modality, [n.modality for _, n in named if not isinstance(n, ValueError)])
     if mixed:
@@ -575,6 +578,13 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
         if f["code"] not in _QUIET:
             _say(f"skipped {f['file']}: {f['reason']}", progress)
     return Plan(clips, failures, len(found) + len(problems), modality)
+
+
+def _nothing_to_convert(inputs: list[str]) -> UserError:
+    """The error of an input with no media file at all: what was searched."""
+    folders = sources.count_folders(list(inputs))
+    return UserError(f"nothing to convert: no {'/'.join(sources.MEDIA_EXTENSIONS)} or .zip files under "
+                     f"{', '.join(inputs)} (searched {folders} folder{'' if folders == 1 else 's'})")
 
 
 def record_failure(result: dict, failures: list[dict], progress: bool) -> None:
@@ -598,9 +608,7 @@ def converted(plan: Plan, results: list[dict], inputs: list[str], output_dir: st
     done = [(name, source, r) for (name, source), r in zip(plan.clips, results, strict=True)
             if r["status"] in OK_STATUSES]
     if not plan.found:  # nothing to give a reason for: say what was searched, write no empty failures.jsonl
-        folders = sources.count_folders(list(inputs))
-        raise UserError(f"nothing to convert: no {'/'.join(sources.MEDIA_EXTENSIONS)} or .zip files under "
-                           f"{', '.join(inputs)} (searched {folders} folder{'' if folders == 1 else 's'})")
+        raise _nothing_to_convert(inputs)
     if not done:
         with machine_errors(output_dir):  # every file's reason, as the README promises, even when nothing converted
             writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(plan.failures))

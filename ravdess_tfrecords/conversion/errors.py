@@ -15,6 +15,7 @@ REASONS = {
     "truncated": "the file ends before its header says",
     "no_audio": "no audio stream",
     "no_video": "no video stream",
+    "bad_audio": "the audio holds NaN or infinite samples",
     "silent": "audio is silent",
     "no_face": "no face found",
     "crashed": "the worker process died on it (a native library's crash, or the out-of-memory killer)",
