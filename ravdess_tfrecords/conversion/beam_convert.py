@@ -48,7 +48,7 @@ class _Preprocess(beam.DoFn):
     """``(index, name, source)`` -> the clip's result dict (main output) and, converted,
     its arrays ``(actor, (name, source, mfcc, video))`` (output ``arrays``)."""
 
-    def __init__(self, settings: Settings, modality: str):
+    def __init__(self, settings: Settings, modality: str = "audio_video"):
         self._settings, self._modality = settings, modality
 
     def setup(self):
