@@ -120,6 +120,20 @@ def copytree(src: str, dst: str) -> None:
             copy(os.path.join(folder, name), os.path.join(target, name))
 
 
+def copytree_whole(src: str, dst: str) -> None:
+    """Replace the folder ``dst`` by a copy of ``src``, whole or not at all.
+
+    The copy goes to the sibling ``dst.partial`` (left over by a killed copy: removed first), which is then
+    renamed onto ``dst``: a kill leaves ``dst`` as it was, or no ``dst``, never a part of ``src``. Atomic on
+    a local filesystem; an object store renames file by file.
+    """
+    partial = dst.rstrip("/") + ".partial"
+    remove_any(partial)
+    copytree(src, partial)
+    remove_any(dst)
+    replace(partial, dst)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a local temporary path for ``path``'s content; on success it becomes ``path`` whole.

@@ -28,9 +28,9 @@ def fit_env() -> dict[str, str]:
     return repo_env(TF_CPP_MIN_LOG_LEVEL="2")
 
 
-def fit(cwd, *args: str) -> subprocess.CompletedProcess:
-    """``python -m trainers.fit ARGS`` run in ``cwd``; output captured."""
-    return subprocess.run([sys.executable, "-m", "trainers.fit", *args], cwd=cwd, env=fit_env(),
+def fit(cwd, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m trainers.fit ARGS`` run in ``cwd`` (``env``: added to ``fit_env()``); output captured."""
+    return subprocess.run([sys.executable, "-m", "trainers.fit", *args], cwd=cwd, env=dict(fit_env(), **(env or {})),
                           capture_output=True, text=True, timeout=600)
 
 

@@ -182,3 +182,32 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, as_uri):
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary file beside it
     storage.write_bytes(path, np.arange(3, dtype="<u1").tobytes())
     assert target.read_bytes() == b"\x00\x01\x02"
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_a_folder_copy_replaces_the_folder_whole_or_not_at_all(tmp_path, as_uri, monkeypatch):
+    """checkpoints/last/ -> backup/ (storage.copytree_whole): a copy that fails midway leaves the old folder."""
+    src, dst = tmp_path / "last", tmp_path / "backup"
+    (src / "sub").mkdir(parents=True)
+    (src / "training_metadata.json").write_text("record")
+    (src / "sub" / "latest.weights.h5").write_text("weights")
+    dst.mkdir()
+    (dst / "old").write_text("old")
+    paths = [_uri(p) if as_uri else str(p) for p in (src, dst)]
+    copy = storage.copy
+
+    def killed_at_the_weights(a: str, b: str) -> None:
+        if a.endswith(".h5"):
+            raise OSError("killed mid-copy")
+        copy(a, b)
+
+    monkeypatch.setattr(storage, "copy", killed_at_the_weights)
+    with pytest.raises(OSError, match="killed mid-copy"):
+        storage.copytree_whole(*paths)
+    assert os.listdir(dst) == ["old"]
+    monkeypatch.setattr(storage, "copy", copy)
+    storage.copytree_whole(*paths)  # the partial copy of the failed one goes first
+    assert sorted(os.listdir(tmp_path)) == ["backup", "last"]
+    assert (dst / "training_metadata.json").read_text() == "record"
+    assert (dst / "sub" / "latest.weights.h5").read_text() == "weights"
+    assert not (dst / "old").exists()

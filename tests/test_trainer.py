@@ -9,9 +9,11 @@ the fusion model in-process.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
+import signal
 
 import helpers
 import numpy as np
@@ -23,8 +25,8 @@ import ravdess_tfrecords
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
+from trainers import cluster, export, train_lib
 from trainers import config as config_lib
-from trainers import export, train_lib
 from trainers import metrics as metrics_lib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,6 +35,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _epochs(model_dir: str) -> list[int]:
     with open(os.path.join(model_dir, "history.csv"), newline="") as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _history_rows(model_dir: str) -> list[dict[str, str]]:
+    with open(os.path.join(model_dir, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _is_png(path: str) -> bool:
@@ -153,12 +160,17 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
         train_lib.evaluate_saved(model_dir, fold=1)
 
     # More epochs on the completed run (fit's flags, --epochs=3) continue it from its last epoch:
-    # not refused as other settings, history appended, metrics.json rewritten.
+    # not refused as other settings, history appended, metrics.json rewritten. With --noexport the exports
+    # of the 2-epoch model go: a served model is never older than the run.
     more = train_lib.TrainConfig(tfrecords_dir, model_dir, model="video", filters=(8, 16), batch_size=8, augment=(),
-                                 seed=1, epochs=3, strategy="mirrored")
+                                 seed=1, epochs=3, strategy="mirrored", export=False)
     capsys.readouterr()
     extended = train_lib.train(more)
-    assert "resuming the completed run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resuming the completed run" in out
+    assert f"--noexport: removed the earlier model's exports ({os.path.join(model_dir, 'saved_model')}" in out
+    assert not os.path.exists(os.path.join(model_dir, "saved_model"))
+    assert not os.path.exists(os.path.join(model_dir, "model.onnx"))
     assert _epochs(model_dir) == [0, 1, 2] and extended["epochs_trained"] == 3
     with open(os.path.join(model_dir, "metrics.json")) as f:
         assert json.load(f)["epochs_trained"] == 3
@@ -170,6 +182,52 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
     assert "already holds a completed run; reporting its metrics" in out
     assert metrics_lib.format_metrics(extended["test"], "test") in out, out
     assert f"Keras model:      {os.path.join(model_dir, 'model.keras')}" in out
+
+    # An extension killed (by an older version) while it copied checkpoints/last/ into backup/ file by file:
+    # a record without its weights. Resuming from it would start from fresh weights; the pair is checked, the
+    # last state restored whole, and the run ends as the unbroken extension did.
+    torn = str(tmp_path / "torn")
+    shutil.copytree(fit_run["model_dir"], torn)
+    os.makedirs(os.path.join(torn, "backup"))
+    shutil.copy(os.path.join(torn, "checkpoints", "last", "training_metadata.json"), os.path.join(torn, "backup"))
+    assert train_lib.train(dataclasses.replace(more, model_dir=torn)) == extended
+    assert _history_rows(torn) == _history_rows(model_dir)  # epoch 3 trained from the same weights
+    assert "resuming the completed run" in capsys.readouterr().out
+
+
+def test_a_run_stopped_after_training_is_evaluated_and_exported_not_trained_again(fit_run, tfrecords_dir, tmp_path):
+    """A SIGTERM in the evaluation, then one in the export of the next start (the test hook): neither start
+    after training trains again, and the third ends with the metrics.json of the unbroken run (conftest's)."""
+    model_dir = str(tmp_path / "run")
+    args = (f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=2", *helpers.FAST_FIT,
+            "--distribution_strategy=mirrored")
+    for phase in ("evaluate", "export"):
+        proc = helpers.fit(tmp_path, *args, env={cluster.TEST_STOP_ENV: phase})
+        assert proc.returncode == 128 + signal.SIGTERM, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "stopped by SIGTERM" in proc.stderr
+        assert ("Epoch 1/2" in proc.stdout) == (phase == "evaluate"), proc.stdout  # only the first start trains
+        assert not os.path.exists(os.path.join(model_dir, "metrics.json"))
+    assert os.path.isfile(os.path.join(model_dir, "model.keras"))  # the export was under way
+    proc = helpers.fit(tmp_path, *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Epoch" not in proc.stdout and "finished training (2 epochs)" in proc.stdout, proc.stdout
+    with open(os.path.join(model_dir, "metrics.json")) as f, open(os.path.join(fit_run["model_dir"],
+                                                                               "metrics.json")) as g:
+        assert json.load(f) == json.load(g)
+    assert _epochs(model_dir) == [0, 1]
+    assert os.path.isfile(os.path.join(model_dir, "saved_model", "saved_model.pb"))
+
+
+def test_a_resume_keeps_its_mixed_precision(fit_run, tfrecords_dir, tmp_path):
+    """float16 would wrap the optimizer in a LossScaleOptimizer: the state of the run could not be carried over.
+    Refused, naming both values, before anything is written."""
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(fit_run["model_dir"], model_dir)
+    more = train_lib.TrainConfig(tfrecords_dir, model_dir, model="video", filters=(8, 16), batch_size=8, augment=(),
+                                 seed=1, epochs=3, strategy="mirrored", mixed_precision="float16")
+    with pytest.raises(ValueError, match=r"trained with --mixed_precision=none, not --mixed_precision=float16"):
+        train_lib.train(more)
+    assert _epochs(model_dir) == [0, 1] and os.path.isfile(os.path.join(model_dir, "metrics.json"))
 
 
 def test_a_run_that_stopped_early_or_kept_no_last_state_is_not_extended(tmp_path):
@@ -185,6 +243,9 @@ def test_a_run_that_stopped_early_or_kept_no_last_state_is_not_extended(tmp_path
     last = tmp_path / "checkpoints" / "last"
     last.mkdir(parents=True)
     (last / "training_metadata.json").write_text('{"epoch": 10, "batch": 0}')
+    with pytest.raises(ValueError, match="without its last epoch's state"):  # a record without its weights
+        loop._extension(config, str(tmp_path), {"epochs_trained": 10})
+    (last / "latest.weights.h5").write_bytes(b"weights")
     assert loop._extension(config, str(tmp_path), {"epochs_trained": 10}) == (True, "")
 
 

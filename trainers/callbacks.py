@@ -38,6 +38,7 @@ _COUNTERS = {
 
 _METADATA = "training_metadata.json"  # BackupAndRestore's own record of the finished epochs
 _WEIGHTS = "latest.weights.h5"  # BackupAndRestore's weights and optimizer state
+LAST_WEIGHTS = _WEIGHTS  # the same in LAST_STATE_DIR
 _PREVIOUS = ".bkp"  # double_checkpoint: the pair before the last, copied aside before each save
 
 
@@ -49,35 +50,43 @@ def _recorded_epoch(path: str) -> int | None:
         return None
 
 
+def _whole_pair(backup_dir: str, suffix: str = "") -> int | None:
+    """The epoch of a ``BackupAndRestore`` pair (record and weights, ``suffix`` ``.bkp``: the pair before),
+    None unless both files are there and the record is whole."""
+    if not storage.exists(os.path.join(backup_dir, _WEIGHTS + suffix)):
+        return None
+    return _recorded_epoch(os.path.join(backup_dir, _METADATA + suffix))
+
+
 def backup_epochs(backup_dir: str) -> int:
     """Epochs finished according to a ``BackupAndRestore`` directory (0 when there is none).
 
     Keras writes its record in place, after the weights: a process killed while it writes leaves it
-    empty or cut short. Such a backup holds for sure only the previous pair (``.bkp``), which
-    ``repair_backup`` puts back: its epoch counts, or 0 without one.
+    empty or cut short. A record without its weights (a copy or a deletion a kill cut short) holds
+    nothing either: Keras would resume from fresh weights. Such a backup holds for sure only the
+    previous pair (``.bkp``), which ``repair_backup`` puts back: its epoch counts, or 0 without one.
     """
-    path = os.path.join(backup_dir, _METADATA)
-    if not storage.exists(path):
+    if not storage.exists(os.path.join(backup_dir, _METADATA)):
         return 0
-    epoch = _recorded_epoch(path)
-    if epoch is None and storage.exists(path + _PREVIOUS):
-        epoch = _recorded_epoch(path + _PREVIOUS)
+    epoch = _whole_pair(backup_dir)
+    if epoch is None:
+        epoch = _whole_pair(backup_dir, _PREVIOUS)
     return epoch or 0
 
 
 def repair_backup(backup_dir: str) -> None:
-    """Make a backup whose record a kill cut short consistent again, before anything resumes from it.
+    """Make a backup whose pair a kill cut short consistent again, before anything resumes from it.
 
-    Keras would fail on the record (a ``JSONDecodeError``, not the ``OSError`` its own fallback catches).
-    The previous weights and record (``.bkp``) go back in place: the run resumes one epoch earlier.
-    Without them nothing finished for sure, and the backup goes (the run starts over).
+    Keras would fail on a cut-short record (a ``JSONDecodeError``, not the ``OSError`` its own fallback
+    catches), and would resume a record without weights from fresh weights, silently. The previous
+    weights and record (``.bkp``) go back in place: the run resumes one epoch earlier. Without them
+    nothing finished for sure, and the backup goes (the run starts over).
     """
     path = os.path.join(backup_dir, _METADATA)
-    if not storage.exists(path) or _recorded_epoch(path) is not None:
+    if not storage.exists(path) or _whole_pair(backup_dir) is not None:
         return
     weights = os.path.join(backup_dir, _WEIGHTS)
-    if (storage.exists(path + _PREVIOUS) and _recorded_epoch(path + _PREVIOUS) is not None
-            and storage.exists(weights + _PREVIOUS)):
+    if _whole_pair(backup_dir, _PREVIOUS) is not None:
         storage.copy(weights + _PREVIOUS, weights)
         storage.copy(path + _PREVIOUS, path)
     else:
@@ -139,8 +148,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):
         if self._last_dir and backup_epochs(self.backup_dir):
-            storage.remove_any(self._last_dir)
-            storage.copytree(self.backup_dir, self._last_dir)
+            # Whole or not at all: a finished run's evaluation and export start from it (trainers.loop).
+            storage.copytree_whole(self.backup_dir, self._last_dir)
         super().on_train_end(logs)
 
 

@@ -73,6 +73,7 @@ ANNOUNCE_AFTER_S = 1.0
 # The jobs whose tasks take part in MultiWorkerMirroredStrategy's collectives.
 COLLECTIVE_JOBS = ("chief", "worker")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TEST_STOP_ENV = "RAVDESS_FIT_TEST_STOP"  # test hook (stop_for_test)
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -362,6 +363,14 @@ def stop_on_signals(message: str = "") -> bool:
         # Not KeyboardInterrupt: the main thread may never get to raise it; the watcher thread acts.
         signal.signal(signum, _ignore)
     return True
+
+
+def stop_for_test(phase: str) -> None:
+    """The test hook of a run's end: a real SIGTERM of this process at ``phase`` (``evaluate``, ``export``)
+    when the environment variable ``TEST_STOP_ENV`` names it."""
+    if os.environ.get(TEST_STOP_ENV) == phase:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)  # stop_on_signals' watcher thread ends the process meanwhile
 
 
 def installed() -> bool:

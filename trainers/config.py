@@ -31,7 +31,8 @@ DEFAULT_WEIGHT_DECAY = 1e-4
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment):
 # where it runs, what it prints, whether the input is cached, and how long it goes on: more epochs continue
-# a run (trainers.loop.train), the patiences only say when it stops.
+# a run (trainers.loop.train), the patiences only say when it stops. mixed_precision only while nothing is resumed
+# (trainers.loop._check_precision: another policy cannot take the optimizer state over).
 _RESTART_FREE = ("data_dir", "model_dir", "verbose", "export", "strategy", "data_service", "worker_timeout",
                  "data_service_timeout", "cache", "epochs", "early_stopping_patience", "lr_patience",
                  # how fast the steps run, not what they compute (up to float rounding), as official/'s RuntimeConfig
@@ -77,7 +78,8 @@ class TrainConfig:
         written before the modes holds, means what it did then: True ``always``, False ``never``.
       mixed_precision: ``none`` (float32), ``bfloat16`` or ``float16``: the Keras mixed-precision
         policy the model is built under (``PRECISION_POLICIES``); the softmax output and the loss stay
-        float32; float16 gets loss scaling. Runtime setting (may change on resume).
+        float32; float16 gets loss scaling. Runtime setting: may change when a run starts over, not on a
+        resume (``trainers.loop._check_precision``).
       jit_compile: ``auto`` (XLA when TensorFlow sees a GPU), ``true``, ``false``: XLA for the train step.
       steps_per_execution: training steps per ``tf.function`` call (``model.compile``).
       class_weight: ``none`` or ``balanced``: the loss of class c weighted n / (k * count_c) over the

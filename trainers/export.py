@@ -26,6 +26,7 @@ from tensorflow import keras
 
 import ravdess_tfrecords
 from ravdess_tfrecords import labels, models, schema, storage
+from trainers.cluster import stop_for_test
 from trainers.config import TrainConfig
 from trainers.model_dir import KERAS_FILE, MODEL_INFO_FILE, ONNX_FILE, SAVED_MODEL_DIR, _read_json, _write_json
 
@@ -58,18 +59,25 @@ def save_model(
     model: keras.Model, model_dir: str, config: TrainConfig, info: ravdess_tfrecords.DatasetInfo
 ) -> dict[str, str]:
     """Write ``model.keras``, ``saved_model/`` and ``model.onnx`` (if ``config.export``; ONNX only with the
-    ``[onnx]`` extra), ``ravdess_info.json``, ``model_info.json``.
+    ``[onnx]`` extra), ``ravdess_info.json``, ``model_info.json``. Exports an earlier model left in
+    ``model_dir`` are removed first (without ``config.export``: with one line saying so).
 
     Returns:
       ``{what: path}`` of everything written.
     """
+    onnx_path = os.path.join(model_dir, ONNX_FILE)
+    saved_model_path = os.path.join(model_dir, SAVED_MODEL_DIR)
+    # An earlier model's exports (an extended run's) must not outlive it: gone before model.keras changes.
+    stale = [path for path in (saved_model_path, onnx_path) if storage.exists(path)]
+    for path in stale:
+        storage.remove_any(path)
+    if not config.export and stale and config.verbose:
+        print(f"--noexport: removed the earlier model's exports ({', '.join(stale)})", flush=True)
     out = {"keras": os.path.join(model_dir, KERAS_FILE)}
     model.save(out["keras"])
-    onnx_path = os.path.join(model_dir, ONNX_FILE)
-    storage.remove_any(onnx_path)  # an older run's ONNX must not outlive the model it was made from
+    stop_for_test("export")
     if config.export:
-        out["saved_model"] = os.path.join(model_dir, SAVED_MODEL_DIR)
-        storage.remove_any(out["saved_model"])
+        out["saved_model"] = saved_model_path
         export_saved_model(model, out["saved_model"])
         if export_onnx(model, onnx_path, labels.class_names(config.num_classes)):
             out["onnx"] = onnx_path

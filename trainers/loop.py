@@ -19,7 +19,8 @@ from ravdess_tfrecords import labels, models, schema, storage
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
-from trainers.callbacks import ExactValidation, backup_epochs, make_callbacks, repair_backup
+from trainers.callbacks import LAST_WEIGHTS, ExactValidation, backup_epochs, make_callbacks, repair_backup
+from trainers.cluster import stop_for_test
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import check_inputs, class_weights, make_datasets, scale_out
 from trainers.evaluation import evaluate_model
@@ -60,16 +61,25 @@ def _log(config: TrainConfig, message: str) -> None:
         print(message, flush=True)
 
 
-def _prepare_model_dir(config: TrainConfig, model_dir: str, extend: bool = False) -> None:
+def _prepare_model_dir(config: TrainConfig, model_dir: str, extend: bool = False, finished: bool = False) -> None:
     """Resume from a backup (history trimmed to its epochs), or clear what a run killed before one left.
 
     ``extend``: a completed run goes on to more epochs: its last epoch's state (``LAST_STATE_DIR``)
     becomes the backup to resume from, and ``metrics.json`` goes (the run is not complete until it ends).
+    ``finished``: training finished but the run was stopped before ``metrics.json`` (``_training_finished``):
+    everything stays but what is left of the backup; nothing trains.
     """
     backup = os.path.join(model_dir, BACKUP_DIR)
+    last = os.path.join(model_dir, LAST_STATE_DIR)
+    if finished:
+        storage.remove_any(backup)  # what a kill left of Keras' deletion: no epoch after the kept state
+        epochs = backup_epochs(last)
+        trim_history(os.path.join(model_dir, HISTORY_FILE), epochs)
+        _log(config, f"the run in {model_dir} finished training ({epochs} epochs) but was stopped before its "
+                     "metrics: evaluating and exporting it, without training again")
+        return
     if extend and not backup_epochs(backup):
-        storage.remove_any(backup)
-        storage.copytree(os.path.join(model_dir, LAST_STATE_DIR), backup)
+        storage.copytree_whole(last, backup)  # a kill mid-copy must not leave a record without its weights
     if extend:
         storage.remove_any(os.path.join(model_dir, METRICS_FILE))
     repair_backup(backup)  # a record a kill cut short
@@ -103,6 +113,38 @@ def _extension(config: TrainConfig, model_dir: str, done: dict[str, Any]) -> tup
     return True, ""
 
 
+def _training_finished(model_dir: str) -> bool:
+    """Whether the run in ``model_dir`` finished training but was stopped before ``metrics.json``.
+
+    Its last epoch's state (``LAST_STATE_DIR``) is kept, whole, as training ends, before Keras deletes the
+    backup; a backup still there (a deletion a kill cut short) holds no later epoch. A backup with a later
+    epoch is an extension of a completed run, interrupted: it resumes as any other.
+    """
+    if storage.exists(os.path.join(model_dir, METRICS_FILE)):
+        return False
+    last = backup_epochs(os.path.join(model_dir, LAST_STATE_DIR))
+    return last > 0 and last >= backup_epochs(os.path.join(model_dir, BACKUP_DIR))
+
+
+def _check_precision(config: TrainConfig, model_dir: str) -> None:
+    """A run resumed (from its backup or its last epoch's state) keeps its ``--mixed_precision``.
+
+    Another policy cannot take the optimizer state over (float16 wraps the optimizer in a
+    ``LossScaleOptimizer`` with variables of its own): Keras would skip it with a warning and the
+    run would go on without Adam's moments, its step and a lowered learning rate.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not storage.exists(path):
+        return
+    old = _read_json(path).get("mixed_precision", "none")
+    resumes = backup_epochs(os.path.join(model_dir, BACKUP_DIR)) or backup_epochs(
+        os.path.join(model_dir, LAST_STATE_DIR))
+    if old != config.mixed_precision and resumes:
+        raise UserError(f"{model_dir} holds a run to resume that trained with --mixed_precision={old}, not "
+                        f"--mixed_precision={config.mixed_precision}: its optimizer state cannot be carried over; "
+                        f"pass --mixed_precision={old}, or use a new --model_dir")
+
+
 def _saved_paths(model_dir: str) -> dict[str, str]:
     """``export.save_model``'s ``{what: path}`` of a completed run in ``model_dir``."""
     saved = {"keras": os.path.join(model_dir, KERAS_FILE),
@@ -116,7 +158,8 @@ def _saved_paths(model_dir: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = False) -> Iterator[str]:
+def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = False,
+               finished: bool = False) -> Iterator[str]:
     """Where this process writes: ``model_dir`` on the chief; a temporary directory, deleted after, elsewhere.
 
     Every worker of a multi-worker run runs the same code (fit, evaluation,
@@ -126,7 +169,8 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = 
     the chief resumes from (its backup, or the last state of a completed run
     being extended, history and best checkpoint), when there is one, so a
     restarted cluster resumes as a whole and ends on the same weights (the best
-    checkpoint's threshold comes from the history).
+    checkpoint's threshold comes from the history). A run whose training finished
+    (``finished``) copies the last state as it is, for the evaluation.
     """
     if is_chief(strategy):
         yield model_dir
@@ -136,8 +180,11 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = 
         source = BACKUP_DIR if backup_epochs(os.path.join(model_dir, BACKUP_DIR)) else None
         if source is None and extend and backup_epochs(os.path.join(model_dir, LAST_STATE_DIR)):
             source = LAST_STATE_DIR  # a completed run extended: the chief turns the same state into its backup
+        target = BACKUP_DIR
+        if finished:
+            source = target = LAST_STATE_DIR
         if source:
-            storage.copytree(os.path.join(model_dir, source), os.path.join(scratch, BACKUP_DIR))
+            storage.copytree(os.path.join(model_dir, source), os.path.join(scratch, target))
             for name in (HISTORY_FILE, BEST_WEIGHTS):
                 if storage.exists(os.path.join(model_dir, name)):
                     storage.makedirs(os.path.dirname(os.path.join(scratch, name)))
@@ -160,7 +207,10 @@ def train(
     metrics are printed and returned, unless ``config.epochs`` is more than it
     trained and it did not stop early: then it continues from its last epoch
     (``_extension``; ``epochs``, the patiences and the verbosity may change
-    between starts, ``config._RESTART_FREE``). Nothing is written into ``model_dir``
+    between starts, ``config._RESTART_FREE``; ``mixed_precision`` not on a resume,
+    ``_check_precision``). A run stopped after training but before
+    ``metrics.json`` is evaluated and exported from its kept state, not trained
+    again (``_training_finished``). Nothing is written into ``model_dir``
     before the data, the split, the model and the datasets are built: a bad
     ``data_dir`` or split leaves no trace.
 
@@ -186,8 +236,8 @@ def train(
     check_restart(config, model_dir, fingerprint)
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     backup = os.path.join(model_dir, BACKUP_DIR)
-    extend = False
-    if storage.exists(metrics_path) and not storage.exists(backup):
+    extend = finished = False
+    if storage.exists(metrics_path) and not backup_epochs(backup):  # a backup without its pair holds nothing
         done = _read_json(metrics_path)
         extend, why_not = _extension(config, model_dir, done)
         if not extend:
@@ -196,6 +246,11 @@ def train(
             if config.verbose:  # what a fresh run prints at its end
                 _log(config, format_outputs(model_dir, _saved_paths(model_dir), done["test"]))
             return done
+    elif _training_finished(model_dir):  # more --epochs extend it as they would a completed run
+        trained = backup_epochs(os.path.join(model_dir, LAST_STATE_DIR))
+        extend, _ = _extension(config, model_dir, {"epochs_trained": trained})
+        finished = not extend
+    _check_precision(config, model_dir)
     split_map = builder.split_actors(**config.split_kwargs())
     missing = [name for name in ("train", "validation", "test") if not split_map.get(name)]
     if missing:
@@ -223,57 +278,44 @@ def train(
     weights = class_weights(config, builder)
     if weights is not None and is_chief(strategy):  # only the chief reports
         _log(config, "class weights (balanced): " + ", ".join(f"{class_names[c]} {w:.2f}" for c, w in weights.items()))
-    with _write_dir(model_dir, strategy, extend) as write_dir:
+    with _write_dir(model_dir, strategy, extend, finished) as write_dir:
         # Only the chief reports; the other workers' copies of the logs would repeat it.
         local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
         return _fit_evaluate_save(
             local, model, fingerprint, split_map, class_names, info,
-            (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend, weights,
+            (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend, weights, finished,
         )
 
 
 def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy,
-                       extend=False, class_weight=None):
+                       extend=False, class_weight=None, finished=False):
     """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory)."""
     model_dir = config.model_dir
     train_ds, val_ds, test_ds = datasets
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     # The run starts: from here on model_dir is written.
     storage.makedirs(model_dir)
-    _prepare_model_dir(config, model_dir, extend)
-    _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
+    _prepare_model_dir(config, model_dir, extend, finished)
+    if not finished:  # a finished run keeps the record of the run that trained it
+        _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
     _log(
         config,
         f"model {model.name}: {model.count_params():,} parameters; actors "
         + "; ".join(f"{k} {list(v)}" for k, v in split_map.items()),
     )
-    callbacks = make_callbacks(config, model_dir)
-    if is_multi_worker(strategy):
-        # Keras' multi-worker validation averages per-worker metrics: computed here, every clip once.
-        callbacks.insert(0, ExactValidation(val_ds, class_names, strategy))
-    with warnings.catch_warnings():
-        if steps_per_epoch is None:
-            # An epoch is one pass over the finite dataset. With a vocal-channel filter its length is unknown to
-            # Keras, which then warns at the end of the first epoch that the input "ran out of data": by design.
-            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-        model.fit(
-            train_ds,
-            validation_data=None if is_multi_worker(strategy) else val_ds,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
-            shuffle=False,  # the dataset shuffles itself
-            verbose=config.verbose,
-        )
+    if not finished:
+        _fit(config, model, (train_ds, val_ds), steps_per_epoch, strategy, class_weight, class_names)
 
     history = read_history(os.path.join(model_dir, HISTORY_FILE))
     best_weights = os.path.join(model_dir, BEST_WEIGHTS)
     if storage.exists(best_weights):
         model.load_weights(best_weights)
+    elif finished:  # no epoch was best (a NaN monitor): the last epoch's weights, where fit left them
+        _load_last_state(model, model_dir, strategy)
     if is_multi_worker(strategy):
         average_unsynced_variables(model, strategy)  # batch-norm statistics differ per worker
     best = _best(history, config.monitor)
+    stop_for_test("evaluate")
     test_metrics = evaluate_model(model, test_ds, class_names)
     val_metrics = evaluate_model(model, val_ds, class_names)
     # Saved models take video in [0, 1] and hold no training-time augmentation, however they were trained.
@@ -300,6 +342,38 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
     _write_json(metrics_path, result)  # last: marks the run complete
     _log(config, format_outputs(model_dir, saved, test_metrics))
     return result
+
+
+def _fit(config, model, datasets, steps_per_epoch, strategy, class_weight, class_names):
+    """``model.fit`` with the run's callbacks (``make_callbacks``), writing into ``config.model_dir``."""
+    train_ds, val_ds = datasets
+    callbacks = make_callbacks(config, config.model_dir)
+    if is_multi_worker(strategy):
+        # Keras' multi-worker validation averages per-worker metrics: computed here, every clip once.
+        callbacks.insert(0, ExactValidation(val_ds, class_names, strategy))
+    with warnings.catch_warnings():
+        if steps_per_epoch is None:
+            # An epoch is one pass over the finite dataset. With a vocal-channel filter its length is unknown to
+            # Keras, which then warns at the end of the first epoch that the input "ran out of data": by design.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        model.fit(
+            train_ds,
+            validation_data=None if is_multi_worker(strategy) else val_ds,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
+            shuffle=False,  # the dataset shuffles itself
+            verbose=config.verbose,
+        )
+
+
+def _load_last_state(model: keras.Model, model_dir: str, strategy: tf.distribute.Strategy) -> None:
+    """The weights of the last epoch's state (``LAST_STATE_DIR``), as ``BackupAndRestore`` loads them."""
+    if model.optimizer is not None and not model.optimizer.built:
+        with strategy.scope():  # the file holds the optimizer's variables too
+            model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(model_dir, LAST_STATE_DIR, LAST_WEIGHTS))
 
 
 def format_outputs(model_dir: str, saved: dict[str, str], test_metrics: dict[str, Any]) -> str:
