@@ -61,20 +61,23 @@ VARIANTS: dict[str, dict[str, str]] = {
 SETTINGS_KEYS = {f.name for f in dataclasses.fields(Settings)}
 METRICS = (("accuracy", "accuracy"), ("uar", "UAR"), ("macro_f1", "macro F1"))
 
-flags.DEFINE_string("input", None, "RAVDESS audio-only recordings: a folder (Actor_NN/03-*.wav) or zip.")
-flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "ravdess-bench-accuracy"),
-                    "Converted features and runs (reused by later runs); outside the repository.")
-flags.DEFINE_list("variants", ["old", "default"], f"Built-in variants to compare: {', '.join(VARIANTS)}.")
-flags.DEFINE_multi_string("variant", [], "A variant of your own, NAME:key=value,key=value (see the docstring).")
-flags.DEFINE_integer("folds", 4, "Speaker-independent folds (test actors per fold: actors / folds).")
-flags.DEFINE_integer("validation_actors", 2, "Validation actors per fold, taken from the training ones.")
-flags.DEFINE_integer("seed", 1, "trainers.fit --seed of every fold.")
-flags.DEFINE_list("seeds", None, "Several seeds: every fold trains once per seed (mean and std over all runs).")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Converter worker processes.")
-flags.DEFINE_integer("jobs", 2, "Folds trained at once (one trainers.fit process each; one keeps about 1.3 of "
-                     "2 cores busy).")
-flags.DEFINE_string("output", None, "Also write the table (.md) and the per-fold record (.json) here.")
-flags.DEFINE_boolean("verbose", False, "Show the trainer's per-epoch lines.")
+
+def _define_flags() -> None:
+    """Defined by the entry point only: importing this module (its tests do) defines no flag."""
+    flags.DEFINE_string("input", None, "RAVDESS audio-only recordings: a folder (Actor_NN/03-*.wav) or zip.")
+    flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "ravdess-bench-accuracy"),
+                        "Converted features and runs (reused by later runs); outside the repository.")
+    flags.DEFINE_list("variants", ["old", "default"], f"Built-in variants to compare: {', '.join(VARIANTS)}.")
+    flags.DEFINE_multi_string("variant", [], "A variant of your own, NAME:key=value,key=value (see the docstring).")
+    flags.DEFINE_integer("folds", 4, "Speaker-independent folds (test actors per fold: actors / folds).")
+    flags.DEFINE_integer("validation_actors", 2, "Validation actors per fold, taken from the training ones.")
+    flags.DEFINE_integer("seed", 1, "trainers.fit --seed of every fold.")
+    flags.DEFINE_list("seeds", None, "Several seeds: every fold trains once per seed (mean and std over all runs).")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Converter worker processes.")
+    flags.DEFINE_integer("jobs", 2, "Folds trained at once (one trainers.fit process each; one keeps about 1.3 of "
+                         "2 cores busy).")
+    flags.DEFINE_string("output", None, "Also write the table (.md) and the per-fold record (.json) here.")
+    flags.DEFINE_boolean("verbose", False, "Show the trainer's per-epoch lines.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +124,15 @@ def _digest(items: dict) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def defaults() -> dict:
+    """Today's converter settings and trainer defaults: part of every run's folder name, so a run trained
+    under other defaults is never reused for a variant that leaves them unset."""
+    from trainers.config import TrainConfig  # TensorFlow: only when runs are named
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {"settings": Settings().to_dict(), "fit": {k: repr(v) for k, v in sorted(fields.items())}}
+
+
 def _run(cmd: list[str], what: str, quiet: bool) -> None:
     proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if proc.returncode != 0:
@@ -130,7 +142,8 @@ def _run(cmd: list[str], what: str, quiet: bool) -> None:
 
 def convert(input_path: str, work_dir: str, settings: dict[str, str], workers: int, verbose: bool) -> str:
     """The audio-only conversion of ``input_path`` with ``settings`` (cached by them): its directory."""
-    out = os.path.join(work_dir, f"data-{_digest(settings)}")
+    effective = {**Settings().to_dict(), **settings}  # a changed default is another conversion
+    out = os.path.join(work_dir, f"data-{_digest({k: str(v) for k, v in effective.items()})}")
     if os.path.exists(os.path.join(out, schema.INFO_FILENAME)):  # the converter's cache makes a rerun cheap too
         return out
     cmd = [sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={input_path}", f"--output={out}",
@@ -224,10 +237,11 @@ def main(argv: list[str]) -> int:
     data_dirs = {v.name: convert(FLAGS.input, FLAGS.work_dir, v.convert, FLAGS.workers, FLAGS.verbose)
                  for v in variants}
     tasks = [(v, seed, i, fold) for v in variants for seed in seeds for i, fold in enumerate(folds)]
+    today = defaults()
 
     def run(task) -> dict:
         v, seed, i, fold = task
-        run_dir = os.path.join(FLAGS.work_dir, "runs", f"{v.name}-{_digest({**v.convert, **v.fit})}",
+        run_dir = os.path.join(FLAGS.work_dir, "runs", f"{v.name}-{_digest({**v.convert, **v.fit, **today})}",
                                f"seed_{seed}", f"fold_{i + 1}")
         start = time.monotonic()
         metrics = train_fold(data_dirs[v.name], run_dir, fold, v, seed, FLAGS.verbose)
@@ -270,4 +284,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
