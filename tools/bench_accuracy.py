@@ -242,7 +242,7 @@ def main(argv: list[str]) -> int:
     def run(task) -> dict:
         v, seed, i, fold = task
         run_dir = os.path.join(FLAGS.work_dir, "runs", f"{v.name}-{_digest({**v.convert, **v.fit, **today})}",
-                               f"seed_{seed}", f"fold_{i + 1}")
+                               f"{len(folds)}folds-{FLAGS.validation_actors}val", f"seed_{seed}", f"fold_{i + 1}")
         start = time.monotonic()
         metrics = train_fold(data_dirs[v.name], run_dir, fold, v, seed, FLAGS.verbose)
         t = metrics["test"]
@@ -284,5 +284,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ravdess_tfrecords import _cli
+
+    _cli.quiet_tensorflow()  # defaults() imports TensorFlow; its start-up lines would bury the table
     _define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
