@@ -211,3 +211,16 @@ def test_a_folder_copy_replaces_the_folder_whole_or_not_at_all(tmp_path, as_uri,
     assert (dst / "training_metadata.json").read_text() == "record"
     assert (dst / "sub" / "latest.weights.h5").read_text() == "weights"
     assert not (dst / "old").exists()
+
+
+def test_plot_samples_reads_and_writes_uris(tfrecords_dir, tmp_path):
+    """``tools.plot_samples --data_dir=URI --output=URI`` from an empty directory: the PNG and nothing else."""
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tools.plot_samples", f"--data_dir={_uri(tfrecords_dir)}",
+                           f"--output={_uri(out / 'samples.png')}", "--num_samples=2"],
+                          cwd=cwd, env=helpers.repo_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(out) == ["samples.png"] and os.listdir(cwd) == []  # no temporary file left behind

@@ -76,8 +76,8 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int, *
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """One clip as model input: audio float32 ``(24, M, 1)``, video float32 ``(6, 64, 64, 3)`` in [0, 1].
 
-    ``path`` may be any ``tf.io.gfile`` path. ``video`` False (a model without a video input): the audio alone (``preprocess_audio``, no face
-    step; a ``.wav`` will do), and None for the video.
+    ``path`` may be any ``tf.io.gfile`` path. ``video`` False (a model without a video input): the audio
+    alone (``preprocess_audio``, no face step; a ``.wav`` will do), and None for the video.
 
     Raises:
       ClipError: the clip cannot be preprocessed (the converter would skip it).
