@@ -108,7 +108,7 @@ def test_evaluate_predict_and_cv_under_uris(runs, tfrecords_dir, synthetic_corpu
         assert json.load(f)["folds"] == summary["folds"]
     table = (cv_dir / "cv_results.md").read_text()
     assert table.count("\n") >= 5 and "mean" in table  # a row per fold and the mean
-    assert all((cv_dir / f"fold_{i}" / "metrics.json").is_file() for i in range(3))
+    assert all((cv_dir / f"fold_{n}" / "metrics.json").is_file() for n in (1, 2, 3))
     assert sorted(os.listdir(tmp_path)) == ["cv"]  # the working directory holds nothing else
 
 

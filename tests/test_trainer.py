@@ -25,7 +25,7 @@ import ravdess_tfrecords
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
-from trainers import cluster, export, train_lib
+from trainers import cluster, cv, export, train_lib
 from trainers import config as config_lib
 from trainers import metrics as metrics_lib
 
@@ -85,7 +85,8 @@ def test_cross_validation_table():
     assert summary["mean"] == pytest.approx({"accuracy": 0.6, "uar": 0.5, "macro_f1": 0.4})
     assert summary["std"] == pytest.approx({"accuracy": 0.1, "uar": 0.1, "macro_f1": 0.1})
     table = metrics_lib.format_cv_table(summary).splitlines()
-    assert table[2] == "| 0 | 1,2 | 0.500 | 0.400 | 0.300 |"
+    assert [r["fold"] for r in summary["folds"]] == [1, 2]  # as the "fold 1/2" header and the fold_1 folder
+    assert table[2] == "| 1 | 1,2 | 0.500 | 0.400 | 0.300 |"
     assert table[-1] == "| mean +/- std | | 0.600 +/- 0.100 | 0.500 +/- 0.100 | 0.400 +/- 0.100 |"
 
 
@@ -363,13 +364,24 @@ def test_fold_scheme_trains_every_fold_and_writes_a_table(tfrecords_dir, tmp_pat
     summary = train_lib.run(config)
     assert [row["test_actors"] for row in summary["folds"]] == [list(range(1, 9)), list(range(9, 17)),
                                                                 list(range(17, 25))]
-    for fold in range(3):
-        with open(tmp_path / f"fold_{fold}" / "metrics.json") as f:
+    assert sorted(p.name for p in tmp_path.glob("fold_*")) == ["fold_1", "fold_2", "fold_3"]  # as "fold 1/3"
+    for n in (1, 2, 3):
+        with open(tmp_path / f"fold_{n}" / "metrics.json") as f:
             assert json.load(f)["test"]["num_examples"] == 24
     table = (tmp_path / "cv_results.md").read_text()
     assert "mean +/- std" in table and table.count("\n| ") == 5  # header rule, 3 folds, mean
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:5]] == ["| 1", "| 2", "| 3"]
     # Started again, completed folds are reported, not retrained.
     assert train_lib.run(config)["folds"] == summary["folds"]
+    # An older run's 0-based folders are kept, not trained again beside new ones.
+    for n in (1, 2, 3):
+        os.rename(tmp_path / f"fold_{n}", tmp_path / f"fold_{n - 1}")
+    written = os.path.getmtime(tmp_path / "fold_0" / "metrics.json")
+    assert train_lib.run(config)["folds"] == summary["folds"]
+    assert sorted(p.name for p in tmp_path.glob("fold_*")) == ["fold_0", "fold_1", "fold_2"]
+    assert os.path.getmtime(tmp_path / "fold_0" / "metrics.json") == written
+    dirs, note = cv.fold_dirs(str(tmp_path), 3)
+    assert dirs == [str(tmp_path / f"fold_{i}") for i in range(3)] and "older run's 0-based" in note
     # trainers.evaluate --fold=1 on fold 0's model: the scheme (kfold, 3 folds) comes from its config.json.
     other = train_lib.evaluate_saved(str(tmp_path / "fold_0"), fold=1, output_dir=str(tmp_path / "eval"))
     assert other["actors"] == list(range(9, 17)) and other["num_examples"] == 24

@@ -152,9 +152,9 @@ SUMMARY_KEYS = ("accuracy", "uar", "macro_f1")
 
 
 def cross_validation_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-fold test metrics and their mean and (population) standard deviation."""
+    """Per-fold test metrics and their mean and (population) standard deviation; folds numbered from 1."""
     rows = [
-        {"fold": i, "test_actors": r["actors"]["test"], **{k: r["test"][k] for k in SUMMARY_KEYS}}
+        {"fold": i + 1, "test_actors": r["actors"]["test"], **{k: r["test"][k] for k in SUMMARY_KEYS}}
         for i, r in enumerate(results)
     ]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in SUMMARY_KEYS}
