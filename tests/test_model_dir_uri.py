@@ -89,8 +89,8 @@ def test_evaluate_predict_and_cv_under_uris(runs, tfrecords_dir, synthetic_corpu
 
     again = train_lib.evaluate_saved(_uri(remote))
     assert again["confusion_matrix"] == train_lib.evaluate_saved(plain)["confusion_matrix"]
-    assert again["output_dir"] == _uri(remote) + "/eval_test"
-    assert os.path.isfile(os.path.join(remote, "eval_test", "metrics.json"))
+    assert again["output_dir"] == _uri(remote) + "/eval_speaker_test"
+    assert os.path.isfile(os.path.join(remote, "eval_speaker_test", "metrics.json"))
 
     clip = os.path.join(synthetic_corpus, "Actor_24", sorted(os.listdir(os.path.join(synthetic_corpus, "Actor_24")))[0])
     got = predict_lib.predict_clips(predict_lib.load(_uri(remote)), [clip])[0]

@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import helpers
 import numpy as np
@@ -25,7 +27,7 @@ import ravdess_tfrecords
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
-from trainers import cluster, cv, export, train_lib
+from trainers import cluster, cv, evaluation, export, train_lib
 from trainers import config as config_lib
 from trainers import metrics as metrics_lib
 
@@ -148,7 +150,7 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
     again = train_lib.evaluate_saved(model_dir)
     assert again["confusion_matrix"] == test["confusion_matrix"]
     assert again["actors"] == [23, 24]
-    assert _is_png(os.path.join(model_dir, "eval_test", "confusion_matrix.png"))
+    assert _is_png(os.path.join(model_dir, "eval_speaker_test", "confusion_matrix.png"))
     # trainers.evaluate's paths may start with ~ (a flag's ~ is not the shell's to expand).
     monkeypatch.setenv("HOME", str(tmp_path))
     home = train_lib.evaluate_saved("~/run", data_dir=os.path.join("~", os.path.relpath(tfrecords_dir, tmp_path)),
@@ -194,6 +196,28 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
     assert train_lib.train(dataclasses.replace(more, model_dir=torn)) == extended
     assert _history_rows(torn) == _history_rows(model_dir)  # epoch 3 trained from the same weights
     assert "resuming the completed run" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_actors_the_model_trained_on_and_names_its_folder_after_the_split(fit_run, tmp_path):
+    """fit_run's model trained on the speaker split's actors 1..17; chumachenko tests on 5, 10, 16 and 19."""
+    model_dir = fit_run["model_dir"]
+    proc = subprocess.run([sys.executable, "-m", "trainers.evaluate", f"--model_dir={model_dir}",
+                           "--split=chumachenko"], capture_output=True, text=True, timeout=300, env=helpers.repo_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == (f"error: test actors [5, 10, 16] of this split were in the training set of "
+                                   f"{model_dir} (--split=speaker): not a test of unseen speakers; pass "
+                                   "--allow_train_overlap if it is meant")
+    assert not [name for name in os.listdir(model_dir) if name.startswith("eval_chumachenko")]  # nothing written
+    meant = train_lib.evaluate_saved(model_dir, split="chumachenko", allow_train_overlap=True,
+                                     output_dir=str(tmp_path / "eval"))
+    assert meant["actors"] == [5, 10, 16, 19] and (tmp_path / "eval" / "metrics.json").is_file()
+    # Default folders, one per split and subset: another split never overwrites the model's own eval_speaker_test.
+    name = evaluation.eval_dir_name
+    assert name({"scheme": "speaker"}, "test") == "eval_speaker_test"
+    assert name({"scheme": "chumachenko"}, "validation+test") == "eval_chumachenko_validation_test"
+    assert name({"scheme": "kfold", "folds": 3, "fold": 1}, "test") == "eval_kfold3_fold2_test"  # fold_2 of CV
+    assert name({"scheme": "luna5", "fold": 0}, "all") == "eval_luna5_fold1_all"
+    assert name({"actors": {"train": [1]}}, "test") == "eval_actors_test"
 
 
 def test_a_run_stopped_after_training_is_evaluated_and_exported_not_trained_again(fit_run, tfrecords_dir, tmp_path):
