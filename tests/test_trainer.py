@@ -92,6 +92,22 @@ def test_cross_validation_table():
     assert table[-1] == "| mean +/- std | | 0.600 +/- 0.100 | 0.500 +/- 0.100 | 0.400 +/- 0.100 |"
 
 
+def test_training_curves_show_the_learning_rate_and_mark_the_best_epoch(tmp_path):
+    import matplotlib.pyplot as plt
+
+    rates = [1e-3, 1e-3, 5e-4]
+    history = [{"epoch": e, "loss": 2.0 - e, "val_loss": 2.5 - e / 2, "accuracy": 0.2 * e, "val_accuracy": acc,
+                "learning_rate": lr} for e, (acc, lr) in enumerate(zip((0.25, 0.75, 0.5), rates, strict=True))]
+    fig = metrics_lib.history_figure(history, best_epoch=2, monitor="val_accuracy")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "learning rate"]
+    assert list(fig.axes[2].get_lines()[0].get_ydata()) == rates and fig.axes[2].get_yscale() == "log"
+    for ax in fig.axes:  # the best epoch, the one whose weights were kept, on every panel
+        (marker,) = [line for line in ax.get_lines() if line.get_label().startswith("best epoch")]
+        assert marker.get_label() == "best epoch 2 (val_accuracy 0.750)" and list(marker.get_xdata()) == [2, 2]
+    plt.close(fig)
+    assert _is_png(metrics_lib.plot_history(history, str(tmp_path / "curves.png"), 2, "val_accuracy"))
+
+
 # ------------------------------------------------------------------------------------------ fit (subprocess)
 
 
