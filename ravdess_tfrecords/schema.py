@@ -172,8 +172,10 @@ def shard_glob(actor: int | None = None) -> str:
 
 def file_sha256(path: str) -> str:
     """Hex sha256 of a file, as listed for each shard in ``ravdess_info.json``."""
+    from ravdess_tfrecords import storage
+
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_file(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

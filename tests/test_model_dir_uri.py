@@ -89,8 +89,8 @@ def test_evaluate_predict_and_cv_under_uris(runs, tfrecords_dir, synthetic_corpu
 
     again = train_lib.evaluate_saved(_uri(remote))
     assert again["confusion_matrix"] == train_lib.evaluate_saved(plain)["confusion_matrix"]
-    assert again["output_dir"] == _uri(remote) + "/eval_test"
-    assert os.path.isfile(os.path.join(remote, "eval_test", "metrics.json"))
+    assert again["output_dir"] == _uri(remote) + "/eval_speaker_test"
+    assert os.path.isfile(os.path.join(remote, "eval_speaker_test", "metrics.json"))
 
     clip = os.path.join(synthetic_corpus, "Actor_24", sorted(os.listdir(os.path.join(synthetic_corpus, "Actor_24")))[0])
     got = predict_lib.predict_clips(predict_lib.load(_uri(remote)), [clip])[0]
@@ -108,7 +108,7 @@ def test_evaluate_predict_and_cv_under_uris(runs, tfrecords_dir, synthetic_corpu
         assert json.load(f)["folds"] == summary["folds"]
     table = (cv_dir / "cv_results.md").read_text()
     assert table.count("\n") >= 5 and "mean" in table  # a row per fold and the mean
-    assert all((cv_dir / f"fold_{i}" / "metrics.json").is_file() for i in range(3))
+    assert all((cv_dir / f"fold_{n}" / "metrics.json").is_file() for n in (1, 2, 3))
     assert sorted(os.listdir(tmp_path)) == ["cv"]  # the working directory holds nothing else
 
 
@@ -211,3 +211,16 @@ def test_a_folder_copy_replaces_the_folder_whole_or_not_at_all(tmp_path, as_uri,
     assert (dst / "training_metadata.json").read_text() == "record"
     assert (dst / "sub" / "latest.weights.h5").read_text() == "weights"
     assert not (dst / "old").exists()
+
+
+def test_plot_samples_reads_and_writes_uris(tfrecords_dir, tmp_path):
+    """``tools.plot_samples --data_dir=URI --output=URI`` from an empty directory: the PNG and nothing else."""
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tools.plot_samples", f"--data_dir={_uri(tfrecords_dir)}",
+                           f"--output={_uri(out / 'samples.png')}", "--num_samples=2"],
+                          cwd=cwd, env=helpers.repo_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(out) == ["samples.png"] and os.listdir(cwd) == []  # no temporary file left behind

@@ -261,3 +261,15 @@ def test_bench_train_measures_a_rate():
                                            filters=(4,))
     assert math.isfinite(rate) and rate > 0
     assert keras.mixed_precision.global_policy().name == "float32"  # the variant's policy did not leak
+
+
+def test_history_logs_the_learning_rate_the_plateau_left(tmp_path):
+    """An epoch that lowered the rate logs the lowered one: the rate in effect at its end (Keras logs the old)."""
+    config = train_lib.TrainConfig("d", str(tmp_path), lr_patience=1, lr_factor=0.5, learning_rate=1e-3)
+    x, y = np.zeros((8, 4), "float32"), np.arange(8) % 3  # zero inputs, no bias: zero gradients, a flat val_loss
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", use_bias=False)])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=8, verbose=0,
+              callbacks=callbacks_lib.make_callbacks(config, str(tmp_path)))
+    # Epoch 1 sets the best val_loss, epochs 2 and 3 do not improve it: each lowers the rate (patience 1).
+    assert [float(r["learning_rate"]) for r in _history(str(tmp_path))] == pytest.approx([1e-3, 5e-4, 2.5e-4])

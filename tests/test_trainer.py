@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import helpers
 import numpy as np
@@ -25,7 +27,7 @@ import ravdess_tfrecords
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.conversion import writer
 from trainers import callbacks as callbacks_lib
-from trainers import cluster, export, train_lib
+from trainers import cluster, cv, evaluation, export, train_lib
 from trainers import config as config_lib
 from trainers import metrics as metrics_lib
 
@@ -85,8 +87,25 @@ def test_cross_validation_table():
     assert summary["mean"] == pytest.approx({"accuracy": 0.6, "uar": 0.5, "macro_f1": 0.4})
     assert summary["std"] == pytest.approx({"accuracy": 0.1, "uar": 0.1, "macro_f1": 0.1})
     table = metrics_lib.format_cv_table(summary).splitlines()
-    assert table[2] == "| 0 | 1,2 | 0.500 | 0.400 | 0.300 |"
+    assert [r["fold"] for r in summary["folds"]] == [1, 2]  # as the "fold 1/2" header and the fold_1 folder
+    assert table[2] == "| 1 | 1,2 | 0.500 | 0.400 | 0.300 |"
     assert table[-1] == "| mean +/- std | | 0.600 +/- 0.100 | 0.500 +/- 0.100 | 0.400 +/- 0.100 |"
+
+
+def test_training_curves_show_the_learning_rate_and_mark_the_best_epoch(tmp_path):
+    import matplotlib.pyplot as plt
+
+    rates = [1e-3, 1e-3, 5e-4]
+    history = [{"epoch": e, "loss": 2.0 - e, "val_loss": 2.5 - e / 2, "accuracy": 0.2 * e, "val_accuracy": acc,
+                "learning_rate": lr} for e, (acc, lr) in enumerate(zip((0.25, 0.75, 0.5), rates, strict=True))]
+    fig = metrics_lib.history_figure(history, best_epoch=2, monitor="val_accuracy")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "learning rate"]
+    assert list(fig.axes[2].get_lines()[0].get_ydata()) == rates and fig.axes[2].get_yscale() == "log"
+    for ax in fig.axes:  # the best epoch, the one whose weights were kept, on every panel
+        (marker,) = [line for line in ax.get_lines() if line.get_label().startswith("best epoch")]
+        assert marker.get_label() == "best epoch 2 (val_accuracy 0.750)" and list(marker.get_xdata()) == [2, 2]
+    plt.close(fig)
+    assert _is_png(metrics_lib.plot_history(history, str(tmp_path / "curves.png"), 2, "val_accuracy"))
 
 
 # ------------------------------------------------------------------------------------------ fit (subprocess)
@@ -147,7 +166,7 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
     again = train_lib.evaluate_saved(model_dir)
     assert again["confusion_matrix"] == test["confusion_matrix"]
     assert again["actors"] == [23, 24]
-    assert _is_png(os.path.join(model_dir, "eval_test", "confusion_matrix.png"))
+    assert _is_png(os.path.join(model_dir, "eval_speaker_test", "confusion_matrix.png"))
     # trainers.evaluate's paths may start with ~ (a flag's ~ is not the shell's to expand).
     monkeypatch.setenv("HOME", str(tmp_path))
     home = train_lib.evaluate_saved("~/run", data_dir=os.path.join("~", os.path.relpath(tfrecords_dir, tmp_path)),
@@ -193,6 +212,28 @@ def test_fit_writes_checkpoint_metrics_and_export(fit_run, tfrecords_dir, tmp_pa
     assert train_lib.train(dataclasses.replace(more, model_dir=torn)) == extended
     assert _history_rows(torn) == _history_rows(model_dir)  # epoch 3 trained from the same weights
     assert "resuming the completed run" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_actors_the_model_trained_on_and_names_its_folder_after_the_split(fit_run, tmp_path):
+    """fit_run's model trained on the speaker split's actors 1..17; chumachenko tests on 5, 10, 16 and 19."""
+    model_dir = fit_run["model_dir"]
+    proc = subprocess.run([sys.executable, "-m", "trainers.evaluate", f"--model_dir={model_dir}",
+                           "--split=chumachenko"], capture_output=True, text=True, timeout=300, env=helpers.repo_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == (f"error: test actors [5, 10, 16] of this split were in the training set of "
+                                   f"{model_dir} (--split=speaker): not a test of unseen speakers; pass "
+                                   "--allow_train_overlap if it is meant")
+    assert not [name for name in os.listdir(model_dir) if name.startswith("eval_chumachenko")]  # nothing written
+    meant = train_lib.evaluate_saved(model_dir, split="chumachenko", allow_train_overlap=True,
+                                     output_dir=str(tmp_path / "eval"))
+    assert meant["actors"] == [5, 10, 16, 19] and (tmp_path / "eval" / "metrics.json").is_file()
+    # Default folders, one per split and subset: another split never overwrites the model's own eval_speaker_test.
+    name = evaluation.eval_dir_name
+    assert name({"scheme": "speaker"}, "test") == "eval_speaker_test"
+    assert name({"scheme": "chumachenko"}, "validation+test") == "eval_chumachenko_validation_test"
+    assert name({"scheme": "kfold", "folds": 3, "fold": 1}, "test") == "eval_kfold3_fold2_test"  # fold_2 of CV
+    assert name({"scheme": "luna5", "fold": 0}, "all") == "eval_luna5_fold1_all"
+    assert name({"actors": {"train": [1]}}, "test") == "eval_actors_test"
 
 
 def test_a_run_stopped_after_training_is_evaluated_and_exported_not_trained_again(fit_run, tfrecords_dir, tmp_path):
@@ -363,13 +404,24 @@ def test_fold_scheme_trains_every_fold_and_writes_a_table(tfrecords_dir, tmp_pat
     summary = train_lib.run(config)
     assert [row["test_actors"] for row in summary["folds"]] == [list(range(1, 9)), list(range(9, 17)),
                                                                 list(range(17, 25))]
-    for fold in range(3):
-        with open(tmp_path / f"fold_{fold}" / "metrics.json") as f:
+    assert sorted(p.name for p in tmp_path.glob("fold_*")) == ["fold_1", "fold_2", "fold_3"]  # as "fold 1/3"
+    for n in (1, 2, 3):
+        with open(tmp_path / f"fold_{n}" / "metrics.json") as f:
             assert json.load(f)["test"]["num_examples"] == 24
     table = (tmp_path / "cv_results.md").read_text()
     assert "mean +/- std" in table and table.count("\n| ") == 5  # header rule, 3 folds, mean
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:5]] == ["| 1", "| 2", "| 3"]
     # Started again, completed folds are reported, not retrained.
     assert train_lib.run(config)["folds"] == summary["folds"]
+    # An older run's 0-based folders are kept, not trained again beside new ones.
+    for n in (1, 2, 3):
+        os.rename(tmp_path / f"fold_{n}", tmp_path / f"fold_{n - 1}")
+    written = os.path.getmtime(tmp_path / "fold_0" / "metrics.json")
+    assert train_lib.run(config)["folds"] == summary["folds"]
+    assert sorted(p.name for p in tmp_path.glob("fold_*")) == ["fold_0", "fold_1", "fold_2"]
+    assert os.path.getmtime(tmp_path / "fold_0" / "metrics.json") == written
+    dirs, note = cv.fold_dirs(str(tmp_path), 3)
+    assert dirs == [str(tmp_path / f"fold_{i}") for i in range(3)] and "older run's 0-based" in note
     # trainers.evaluate --fold=1 on fold 0's model: the scheme (kfold, 3 folds) comes from its config.json.
     other = train_lib.evaluate_saved(str(tmp_path / "fold_0"), fold=1, output_dir=str(tmp_path / "eval"))
     assert other["actors"] == list(range(9, 17)) and other["num_examples"] == 24

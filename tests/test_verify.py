@@ -103,3 +103,18 @@ def test_cli_user_error_is_one_quiet_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line: no traceback, no TF start-up log
     assert proc.stderr.startswith("error: --data_dir is required")
+
+
+def test_a_uri_data_dir_is_read_through_storage(copy_dir, tmp_path, monkeypatch):
+    """``--data_dir=file:///...`` takes the ``gs://`` code path; os/open/glob would find nothing there."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # a path handled with os would resolve under a literal "file:" folder here
+    uri = "file://" + str(copy_dir)
+    assert verify.verify(uri) == ([], 72)
+    name = _first_shard(copy_dir)
+    os.rename(copy_dir / name, copy_dir / name.replace("-of-", "-of-x"))  # one missing, one unlisted
+    problems, _ = verify.verify(uri)
+    assert f"{name}: missing" in problems and f"{name.replace('-of-', '-of-x')}: not listed in " \
+        f"{schema.INFO_FILENAME}" in problems, problems
+    assert os.listdir(cwd) == []

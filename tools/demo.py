@@ -125,7 +125,7 @@ def main(argv: list[str]) -> None:
         ("  exported SavedModel", os.path.join(model_dir, "saved_model")),
         ("  ONNX model ([onnx] extra)", os.path.join(model_dir, "model.onnx")),
         ("  preprocessing settings + class names", os.path.join(model_dir, schema.INFO_FILENAME)),
-        ("re-evaluation", os.path.join(model_dir, "eval_test")),
+        ("re-evaluation", os.path.join(model_dir, "eval_speaker_test")),
         ("clip predicted", clip),
     ]
     width = max(len(label) for label, _ in rows)

@@ -7,16 +7,16 @@ One row per sample: its 6 frames (float32 in [0, 1], as the model gets them)
 and its padded, standardized MFCCs drawn with ``librosa.display.specshow``; the
 row's title names the emotion, the 7-class label, the actor and the clip.
 Samples are picked to show different emotions where the split has them.
+``--data_dir`` and ``--output`` may be any ``tf.io.gfile`` path (``gs://``,
+``file://``); the PNG is written whole or not at all (``storage.atomic_path``).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import conversion
+from ravdess_tfrecords import conversion, storage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted shards (the converter's --output).", required=True)
@@ -42,6 +42,7 @@ def pick(dataset, n: int):
 
 
 def plot(samples, info, output: str) -> None:
+    """Draw ``samples`` (``pick``'s) and write the PNG to ``output`` (local or a URI), whole or not at all."""
     import librosa.display
     import matplotlib
 
@@ -79,8 +80,11 @@ def plot(samples, info, output: str) -> None:
         axes[-1].set_yticks([0.5, 6.5, 12.5, 18.5, 23.5], ["0", "6", "12", "18", "23"])
         axes[-1].set_ylabel("MFCC")
         row.colorbar(mesh, ax=axes[-1], fraction=0.05)
-    fig.savefig(output, dpi=90)
-    plt.close(fig)
+    try:
+        with storage.atomic_path(output) as tmp:  # a temporary file, then a rename or an upload
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str]) -> None:
@@ -94,7 +98,7 @@ def main(argv: list[str]) -> None:
     samples = pick(ds, FLAGS.num_samples)
     if not samples:
         raise app.UsageError(f"split {FLAGS.split!r} of {FLAGS.data_dir} is empty")
-    plot(samples, builder.info, os.path.expanduser(FLAGS.output))
+    plot(samples, builder.info, storage.expand(FLAGS.output))
     print(f"wrote {FLAGS.output}: {len(samples)} samples from {FLAGS.split!r}: "
           + ", ".join(f"{s[3]['clip_id'].decode()}" for s in samples))
 

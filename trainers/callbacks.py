@@ -228,6 +228,18 @@ class CosineSchedule(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class LogLearningRate(keras.callbacks.Callback):
+    """Logs the learning rate in effect at the end of each epoch (into ``history.csv``).
+
+    ``ReduceLROnPlateau`` logs the rate before it lowers it, so the epoch that lowered it would show the old
+    rate; placed after the schedule, this callback logs the one the next epoch starts from.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class StagedFineTuning(keras.callbacks.Callback):
     """The visual backbone frozen for the first ``freeze_epochs`` epochs, then trained with the rest.
 
@@ -303,6 +315,7 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
         ),
         early_stopping,
         schedule,
+        LogLearningRate(),  # after the schedule, before the CSV: the rate it left for the next epoch
         keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=True),
     ]
     if importlib.util.find_spec("tensorboard") is not None:

@@ -5,7 +5,9 @@ r"""Re-evaluate a saved model on a split: accuracy, UAR, macro F1, per-class rec
 
 Split, fold and data directory default to those the model was trained with
 (``config.json`` in the model directory). Writes ``metrics.json`` and
-``confusion_matrix.png`` into ``--output_dir`` (default ``MODEL_DIR/eval_SUBSET``).
+``confusion_matrix.png`` into ``--output_dir`` (default ``MODEL_DIR/eval_SPLIT_SUBSET``,
+e.g. ``eval_speaker_test``). A split whose chosen actors include some the model was
+trained on is refused (exit 2) unless ``--allow_train_overlap``.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ flags.DEFINE_string("data_dir", None, "Converted shards (default: the ones the m
 flags.DEFINE_enum("split", None, list(splits.NAMED_SCHEMES),
                   "Split scheme (default: the one the model was trained with).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default: the model's, else 6).")
-flags.DEFINE_integer("fold", None, "Test fold of a fold scheme: --split's, or without --split the one the model was "
-                     "trained with (default: the model's fold, else 0).")
+flags.DEFINE_integer("fold", None, "Test fold of a fold scheme, 0-based (--fold=0 is cross-validation's fold_1): "
+                     "--split's, or without --split the one the model was trained with (default: the model's "
+                     "fold, else 0).")
 flags.DEFINE_string("subset", "test", "Which set: train, validation, test, a union like validation+test, or all.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix.png go.")
+flags.DEFINE_string("output_dir", None, "Where metrics.json and confusion_matrix.png go (default: "
+                    "MODEL_DIR/eval_SPLIT_SUBSET, e.g. eval_speaker_test).")
+flags.DEFINE_boolean("allow_train_overlap", False, "Evaluate on another split even if its chosen actors include some "
+                     "the model was trained on (speaker leakage: not a test of unseen speakers).")
 
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
@@ -51,6 +57,7 @@ def main(argv: list[str]) -> int:
         fold=FLAGS.fold,
         batch_size=FLAGS.batch_size,
         output_dir=FLAGS.output_dir,
+        allow_train_overlap=FLAGS.allow_train_overlap,
     )
     print(metrics_lib.format_metrics(metrics, f"{FLAGS.subset} (actors {metrics['actors']})"))
     print(f"  written to {metrics['output_dir']}")

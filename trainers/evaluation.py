@@ -85,6 +85,48 @@ def _split_kwargs(model_dir: str, trained: TrainConfig | None, split: str | None
     ).split_kwargs()
 
 
+def eval_dir_name(kwargs: dict[str, Any], subset: str) -> str:
+    """``eval_<split>_<subset>``, e.g. ``eval_speaker_test``, ``eval_kfold3_fold2_test`` (folds from 1, as CV's
+    ``fold_<n>``: ``--fold=1`` is fold 2), ``eval_actors_validation_test``."""
+    if "actors" in kwargs:
+        split = "actors"
+    else:
+        split = kwargs["scheme"]
+        if split == "kfold":
+            split += str(splits.num_folds(split, kwargs.get("folds")))
+        if "fold" in kwargs:
+            split += f"_fold{kwargs['fold'] + 1}"
+    return f"eval_{split}_{subset.replace('+', '_')}"
+
+
+def _trained_actors(model_dir: str, trained: TrainConfig, builder: ravdess_tfrecords.Builder) -> set[int]:
+    """The actors ``model_dir``'s model was trained on: its ``metrics.json``'s, else its split's on this data."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    recorded = _read_json(path).get("actors", {}).get("train") if storage.exists(path) else None
+    return set(recorded if recorded is not None else builder.actors_of("train", **trained.split_kwargs()))
+
+
+def check_train_overlap(model_dir: str, trained: TrainConfig | None, builder: ravdess_tfrecords.Builder,
+                        subset: str, kwargs: dict[str, Any]) -> None:
+    """Refuse to evaluate on actors the model was trained on (speaker leakage), unless it is the model's own split.
+
+    On its own split the subsets mean what they say (``--subset=train`` asks for the training actors);
+    on another split, a test set sharing actors with the training set is not a test. A model directory
+    without ``config.json`` cannot be checked.
+
+    Raises:
+      UserError: naming the overlapping actors and the flag that allows them.
+    """
+    if trained is None or kwargs == trained.split_kwargs():
+        return
+    overlap = sorted(_trained_actors(model_dir, trained, builder) & set(builder.actors_of(subset, **kwargs)))
+    if overlap:
+        raise UserError(
+            f"{subset} actors {overlap} of this split were in the training set of {model_dir} "
+            f"(--split={trained.split}): not a test of unseen speakers; pass --allow_train_overlap if it is meant"
+        )
+
+
 def evaluate_saved(
     model_dir: str,
     *,
@@ -95,12 +137,14 @@ def evaluate_saved(
     fold: int | None = None,
     batch_size: int = 32,
     output_dir: str | None = None,
+    allow_train_overlap: bool = False,
 ) -> dict[str, Any]:
     """Re-evaluate a saved model on ``subset`` of a split; defaults come from its ``config.json``.
 
     Writes ``metrics.json`` and ``confusion_matrix.png`` into ``output_dir``
-    (default ``model_dir/eval_<subset>``). ``fold`` and ``folds`` without ``split``
-    pick another fold of the scheme the model was trained with.
+    (default ``model_dir/eval_<split>_<subset>``, ``eval_dir_name``). ``fold`` and ``folds`` without ``split``
+    pick another fold of the scheme the model was trained with. Actors the model was trained on are
+    refused (``check_train_overlap``) unless ``allow_train_overlap``.
 
     Returns:
       The metrics dict (``classification_metrics`` plus ``loss`` and ``actors``).
@@ -114,6 +158,8 @@ def evaluate_saved(
         raise UserError("pass --data_dir: the model directory does not record one")
     kwargs = _split_kwargs(model_dir, trained, split, folds, fold)
     builder = ravdess_tfrecords.Builder(data_dir)
+    if not allow_train_overlap:
+        check_train_overlap(model_dir, trained, builder, subset, kwargs)
     check_inputs(minfo["inputs"], builder.info, f"the model in {model_dir}")
     if builder.info.audio_frames != minfo["audio_frames"]:
         raise UserError(
@@ -128,7 +174,7 @@ def evaluate_saved(
     ds = adapt_inputs(ds, minfo["inputs"], builder.info.input_names)
     metrics = evaluate_model(model, ds, minfo["class_names"])
     metrics["actors"] = list(builder.actors_of(subset, **kwargs))
-    output_dir = output_dir or os.path.join(model_dir, f"eval_{subset.replace('+', '_')}")
+    output_dir = output_dir or os.path.join(model_dir, eval_dir_name(kwargs, subset))
     storage.makedirs(output_dir)
     _write_json(os.path.join(output_dir, METRICS_FILE), metrics)
     title = f"{subset} actors {metrics['actors']}"

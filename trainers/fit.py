@@ -40,7 +40,8 @@ flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the
 flags.DEFINE_enum("split", "speaker", list(splits.NAMED_SCHEMES),
                   "Speaker-independent split scheme (ravdess_tfrecords.reading.splits).")
 flags.DEFINE_integer("folds", None, "K for --split=kfold (default 6).")
-flags.DEFINE_integer("fold", None, "Train this test fold only; unset with a fold scheme: every fold plus a table.")
+flags.DEFINE_integer("fold", None, "Train this test fold only, 0-based (--fold=0 is cross-validation's fold_1); "
+                     "unset with a fold scheme: every fold, in fold_1..fold_K, plus a table.")
 flags.DEFINE_list("train_actors", None, "Explicit actor lists (all three together) instead of --split.")
 flags.DEFINE_list("validation_actors", None, "Validation actors for explicit lists.")
 flags.DEFINE_list("test_actors", None, "Test actors for explicit lists.")

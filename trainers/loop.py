@@ -338,7 +338,7 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
     metrics_lib.plot_confusion_matrix(
         test_metrics, os.path.join(model_dir, CONFUSION_PNG), f"{config.model} model, test actors {split_map['test']}"
     )
-    metrics_lib.plot_history(history, os.path.join(model_dir, CURVES_PNG))
+    metrics_lib.plot_history(history, os.path.join(model_dir, CURVES_PNG), result["best_epoch"], config.monitor)
     _write_json(metrics_path, result)  # last: marks the run complete
     _log(config, format_outputs(model_dir, saved, test_metrics))
     return result

@@ -132,29 +132,51 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def plot_history(history: list[dict[str, float]], path: str) -> str:
-    """Loss and accuracy per epoch, train and validation, from ``history.csv`` rows."""
+def history_figure(history: list[dict[str, float]], best_epoch: int | None = None, monitor: str = ""):
+    """Loss, accuracy and learning rate per epoch (``history.csv`` rows), the best epoch (1-based) marked.
+
+    The best epoch (the one whose weights were kept) is a dashed line on every panel, named with its
+    ``monitor`` value; an older ``history.csv`` without ``learning_rate`` leaves that panel empty.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     epochs = [int(r["epoch"]) + 1 for r in history]
-    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=False):
         for prefix, style in (("", "-o"), ("val_", "-s")):
             values = [r.get(prefix + key, np.nan) for r in history]
             ax.plot(epochs, values, style, markersize=3, label=(prefix or "train_") + key)
-        ax.set_xlabel("epoch")
         ax.set_title(key)
+    rates = [r.get("learning_rate", np.nan) for r in history]
+    axes[2].plot(epochs, rates, "-o", markersize=3, label="learning_rate (at the epoch's end)")
+    if any(np.isfinite(rates)) and np.nanmin(rates) > 0:
+        axes[2].set_yscale("log")  # plateau halvings and cosine decay span decades
+    axes[2].set_title("learning rate" if any(np.isfinite(rates)) else "learning rate (not logged)")
+    if best_epoch is not None:
+        row = next((r for r in history if int(r["epoch"]) + 1 == best_epoch), {})
+        value = f" ({monitor} {row[monitor]:.3f})" if monitor in row else ""
+        for ax in axes:
+            ax.axvline(best_epoch, color="tab:green", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}"
+                       + value)
+    for ax in axes:
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
-    return _save(fig, path)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_history(history: list[dict[str, float]], path: str, best_epoch: int | None = None,
+                 monitor: str = "") -> str:
+    """``history_figure`` written to ``path`` (PNG, local or a URI), whole or not at all."""
+    return _save(history_figure(history, best_epoch, monitor), path)
 
 
 SUMMARY_KEYS = ("accuracy", "uar", "macro_f1")
 
 
 def cross_validation_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-fold test metrics and their mean and (population) standard deviation."""
+    """Per-fold test metrics and their mean and (population) standard deviation; folds numbered from 1."""
     rows = [
-        {"fold": i, "test_actors": r["actors"]["test"], **{k: r["test"][k] for k in SUMMARY_KEYS}}
+        {"fold": i + 1, "test_actors": r["actors"]["test"], **{k: r["test"][k] for k in SUMMARY_KEYS}}
         for i, r in enumerate(results)
     ]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in SUMMARY_KEYS}

@@ -30,7 +30,7 @@ import numpy as np
 from tensorflow import keras
 
 from ravdess_tfrecords import models, schema, storage
-from ravdess_tfrecords.conversion import audio, preprocess
+from ravdess_tfrecords.conversion import audio, preprocess, sources
 from ravdess_tfrecords.conversion.errors import ClipError
 from ravdess_tfrecords.errors import UserError
 from trainers.export import load_saved
@@ -76,18 +76,20 @@ def clip_features(path: str, settings: preprocess.Settings, audio_frames: int, *
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """One clip as model input: audio float32 ``(24, M, 1)``, video float32 ``(6, 64, 64, 3)`` in [0, 1].
 
-    ``video`` False (a model without a video input): the audio alone (``preprocess_audio``, no face
-    step; a ``.wav`` will do), and None for the video.
+    ``path`` may be any ``tf.io.gfile`` path. ``video`` False (a model without a video input): the audio
+    alone (``preprocess_audio``, no face step; a ``.wav`` will do), and None for the video.
 
     Raises:
       ClipError: the clip cannot be preprocessed (the converter would skip it).
     """
     path = storage.expand(path)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise ClipError("unreadable", f"no such file: {path}")
-    if not video:
-        return audio.model_input(preprocess.preprocess_audio(path, settings).audio, audio_frames), None
-    clip = preprocess.preprocess_clip(path, settings)
+    # ffmpeg reads local files only: a clip elsewhere (gs://, file://) is read from a temporary copy
+    with sources.local_path(sources.Source(display=path, path=path, member=None, fingerprint="")) as local:
+        if not video:
+            return audio.model_input(preprocess.preprocess_audio(local, settings).audio, audio_frames), None
+        clip = preprocess.preprocess_clip(local, settings)
     audio_x = audio.model_input(clip.audio, audio_frames)
     video_x = clip.video.astype(np.float32) / 255.0
     return audio_x, video_x

@@ -5,14 +5,14 @@
 Re-hashes every shard, parses every record against the schema, and checks
 counts, labels, shapes and value ranges, and that the tensorflow_datasets
 metadata (``dataset_info.json``) lists the same splits and shards. Prints every
-problem with the file it is in; exit code 1 if there is any. Reading half: needs
-only TensorFlow.
+problem with the file it is in; exit code 1 if there is any. ``--data_dir`` may be
+any ``tf.io.gfile`` path (``gs://``, ``file://``): every file goes through
+``storage``. Reading half: needs only TensorFlow.
 """
 
 from __future__ import annotations
 
 import collections
-import glob
 import json
 import os
 import sys
@@ -20,7 +20,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from ravdess_tfrecords import _cli, labels, schema
+from ravdess_tfrecords import _cli, labels, schema, storage
 
 FLAGS = flags.FLAGS
 
@@ -68,15 +68,14 @@ def _check_records(path: str, shard: dict, frames: int, seen: collections.Counte
 
 def verify(data_dir: str) -> tuple[list[str], int]:
     """All problems found in ``data_dir`` (empty when sound) and the number of records checked."""
-    data_dir = os.path.expanduser(data_dir)  # --data_dir=~/x reaches us unexpanded
+    data_dir = storage.expand(data_dir)  # --data_dir=~/x reaches us unexpanded
     info_path = os.path.join(data_dir, schema.INFO_FILENAME)
-    if not os.path.exists(info_path):
+    if not storage.exists(info_path):
         old = _read_json(os.path.join(data_dir, schema.OLD_INFO_FILENAME))
         return [schema.old_info_message(data_dir, old)
                 or f"{info_path}: missing; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
     try:
-        with open(info_path) as f:
-            info = json.load(f)
+        info = json.loads(storage.read_text(info_path))
     except (OSError, json.JSONDecodeError) as e:
         return [f"{info_path}: unreadable ({e})"], 0
     if info.get("schema_version") not in schema.READABLE_SCHEMA_VERSIONS:
@@ -87,17 +86,17 @@ def verify(data_dir: str) -> tuple[list[str], int]:
     for shard in info["shards"]:
         listed.add(shard["file"])
         path = os.path.join(data_dir, shard["file"])
-        if not os.path.exists(path):
+        if not storage.exists(path):
             problems.append(f"{shard['file']}: missing")
             continue
-        if "size" in shard and os.path.getsize(path) != shard["size"]:
-            problems.append(f"{shard['file']}: {os.path.getsize(path)} bytes, {schema.INFO_FILENAME} says "
-                            f"{shard['size']}")
+        size = storage.size_and_mtime(path)[0]
+        if "size" in shard and size != shard["size"]:
+            problems.append(f"{shard['file']}: {size} bytes, {schema.INFO_FILENAME} says {shard['size']}")
         if schema.file_sha256(path) != shard["sha256"]:
             problems.append(f"{shard['file']}: sha256 differs from {schema.INFO_FILENAME} (changed or corrupt)")
         problems += _check_records(path, shard, info["audio_frames"], seen,
                                    info.get("modality", schema.DEFAULT_MODALITY))
-    for extra in sorted(glob.glob(os.path.join(data_dir, schema.shard_glob()))):
+    for extra in sorted(storage.glob(os.path.join(data_dir, schema.shard_glob()))):
         if os.path.basename(extra) not in listed:
             problems.append(f"{os.path.basename(extra)}: not listed in {schema.INFO_FILENAME}")
     per_actor = collections.Counter()
@@ -116,15 +115,14 @@ def verify(data_dir: str) -> tuple[list[str], int]:
 def _read_json(path: str) -> object:
     """The parsed JSON at ``path``; None when absent or unreadable."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(storage.read_text(path))
     except (OSError, ValueError):
         return None
 
 
 def _check_tfds_splits(data_dir: str, shards: list[dict]) -> list[str]:
     """tensorflow_datasets' splits (one per actor, ``actorNN``) against our shard list."""
-    missing = [n for n in schema.TFDS_FILENAMES if not os.path.exists(os.path.join(data_dir, n))]
+    missing = [n for n in schema.TFDS_FILENAMES if not storage.exists(os.path.join(data_dir, n))]
     if missing:
         return [f"{', '.join(missing)}: missing (tensorflow_datasets cannot read the directory); "
                 f"{schema.CONVERT_HINT.format(path=data_dir)}"]
@@ -146,7 +144,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("data_dir")
-    data_dir = os.path.expanduser(FLAGS.data_dir)
+    data_dir = storage.expand(FLAGS.data_dir)
     problems, records = verify(data_dir)
     for problem in problems:
         print(problem, file=sys.stderr)
