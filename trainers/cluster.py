@@ -114,19 +114,27 @@ def _answers(address: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def any_interface_socket(port: int) -> tuple[socket.socket, tuple]:
+    """An unbound TCP socket for ``port`` on every interface, as gRPC's ``[::]`` binds (IPv4 too; IPv4 alone
+    where there is no IPv6), with ``SO_REUSEADDR`` (a port in TIME_WAIT is free; a listening one is not),
+    and the address to bind it to."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        bind = ("::", port)
+    except OSError:
+        sock, bind = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock, bind
+
+
 def _listen(address: str) -> socket.socket:
     """A socket listening on ``address``'s port on every interface (as TensorFlow's server will), never accepting.
 
     The kernel completes a peer's TCP handshake from the backlog, which is all a peer's probe needs.
     """
     _, port = _host_port(address)
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too, like gRPC's [::]
-        bind = ("::", port)
-    except OSError:
-        sock, bind = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("", port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TensorFlow binds the same port right after
+    sock, bind = any_interface_socket(port)  # SO_REUSEADDR: TensorFlow binds the same port right after
     try:
         sock.bind(bind)
         sock.listen(64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 
 from ravdess_tfrecords.errors import UserOSError
+from trainers.cluster import any_interface_socket
 
 
 def check_port_free(port: int) -> None:
@@ -20,14 +21,7 @@ def check_port_free(port: int) -> None:
     """
     if not port:
         return
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too, like gRPC's [::]
-        bind = ("::", port)
-    except OSError:
-        sock, bind = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("", port)
-    # SO_REUSEADDR: a port left in TIME_WAIT by a server that ended is free; a listening one is not.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock, bind = any_interface_socket(port)
     try:
         sock.bind(bind)
     except OSError as e:
