@@ -298,6 +298,11 @@ def _parse_names(found: list[sources.Source]) -> list[tuple[sources.Source, file
     return out
 
 
+def _check_modality_choice(modality: str) -> None:
+    if modality not in MODALITY_CHOICES:
+        raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
+
+
 def choose_modality(requested: str, codes: list[int]) -> tuple[str, str | None]:
     """The modality to convert, and a line to print when the input holds more than one (else None).
 
@@ -309,8 +314,7 @@ def choose_modality(requested: str, codes: list[int]) -> tuple[str, str | None]:
     audio-only recordings when there are any, else ``audio_video`` (then nothing converts and
     the run says why, file by file).
     """
-    if requested not in MODALITY_CHOICES:
-        raise UserError(f"unknown modality {requested!r}; choose from {', '.join(MODALITY_CHOICES)}")
+    _check_modality_choice(requested)
     counts = collections.Counter(codes)
     chosen = requested
     if requested == "auto":
@@ -561,8 +565,7 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     unknown = set(vocal_channels) - set(VOCAL_CHANNELS)
     if unknown:
         raise UserError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
-    if modality not in MODALITY_CHOICES:
-        raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
+    _check_modality_choice(modality)  # before anything is searched or written
     found, problems = sources.discover(list(inputs))
     if not found and not problems:  # before the write check, which would leave an empty OUTPUT/.cache/
         raise _nothing_to_convert(inputs)

@@ -192,7 +192,9 @@ class DatasetInfo:
         if modality not in schema.MODALITIES:
             raise UserError(f"{path}: unknown modality {modality!r} (this reader knows "
                             f"{', '.join(schema.MODALITIES)}): {hint}")
-        default_video = schema.VIDEO_SHAPE if modality == "audio_video" else None
+        stored_video = raw.get("video_shape")  # null in an audio-only directory
+        video_shape = tuple(stored_video) if stored_video is not None else (
+            schema.VIDEO_SHAPE if modality == "audio_video" else None)
         info = cls(
             data_dir=data_dir,
             name=raw.get("name", "ravdess"),
@@ -202,8 +204,7 @@ class DatasetInfo:
             num_classes=int(raw["num_classes"]),
             audio_frames=audio_frames,
             audio_shape=tuple(raw.get("audio_shape", schema.audio_shape(audio_frames))),
-            video_shape=(tuple(raw["video_shape"]) if raw.get("video_shape", default_video) is not None
-                         and "video_shape" in raw else default_video),
+            video_shape=video_shape,
             num_examples=int(raw.get("num_examples", sum(s["num_examples"] for s in raw["shards"]))),
             counts=dict(raw.get("counts", {})),
             preprocessing=dict(raw.get("preprocessing", {})),
