@@ -158,16 +158,29 @@ def split_name(actor: int) -> str:
     return f"actor{actor:02d}"
 
 
-def shard_name(actor: int, index: int, num_shards: int) -> str:
+# The shard file formats, named as tensorflow_datasets names them (``file_format`` in
+# ``ravdess_info.json`` and in the tfds metadata): TFRecord, read sequentially by tf.data,
+# and ArrayRecord, read by index (a random-access data source; no TensorFlow needed).
+FILE_FORMATS = ("tfrecord", "array_record")
+DEFAULT_FILE_FORMAT = "tfrecord"  # what a directory without a ``file_format`` entry holds
+
+
+def check_file_format(file_format: str) -> str:
+    if file_format not in FILE_FORMATS:
+        raise UserError(f"unknown file format {file_format!r}: one of {', '.join(FILE_FORMATS)}")
+    return file_format
+
+
+def shard_name(actor: int, index: int, num_shards: int, file_format: str = DEFAULT_FILE_FORMAT) -> str:
     """``ravdess-actor01.tfrecord-00000-of-00002``: tensorflow_datasets' default file template,
-    ``{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}``."""
-    return f"{SHARD_PREFIX}-{split_name(actor)}.tfrecord-{index:05d}-of-{num_shards:05d}"
+    ``{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}`` (``.array_record-`` for ArrayRecord)."""
+    return f"{SHARD_PREFIX}-{split_name(actor)}.{check_file_format(file_format)}-{index:05d}-of-{num_shards:05d}"
 
 
-def shard_glob(actor: int | None = None) -> str:
-    """A glob matching the shards of one actor, or of all actors."""
+def shard_glob(actor: int | None = None, file_format: str = DEFAULT_FILE_FORMAT) -> str:
+    """A glob matching the shards of one actor, or of all actors, in ``file_format``."""
     who = split_name(actor) if actor is not None else "actor[0-9][0-9]"
-    return f"{SHARD_PREFIX}-{who}.tfrecord-*-of-*"
+    return f"{SHARD_PREFIX}-{who}.{check_file_format(file_format)}-*-of-*"
 
 
 def file_sha256(path: str) -> str:
