@@ -20,7 +20,7 @@ from fake_shards import write_shards
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ravdess_tfrecords")
 READING = os.path.join(PACKAGE, "reading")
-READING_HALF = ("splits", "augment", "pipeline", "builder", "verify")
+READING_HALF = ("info", "splits", "augment", "pipeline", "builder", "verify")
 # The contract: what both halves may import (errors and storage are standard-library modules of the contract).
 ALLOWED_OWN = {"ravdess_tfrecords", "ravdess_tfrecords.schema", "ravdess_tfrecords.labels", "ravdess_tfrecords._cli",
                "ravdess_tfrecords.errors", "ravdess_tfrecords.storage", "ravdess_tfrecords.reading",
