@@ -22,8 +22,12 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# Two test processes (pytest-xdist), a test file each at a time: most tests wait on a subprocess
+# (a TensorFlow import, a conversion, a training run) for much of their time.
+TEST_PROCESSES ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15
 
 lint: install
 	$(BIN)/ruff check ravdess_tfrecords trainers tools tests

@@ -2,11 +2,20 @@
 
 All 24 actors (so every split scheme has its actors), 3 clips each, spread
 over the emotions; made and converted with the real ffmpeg, librosa and dlib.
+
+Under pytest-xdist (``make test`` runs ``-n 2``) each fixture is made once for the
+whole run, not once per worker: the first worker to need it builds it under a file
+lock in the run's common temporary folder, the others wait and reuse it
+(``_once``). Tests treat them as read-only (they copy what they change).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import subprocess
 
 import pytest
 
@@ -15,13 +24,37 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CLIPS_PER_ACTOR = 3
 
 
+@contextlib.contextmanager
+def _once(tmp_path_factory, name: str):
+    """``(folder, done)`` for a fixture made once per run: ``done`` is its stored result (JSON) when
+    another xdist worker (or an earlier call) made it; else ``None``, and the caller makes it in
+    ``folder`` and stores its result with ``_store`` while still holding the lock."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker's basetemp sits in the run's one folder
+        shared = shared.parent
+    folder = shared / f"shared-{name}"
+    with open(shared / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        result = folder / "result.json"
+        yield folder, (json.loads(result.read_text()) if result.is_file() else None)
+
+
+def _store(folder, value):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(value))
+    return value
+
+
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory) -> str:
     from ravdess_tfrecords.conversion import synthetic
 
-    out = tmp_path_factory.mktemp("corpus")
-    synthetic.make_corpus(str(out), clips_per_actor=CLIPS_PER_ACTOR, workers=2)
-    return str(out)
+    with _once(tmp_path_factory, "corpus") as (folder, done):
+        if done is not None:
+            return done
+        out = folder / "corpus"
+        synthetic.make_corpus(str(out), clips_per_actor=CLIPS_PER_ACTOR, workers=2)
+        return _store(folder, str(out))
 
 
 @pytest.fixture(scope="session")
@@ -34,19 +67,26 @@ def fit_run(tfrecords_dir, tmp_path_factory) -> dict:
     """
     import helpers
 
-    root = tmp_path_factory.mktemp("fit")
-    cwd, model_dir = root / "cwd", str(root / "run")
-    cwd.mkdir()
-    proc = helpers.fit(cwd, f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=2",
-                       *helpers.FAST_FIT, "--distribution_strategy=mirrored")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"model_dir": model_dir, "cwd": str(cwd), "proc": proc}
+    with _once(tmp_path_factory, "fit") as (root, done):
+        if done is None:
+            cwd, model_dir = root / "cwd", str(root / "run")
+            cwd.mkdir(parents=True)
+            proc = helpers.fit(cwd, f"--data_dir={tfrecords_dir}", f"--model_dir={model_dir}", "--epochs=2",
+                               *helpers.FAST_FIT, "--distribution_strategy=mirrored")
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            done = _store(root, {"model_dir": model_dir, "cwd": str(cwd), "args": proc.args,
+                                 "stdout": proc.stdout, "stderr": proc.stderr})
+    proc = subprocess.CompletedProcess(done["args"], 0, done["stdout"], done["stderr"])
+    return {"model_dir": done["model_dir"], "cwd": done["cwd"], "proc": proc}
 
 
 @pytest.fixture(scope="session")
 def tfrecords_dir(synthetic_corpus, tmp_path_factory) -> str:
     from ravdess_tfrecords.conversion import convert
 
-    out = tmp_path_factory.mktemp("tfrecords")
-    convert.convert([synthetic_corpus], str(out), workers=2, progress=False)
-    return str(out)
+    with _once(tmp_path_factory, "tfrecords") as (folder, done):
+        if done is not None:
+            return done
+        out = folder / "tfrecords"
+        convert.convert([synthetic_corpus], str(out), workers=2, progress=False)
+        return _store(folder, str(out))
