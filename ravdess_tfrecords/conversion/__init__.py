@@ -1,6 +1,6 @@
 """The writing half: RAVDESS clips -> preprocessing (ffmpeg, librosa, dlib) -> sharded TFRecords.
 
-Needs the ``[convert]`` extra (librosa, dlib-bin, imageio-ffmpeg, pillow, tqdm):
+Needs the ``[convert]`` extra (librosa, dlib-bin, imageio-ffmpeg, pillow, tqdm, array-record):
 ``pip install "ravdess-tfrecords[convert]"``. A plain ``pip install ravdess-tfrecords``
 reads shards, builds models and trains, and lacks them; every command line that
 converts calls ``require_extra`` first, so it ends with one ``error:`` line naming
@@ -28,6 +28,7 @@ NEEDS: Mapping[str, str] = {
     "imageio_ffmpeg": "imageio-ffmpeg",
     "PIL": "pillow",
     "tqdm": "tqdm",
+    "array_record": "array-record",  # --file_format=array_record, and ravdess_tfrecords.reformat
 }
 EXTRA = "convert"
 # What the [synthetic] extra adds for ``synthetic`` (tools.make_synthetic_corpus, tools.demo): real face crops.

@@ -98,7 +98,7 @@ class Builder:
         vocal_channels = self._channel_filter(vocal_channels)
         if vocal_channels is None and intensities is None:
             return self.info.num_examples_of(chosen)
-        return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities)
+        return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities, self.info.file_format)
 
     def label_counts(
         self,
@@ -114,7 +114,8 @@ class Builder:
         ``ravdess_info.json`` has per-label totals of the whole corpus, not per actor.
         """
         vocal_channels = self._channel_filter(vocal_channels)
-        return pipeline.count_labels(self.files(split, **scheme_kwargs), num_classes, vocal_channels)
+        return pipeline.count_labels(self.files(split, **scheme_kwargs), num_classes, vocal_channels,
+                                     self.info.file_format)
 
     def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
         """Shard paths of ``split``."""
@@ -203,6 +204,7 @@ class Builder:
             cache=cache,
             deterministic=deterministic,
             augment_on=augment_on,
+            file_format=self.info.file_format,
         )
         return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen),
                                      self.info.num_bytes_of(chosen))
