@@ -9,7 +9,8 @@ the extra instead of an ImportError in the middle of a run.
 Modules: ``cli`` (the command line), ``convert`` (the local pool), ``beam_convert``
 (the same on Apache Beam), ``beam_quiet`` (Beam's log off), ``preprocess`` (one clip), ``audio``, ``video``, ``faces``,
 ``ffmpeg``, ``sources`` (folders, zips, ``tf.io.gfile`` paths), ``storage``,
-``writer`` (staged, atomic publishing), ``errors``, ``progress``, ``synthetic``.
+``writer`` (staged, atomic publishing; TFRecord or ArrayRecord shards), ``reformat`` (a converted directory's
+shards in the other format), ``errors``, ``progress``, ``synthetic``.
 It meets the reading half only at ``ravdess_tfrecords.schema``.
 
 This file imports only the standard library, so the check costs nothing.

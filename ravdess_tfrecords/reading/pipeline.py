@@ -4,8 +4,7 @@
 Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 
 1. file-level ``interleave`` of ``TFRecordDataset`` over the chosen shards
-   (file order shuffled each epoch in training); ArrayRecord shards (``file_format``,
-   ``records``) come from a Python generator instead, in the same order;
+   (file order shuffled each epoch in training);
 2. optional filter on vocal channel / intensity (see ``_record_filter``);
 3. with a cache (by default when the chosen shards are small,
    ``AUTOCACHE_MAX_BYTES``, as tensorflow_datasets does): ``batch`` + one
@@ -24,10 +23,7 @@ Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 
 Training reads in non-deterministic order (faster) unless a ``seed`` is given;
 evaluation is deterministic: two passes yield identical batches.
-Only TensorFlow ops in the graph (no Python callbacks, no numpy) for TFRecord shards; an
-ArrayRecord directory's records come through ``tf.data.Dataset.from_generator`` (tf.data has no
-ArrayRecord reader, and tensorflow_datasets' ``as_dataset`` refuses them), which a tf.data service
-cannot run: convert to TFRecord (``ravdess_tfrecords.reformat``) for that.
+Only TensorFlow ops in the graph: no Python callbacks, no numpy.
 """
 
 from __future__ import annotations
@@ -80,7 +76,6 @@ class Options:
     deterministic: bool | None = None
     cycle_length: int = 16
     augment_on: str = "host"
-    file_format: str = schema.DEFAULT_FILE_FORMAT
 
 
 def _normalize_filters(
@@ -205,27 +200,17 @@ def autocache(files: Sequence[str], shuffle_buffer: int | None, num_examples: in
     return num_bytes <= AUTOCACHE_MAX_BYTES
 
 
-def records(path: tf.Tensor | str, file_format: str = schema.DEFAULT_FILE_FORMAT) -> tf.data.Dataset:
-    """One shard's serialized examples (string ``()``), in file order, for either ``schema.FILE_FORMATS``."""
-    if schema.check_file_format(file_format) == "tfrecord":
-        return tf.data.TFRecordDataset(path)
-    return tf.data.Dataset.from_generator(
-        lambda name: schema.read_records(name.decode(), file_format),
-        output_signature=tf.TensorSpec((), tf.string), args=(path,))
-
-
 def count_records(
     files: Sequence[str],
     vocal_channels: str | Iterable[str] | None = None,
     intensities: int | str | Iterable[int | str] | None = None,
-    file_format: str = schema.DEFAULT_FILE_FORMAT,
 ) -> int:
     """Records in ``files`` that the vocal-channel / intensity filters keep (one pass, two scalars parsed).
 
     ``ravdess_info.json`` counts records per shard, not per vocal channel, so a
     filtered split's size (an epoch's steps on several workers) is counted here.
     """
-    ds = _kept_records(files, vocal_channels, intensities, file_format)
+    ds = _kept_records(files, vocal_channels, intensities)
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
 
 
@@ -233,12 +218,10 @@ def _kept_records(
     files: Sequence[str],
     vocal_channels: str | Iterable[str] | None = None,
     intensities: int | str | Iterable[int | str] | None = None,
-    file_format: str = schema.DEFAULT_FILE_FORMAT,
 ) -> tf.data.Dataset:
     """The serialized records of ``files`` that the filters keep (the counting passes' input)."""
     vocal_channels, intensities = _normalize_filters(vocal_channels, intensities)
-    ds = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
-        lambda path: records(path, file_format), num_parallel_calls=AUTOTUNE)
+    ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=AUTOTUNE)
     if vocal_channels is not None or intensities is not None:
         ds = ds.filter(_record_filter(vocal_channels, intensities))
     return ds
@@ -248,7 +231,6 @@ def count_labels(
     files: Sequence[str],
     num_classes: int = labels.NUM_CLASSES,
     vocal_channels: str | Iterable[str] | None = None,
-    file_format: str = schema.DEFAULT_FILE_FORMAT,
 ) -> dict[int, int]:
     """``{label: records}`` in ``files`` that the vocal-channel filter keeps, labels 0..num_classes-1.
 
@@ -259,7 +241,7 @@ def count_labels(
     """
     key = "label" if num_classes == 7 else "emotion"
     spec = {key: tf.io.FixedLenFeature([], tf.int64)}
-    ds = _kept_records(files, vocal_channels, file_format=file_format).map(
+    ds = _kept_records(files, vocal_channels).map(
         lambda r: labels_of(tf.io.parse_single_example(r, spec), num_classes), num_parallel_calls=AUTOTUNE)
     counts = ds.reduce(tf.zeros([num_classes], tf.int64),
                        lambda acc, label: acc + tf.one_hot(label, num_classes, dtype=tf.int64))
@@ -323,7 +305,7 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     if shuffle:
         ds = ds.shuffle(len(files), seed=opts.seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
-        lambda path: records(path, opts.file_format),
+        tf.data.TFRecordDataset,
         cycle_length=max(1, min(len(files), opts.cycle_length)),
         block_length=1,
         num_parallel_calls=AUTOTUNE,
