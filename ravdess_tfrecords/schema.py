@@ -2,10 +2,11 @@
 
 This module is where the writing half (``convert``) and the reading half
 (``builder``/``load``) meet. It holds the feature declarations, the shard and
-metadata file names, and the functions that encode one example and decode a
-batch of them. It needs only TensorFlow and numpy, and imports TensorFlow only
-inside those functions, so the converter's worker processes can read the
-constants without loading it.
+metadata file names, and the functions that encode one example, decode a
+batch of them and read a shard's records (``read_records``: TFRecord or ArrayRecord).
+It needs only TensorFlow and numpy (and array-record for ArrayRecord shards), and
+imports them only inside those functions, so the converter's worker processes can
+read the constants without loading it.
 
 Stored per example (``tf.train.Example``):
 
