@@ -10,6 +10,7 @@ RAVDESS_DIR ?=
 TFRECORDS_DIR ?= tfrecords
 VOCAL_CHANNELS ?= speech
 MODALITY ?= auto
+FILE_FORMAT ?= tfrecord
 BENCH_ARGS ?=
 
 .PHONY: install test demo tfrecords bench bench-accuracy lint clean
@@ -41,7 +42,8 @@ tfrecords: install
 	  echo "No download? 'make demo' runs everything on a synthetic RAVDESS-shaped corpus."; \
 	  exit 2; fi
 	$(BIN)/python -m ravdess_tfrecords.convert --input="$(RAVDESS_DIR)" --output="$(TFRECORDS_DIR)" \
-	  --workers=$(WORKERS) --vocal_channels=$(VOCAL_CHANNELS) --modality=$(MODALITY)
+	  --workers=$(WORKERS) --vocal_channels=$(VOCAL_CHANNELS) --modality=$(MODALITY) \
+	  --file_format=$(FILE_FORMAT)
 
 # Accuracy on real speech: speaker-independent CV of audio-only recipes (tools/bench_accuracy.py).
 bench-accuracy: install

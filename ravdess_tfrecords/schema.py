@@ -2,10 +2,11 @@
 
 This module is where the writing half (``convert``) and the reading half
 (``builder``/``load``) meet. It holds the feature declarations, the shard and
-metadata file names, and the functions that encode one example and decode a
-batch of them. It needs only TensorFlow and numpy, and imports TensorFlow only
-inside those functions, so the converter's worker processes can read the
-constants without loading it.
+metadata file names, and the functions that encode one example, decode a
+batch of them and read a shard's records (``read_records``: TFRecord or ArrayRecord).
+It needs only TensorFlow and numpy (and array-record for ArrayRecord shards), and
+imports them only inside those functions, so the converter's worker processes can
+read the constants without loading it.
 
 Stored per example (``tf.train.Example``):
 
@@ -43,7 +44,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -181,6 +183,53 @@ def shard_glob(actor: int | None = None, file_format: str = DEFAULT_FILE_FORMAT)
     """A glob matching the shards of one actor, or of all actors, in ``file_format``."""
     who = split_name(actor) if actor is not None else "actor[0-9][0-9]"
     return f"{SHARD_PREFIX}-{who}.{check_file_format(file_format)}-*-of-*"
+
+
+def read_records(path: str, file_format: str = DEFAULT_FILE_FORMAT) -> Iterator[bytes]:
+    """The serialized examples of one shard, in file order (``path``: local or a ``tf.io.gfile`` URI).
+
+    TFRecord is read with TensorFlow; ArrayRecord with ``array_record`` (no TensorFlow for a
+    local path; a URI's shard is copied to a local temporary file first: its reader opens local files).
+
+    Raises:
+      ValueError: the file is not a readable shard of ``file_format`` (truncated, corrupt, another
+        format), with the reader's reason; records before the damage have been yielded.
+    """
+    if check_file_format(file_format) == "tfrecord":
+        import tensorflow as tf
+
+        try:
+            yield from tf.data.TFRecordDataset(path).as_numpy_iterator()
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise ValueError(e.message.splitlines()[0]) from e
+        return
+    from ravdess_tfrecords import storage
+
+    if not storage.is_local(path):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            storage.copy(path, local)
+            yield from read_records(local, file_format)
+        return
+    from array_record.python import array_record_module
+
+    try:
+        reader = array_record_module.ArrayRecordReader(path)
+        if not reader.ok():  # an unreadable header: the reader says no more than that
+            raise ValueError("not an ArrayRecord file")
+        try:
+            total = reader.num_records()
+            for start in range(0, total, _READ_CHUNK):
+                yield from reader.read(start, min(start + _READ_CHUNK, total))
+        finally:
+            reader.close()
+    except RuntimeError as e:  # riegeli's "Corrupted Riegeli/records file: ..."
+        raise ValueError(str(e).splitlines()[0]) from e
+
+
+_READ_CHUNK = 64  # ArrayRecord records read per call: a few MB of examples at a time
 
 
 def file_sha256(path: str) -> str:

@@ -90,3 +90,17 @@ def tfrecords_dir(synthetic_corpus, tmp_path_factory) -> str:
         out = folder / "tfrecords"
         convert.convert([synthetic_corpus], str(out), workers=2, progress=False)
         return _store(folder, str(out))
+
+
+@pytest.fixture(scope="session")
+def array_record_dir(synthetic_corpus, tfrecords_dir, tmp_path_factory) -> str:
+    """The same corpus converted with ``file_format="array_record"``: the TFRecord conversion's clip cache
+    copied in first, so only pass 2 (padding, writing the shards) runs."""
+    import shutil
+
+    from ravdess_tfrecords.conversion import convert
+
+    out = tmp_path_factory.mktemp("array_record")
+    shutil.copytree(os.path.join(tfrecords_dir, convert.CACHE_DIRNAME), out / convert.CACHE_DIRNAME)
+    convert.convert([synthetic_corpus], str(out), workers=2, progress=False, file_format="array_record")
+    return str(out)

@@ -65,10 +65,10 @@ def test_without_runner_nothing_imports_beam(corpus_and_local):
     assert "apache_beam imported: False" in stdout
 
 
-def _assert_same_output(beam_dir, local_dir):
+def _assert_same_output(beam_dir, local_dir, file_format=schema.DEFAULT_FILE_FORMAT):
     published = sorted(n for n in os.listdir(local_dir) if not n.startswith("."))
     assert published == sorted([schema.INFO_FILENAME, schema.FAILURES_FILENAME, *schema.TFDS_FILENAMES,
-                                *(schema.shard_name(actor, 0, 1) for actor in (1, 2, 3))])
+                                *(schema.shard_name(actor, 0, 1, file_format) for actor in (1, 2, 3))])
     # Nothing else: no .staging left, and no .cache (a Beam run caches nothing, so it has nothing to resume from).
     assert sorted(os.listdir(beam_dir)) == published
     for name in published:
@@ -90,18 +90,22 @@ def test_direct_runner_output_equals_local_byte_for_byte(corpus_and_local):
 
 
 def test_direct_runner_is_quiet_without_verbose(corpus_and_local):
-    """Two worker processes, each logging at INFO to the inherited stderr: only the summary shows."""
+    """Two worker processes, each logging at INFO to the inherited stderr: only the summary shows.
+    With ``--file_format=array_record``: the local output's examples as ArrayRecord (``reformat``), byte for byte."""
     pytest.importorskip("apache_beam")
+    from ravdess_tfrecords.conversion import reformat
+
     root, inputs, _ = corpus_and_local
     proc = _cli(f"--input={inputs}", f"--output={root / 'quiet'}", "--runner=DirectRunner",
-                "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+                "--direct_num_workers=2", "--direct_running_mode=multi_processing", "--file_format=array_record")
     assert proc.returncode == 0, proc.stderr
     assert "converted 6 clips of 3 actors" in proc.stdout
     lines = (proc.stderr + proc.stdout).splitlines()
     assert not [line for line in lines if "INFO" in line or re.match(r"I\d{4} ", line)], proc.stderr
     assert "apitools" not in proc.stderr
     assert len(lines) < 15, proc.stderr
-    _assert_same_output(root / "quiet", root / "local")
+    reformat.reformat(str(root / "local"), str(root / "local_array_record"), "array_record")
+    _assert_same_output(root / "quiet", root / "local_array_record", "array_record")
 
 
 def test_a_beam_worker_keeps_a_clip_in_memory(corpus_and_local, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import pytest
 
 from ravdess_tfrecords import filenames, schema
 from ravdess_tfrecords.conversion import convert, ffmpeg, preprocess, sources, synthetic
+from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
 
 
@@ -302,3 +303,7 @@ def test_a_full_disk_while_shards_are_written_stops_the_run(small_disk, tmp_path
     _fill(small_disk, shard_bytes // 2)  # pass 1 is all cached; pass 2's new shards do not fit
     _assert_clean_failure(_cli(f"--input={corpus}", f"--output={out}", "--workers=1", "--examples_per_shard=1"),
                           out, before)
+    # ArrayRecord's writer says "No space left on device" in a RuntimeError: the same MachineError.
+    with pytest.raises(MachineError, match="No space left on device"):
+        convert.convert([str(corpus)], str(out), progress=False, examples_per_shard=1, file_format="array_record")
+    assert _published(out) == before and not glob.glob(str(out / ".staging"))

@@ -46,6 +46,9 @@ def scan(builder, num_classes: int, vocal_channels=None) -> collections.Counter:
     """``Counter[(actor, label)]`` over every stored example (scalar fields only)."""
     import tensorflow as tf
 
+    from ravdess_tfrecords.reading.builder import require_tfrecord
+
+    require_tfrecord(builder.info)  # TFRecordDataset below
     spec = {k: tf.io.FixedLenFeature([], tf.int64) for k in ("actor", "label", "emotion")}
     spec["vocal_channel"] = tf.io.FixedLenFeature([], tf.string)
     files = builder.files("all")

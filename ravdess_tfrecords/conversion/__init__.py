@@ -1,6 +1,6 @@
 """The writing half: RAVDESS clips -> preprocessing (ffmpeg, librosa, dlib) -> sharded TFRecords.
 
-Needs the ``[convert]`` extra (librosa, dlib-bin, imageio-ffmpeg, pillow, tqdm):
+Needs the ``[convert]`` extra (librosa, dlib-bin, imageio-ffmpeg, pillow, tqdm, array-record):
 ``pip install "ravdess-tfrecords[convert]"``. A plain ``pip install ravdess-tfrecords``
 reads shards, builds models and trains, and lacks them; every command line that
 converts calls ``require_extra`` first, so it ends with one ``error:`` line naming
@@ -9,7 +9,8 @@ the extra instead of an ImportError in the middle of a run.
 Modules: ``cli`` (the command line), ``convert`` (the local pool), ``beam_convert``
 (the same on Apache Beam), ``beam_quiet`` (Beam's log off), ``preprocess`` (one clip), ``audio``, ``video``, ``faces``,
 ``ffmpeg``, ``sources`` (folders, zips, ``tf.io.gfile`` paths), ``storage``,
-``writer`` (staged, atomic publishing), ``errors``, ``progress``, ``synthetic``.
+``writer`` (staged, atomic publishing; TFRecord or ArrayRecord shards), ``reformat`` (a converted directory's
+shards in the other format), ``errors``, ``progress``, ``synthetic``.
 It meets the reading half only at ``ravdess_tfrecords.schema``.
 
 This file imports only the standard library, so the check costs nothing.
@@ -28,6 +29,7 @@ NEEDS: Mapping[str, str] = {
     "imageio_ffmpeg": "imageio-ffmpeg",
     "PIL": "pillow",
     "tqdm": "tqdm",
+    "array_record": "array-record",  # --file_format=array_record, and ravdess_tfrecords.reformat
 }
 EXTRA = "convert"
 # What the [synthetic] extra adds for ``synthetic`` (tools.make_synthetic_corpus, tools.demo): real face crops.

@@ -4,9 +4,9 @@
         --runner=DataflowRunner --project=PROJECT --region=REGION --temp_location=gs://BUCKET/tmp \\
         --extra_package=dist/ravdess_tfrecords-VERSION.tar.gz
 
-The same steps and functions as the local pool (``convert``), so the shards,
-``ravdess_info.json``, ``failures.jsonl`` and the tfds metadata are byte-identical to a local
-run's with the same flags. The way tensorflow_datasets builds large datasets
+The same steps and functions as the local pool (``convert``), so the shards (TFRecord or, with
+``--file_format=array_record``, ArrayRecord), ``ravdess_info.json``, ``failures.jsonl`` and the tfds
+metadata are byte-identical to a local run's with the same flags. The way tensorflow_datasets builds large datasets
 (its ``BeamWriter``):
 
   launcher  ``convert.prepare``: check the output, discover and classify the
@@ -36,7 +36,7 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from ravdess_tfrecords import storage
+from ravdess_tfrecords import schema, storage
 from ravdess_tfrecords.conversion import beam_quiet, convert, writer
 from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings
@@ -74,10 +74,10 @@ def _audio_frames(frames: list[int]) -> int:
     return convert.audio_frames(frames) if frames else 0  # nothing converted: no shard to write
 
 
-def _write_actor(element, staged: str, frames: int, examples_per_shard: int) -> list[dict]:
+def _write_actor(element, staged: str, frames: int, examples_per_shard: int, file_format: str) -> list[dict]:
     actor, clips = element
     clips = [(name, source, lambda mfcc=mfcc, video=video: (mfcc, video)) for name, source, mfcc, video in clips]
-    return convert.write_actor(staged, actor, clips, frames, examples_per_shard)
+    return convert.write_actor(staged, actor, clips, frames, examples_per_shard, file_format)
 
 
 def _write_report(_, staged: str, results: list[dict], shards: list[list[dict]], frames: int) -> None:
@@ -110,7 +110,8 @@ def build(pipeline: beam.Pipeline, plan: convert.Plan, staged: str, settings: Se
               | "Mean" >> beam.Map(_audio_frames))
     shards = (arrays
               | "ByActor" >> beam.GroupByKey()
-              | "WriteShards" >> beam.Map(_write_actor, staged, beam.pvalue.AsSingleton(frames), examples_per_shard))
+              | "WriteShards" >> beam.Map(_write_actor, staged, beam.pvalue.AsSingleton(frames), examples_per_shard,
+                                         plan.file_format))
     _ = (pipeline
          | "One" >> beam.Create([None])
          | "Report" >> beam.Map(_write_report, staged, beam.pvalue.AsList(results), beam.pvalue.AsList(shards),
@@ -148,7 +149,8 @@ def _beam_error(error: Exception) -> str:
 
 def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeline_args: list[str],
                       settings: Settings | None = None, vocal_channels=("speech",), examples_per_shard: int = 32,
-                      progress: bool = True, quiet: bool = False, modality: str = "auto") -> dict:
+                      progress: bool = True, quiet: bool = False, modality: str = "auto",
+                      file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict:
     """``convert.convert`` as a Beam pipeline on ``runner``; ``pipeline_args`` are Beam pipeline options.
 
     ``quiet``: Beam's INFO log and noise hidden (``beam_quiet``), its workers' too on a local runner.
@@ -159,7 +161,8 @@ def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeli
     settings = settings or Settings()
     if quiet:
         beam_quiet.quiet_logging(runner)
-    plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False, modality=modality)
+    plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False, modality=modality,
+                           file_format=file_format)
     options = PipelineOptions(pipeline_args)
     quiet_workers = beam_quiet.filtered_stderr() if quiet and beam_quiet.is_local(runner) else contextlib.nullcontext()
     with convert.machine_errors(output_dir), writer.staging(output_dir) as staged:

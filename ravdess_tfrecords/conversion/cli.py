@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from ravdess_tfrecords import _cli, conversion, storage
+from ravdess_tfrecords import _cli, conversion, schema, storage
 from ravdess_tfrecords.conversion import beam_quiet
 from ravdess_tfrecords.conversion.audio import STANDARDIZE
 from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, convert, format_summary
@@ -40,6 +40,9 @@ def _define_flags() -> None:
                       "and faces), audio (RAVDESS's audio-only modality-03 .wav recordings: no face step), or auto "
                       "(audio_video when the input holds any such clip, else audio).")
     flags.DEFINE_integer("examples_per_shard", 32, "At most this many examples per shard.")
+    flags.DEFINE_enum("file_format", schema.DEFAULT_FILE_FORMAT, list(schema.FILE_FORMATS),
+                      "How the shards are stored: tfrecord (read by tf.data) or array_record (random access: "
+                      "ravdess_tfrecords.data_source, tfds.data_source, Grain, PyTorch); the same examples.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
     flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP + " With --runner: also Beam's INFO log.")
     flags.DEFINE_string("runner", None, "Convert as an Apache Beam pipeline on this runner (DirectRunner, "
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> int:
     inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
     kwargs = dict(settings=settings, vocal_channels=FLAGS.vocal_channels,
-                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress, modality=FLAGS.modality)
+                  examples_per_shard=FLAGS.examples_per_shard, progress=FLAGS.progress, modality=FLAGS.modality,
+                  file_format=FLAGS.file_format)
     try:
         if beam:
             summary = beam.convert_with_beam(inputs, output, runner=FLAGS.runner,

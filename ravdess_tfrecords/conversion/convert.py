@@ -1,4 +1,4 @@
-"""Convert RAVDESS clips to per-speaker TFRecord shards: the local process pool.
+"""Convert RAVDESS clips to per-speaker TFRecord (or ArrayRecord) shards: the local process pool.
 
     python -m ravdess_tfrecords.convert --input=/data/ravdess --output=/data/ravdess-tfrecords
 
@@ -400,11 +400,12 @@ def _failures_text(failures: list[dict]) -> str:
 
 def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = None, workers: int = 1,
             vocal_channels=("speech",), examples_per_shard: int = 32, progress: bool = True,
-            modality: str = "auto") -> dict:
+            modality: str = "auto", file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict:
     """Convert every clip of one modality under ``inputs`` into shards under ``output_dir``.
 
     ``modality``: ``audio_video`` (modality-01 clips), ``audio`` (modality-03 recordings) or
     ``auto`` (``choose_modality``: audio-video when the input holds any).
+    ``file_format``: ``tfrecord`` or ``array_record`` (``schema.FILE_FORMATS``): the same examples either way.
 
     Returns:
       The ``summary`` of ``ravdess_info.json`` (found, converted, skipped by reason, cut,
@@ -426,7 +427,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
                          "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
     with _machine_stops(output_dir):
         return _convert(inputs, output_dir, settings or Settings(), workers, vocal_channels, examples_per_shard,
-                        progress, modality)
+                        progress, modality, file_format)
 
 
 @contextlib.contextmanager
@@ -444,8 +445,8 @@ def _machine_stops(output_dir: str):
 
 
 def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: int, vocal_channels,
-             examples_per_shard: int, progress: bool, modality: str) -> dict:
-    plan = prepare(inputs, output_dir, vocal_channels, progress, modality=modality)
+             examples_per_shard: int, progress: bool, modality: str, file_format: str) -> dict:
+    plan = prepare(inputs, output_dir, vocal_channels, progress, modality=modality, file_format=file_format)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
     _remove_stale(cache_dir)  # left by a killed run
 
@@ -495,7 +496,7 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
     done = converted(plan, results, inputs, output_dir)
     frames = audio_frames([r["frames"] for _, _, r in done])
     with machine_errors(output_dir), writer.staging(output_dir) as staged:
-        shards = write_shards(staged, done, frames, examples_per_shard, progress)
+        shards = write_shards(staged, done, frames, examples_per_shard, progress, plan.file_format)
         info = publish(staged, output_dir, plan, done, shards, frames, settings, vocal_channels, versions)
     reused = sum(r["status"] == "cached" for _, _, r in done)
     not_retried = sum(bool(r.get("not_retried")) for r in results)
@@ -545,16 +546,18 @@ class Plan:
       modality: what the output holds (``schema.MODALITIES``).
       failures: dicts (``file``, ``code``, ``reason``) of files skipped so far; grows.
       found: media files found plus zips that could not be opened (``summary.found``).
+      file_format: how the shards are stored (``schema.FILE_FORMATS``: ``tfrecord`` or ``array_record``).
     """
 
     clips: list[tuple[filenames.ClipName, sources.Source]]
     failures: list[dict]
     found: int
     modality: str = schema.DEFAULT_MODALITY
+    file_format: str = schema.DEFAULT_FILE_FORMAT
 
 
 def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, *, cache: bool = True,
-            modality: str = "auto") -> Plan:
+            modality: str = "auto", file_format: str = schema.DEFAULT_FILE_FORMAT) -> Plan:
     """Check the arguments and the output, discover and classify the sources, choose the modality
     (``choose_modality``), report the skipped ones.
 
@@ -566,6 +569,7 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     if unknown:
         raise UserError(f"unknown vocal channel(s) {sorted(unknown)}; choose from {sorted(VOCAL_CHANNELS)}")
     _check_modality_choice(modality)  # before anything is searched or written
+    schema.check_file_format(file_format)
     found, problems = sources.discover(list(inputs))
     if not found and not problems:  # before the write check, which would leave an empty OUTPUT/.cache/
         raise _nothing_to_convert(inputs)
@@ -580,7 +584,7 @@ def prepare(inputs: list[str], output_dir: str, vocal_channels, progress: bool, 
     for f in failures:
         if f["code"] not in _QUIET:
             _say(f"skipped {f['file']}: {f['reason']}", progress)
-    return Plan(clips, failures, len(found) + len(problems), modality)
+    return Plan(clips, failures, len(found) + len(problems), modality, file_format)
 
 
 def _nothing_to_convert(inputs: list[str]) -> UserError:
@@ -647,10 +651,10 @@ def publish(staged: str, output_dir: str, plan: Plan, done: list[tuple], shards:
       The contents of ``ravdess_info.json``.
     """
     info = dataset_info(done, plan.failures, shards, frames, settings, vocal_channels,
-                        found=plan.found, versions=versions, modality=plan.modality)
+                        found=plan.found, versions=versions, modality=plan.modality, file_format=plan.file_format)
     writer.publish(staged, output_dir, shards, {
         schema.FAILURES_FILENAME: _failures_text(plan.failures),
-        **tfds_metadata.files(shards, frames, plan.modality),
+        **tfds_metadata.files(shards, frames, plan.modality, plan.file_format),
         schema.INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True) + "\n",
     })
     return info
@@ -663,7 +667,7 @@ def load_cached(cache_path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_shard: int,
-                 progress: bool = False) -> list[dict]:
+                 progress: bool = False, file_format: str = schema.DEFAULT_FILE_FORMAT) -> list[dict]:
     """Write the shards of every actor in ``done`` (``(name, source, result)``, cached clips) into ``output_dir``.
 
     Returns:
@@ -674,11 +678,12 @@ def write_shards(output_dir: str, done: list[tuple], frames: int, examples_per_s
         by_actor[name.actor].append((name, source, functools.partial(load_cached, r["cache"])))
     shards = []
     for actor in progress_bar.bar(sorted(by_actor), len(by_actor), "writing shards", progress, unit="actor"):
-        shards += write_actor(output_dir, actor, by_actor[actor], frames, examples_per_shard)
+        shards += write_actor(output_dir, actor, by_actor[actor], frames, examples_per_shard, file_format)
     return shards
 
 
-def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, examples_per_shard: int) -> list[dict]:
+def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, examples_per_shard: int,
+                file_format: str = schema.DEFAULT_FILE_FORMAT) -> list[dict]:
     """Write one actor's shards: its clips in ``clip_id`` order, each padded or cut to ``frames``.
 
     Args:
@@ -690,12 +695,12 @@ def write_actor(output_dir: str, actor: int, clips: list[tuple], frames: int, ex
     """
     clips = sorted(clips, key=lambda clip: clip[0].clip_id)
     records = (example(name, source, *arrays(), frames) for name, source, arrays in clips)
-    return writer.write_actor_shards(output_dir, actor, records, len(clips), examples_per_shard)
+    return writer.write_actor_shards(output_dir, actor, records, len(clips), examples_per_shard, file_format)
 
 
 def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], frames: int, settings: Settings,
                  vocal_channels, *, found: int, versions: dict[str, str],
-                 modality: str = schema.DEFAULT_MODALITY) -> dict:
+                 modality: str = schema.DEFAULT_MODALITY, file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict:
     """The contents of ``ravdess_info.json`` (a pure function of its arguments).
 
     ``failures`` go in without their tracebacks (those stay in ``failures.jsonl``).
@@ -720,6 +725,7 @@ def dataset_info(done: list[tuple], failures: list[dict], shards: list[dict], fr
         "num_classes": labels.NUM_CLASSES,
         "audio_frames": frames,
         "modality": modality,
+        "file_format": file_format,
         "audio_shape": list(schema.audio_shape(frames)),
         "video_shape": list(schema.VIDEO_SHAPE) if modality == "audio_video" else None,
         "preprocessing": {**settings.to_dict(), "n_mfcc": schema.NUM_MFCC,

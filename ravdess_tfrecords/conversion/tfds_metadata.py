@@ -97,9 +97,11 @@ def _supervised_keys(keys) -> dict:
     return {"tuple": {"items": [_supervised_keys(k) for k in keys]}}
 
 
-def dataset_info_json(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> dict:
+def dataset_info_json(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY,
+                      file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict:
     """tfds' ``dataset_info.json`` for the shards of ``ravdess_info.json`` (``file``, ``actor``,
-    ``num_examples``, ``size``): one split per actor, its shards in file order."""
+    ``num_examples``, ``size``): one split per actor, its shards in file order; ``fileFormat`` is tfds'
+    ``FileFormat`` value, ``tfrecord`` or ``array_record`` (``schema.FILE_FORMATS`` uses its names)."""
     by_actor = itertools.groupby(sorted(shards, key=lambda s: (s["actor"], s["file"])), key=lambda s: s["actor"])
     splits = []
     for actor, group in by_actor:
@@ -110,7 +112,7 @@ def dataset_info_json(shards: Iterable[Mapping], audio_frames: int, modality: st
     return {
         "citation": CITATION,
         "description": description(audio_frames, modality),
-        "fileFormat": "tfrecord",
+        "fileFormat": schema.check_file_format(file_format),
         "location": {"urls": [HOMEPAGE]},
         "name": schema.SHARD_PREFIX,
         "splits": splits,
@@ -130,9 +132,10 @@ def description(audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> s
             f"label: {labels.NUM_CLASSES} classes (neutral and calm merged), emotion: the corpus code 1..8.")
 
 
-def files(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY) -> dict[str, str]:
+def files(shards: Iterable[Mapping], audio_frames: int, modality: str = schema.DEFAULT_MODALITY,
+          file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict[str, str]:
     """``{file name: content}`` of the tfds metadata files, formatted as tfds formats them."""
-    info = dataset_info_json(shards, audio_frames, modality)
+    info = dataset_info_json(shards, audio_frames, modality, file_format)
     return {
         schema.TFDS_INFO_FILENAME: json.dumps(info, indent=2, sort_keys=True),
         schema.TFDS_FEATURES_FILENAME: json.dumps(features_json(audio_frames, modality), indent=4, sort_keys=True),

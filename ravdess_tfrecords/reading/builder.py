@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import tensorflow as tf
 
-from ravdess_tfrecords import labels
+from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 from ravdess_tfrecords.reading import pipeline, splits
@@ -34,6 +34,18 @@ __all__ = ["Builder", "DatasetInfo", "ShardInfo", "load"]
 
 def _training_default(split: str) -> bool:
     return "train" in split.split("+")
+
+
+def require_tfrecord(info: DatasetInfo) -> None:
+    """tf.data reads TFRecord shards only: for an ArrayRecord directory (``info.file_format``), a ``UserError``
+    naming what reads it. tensorflow_datasets' ``as_dataset`` refuses ArrayRecord too; reading it through a
+    Python generator would put a Python callback in the graph, which this pipeline never has."""
+    if info.file_format != "tfrecord":
+        raise UserError(
+            f"{info.data_dir!r} holds {info.file_format} shards ({schema.INFO_FILENAME}), which tf.data does not "
+            f"read: use ravdess_tfrecords.data_source({info.data_dir!r}, ...) (or tfds.data_source), or rewrite them "
+            f"as TFRecord: python -m ravdess_tfrecords.reformat --data_dir={info.data_dir} --output=DIR "
+            "--file_format=tfrecord")
 
 
 class Builder:
@@ -98,6 +110,7 @@ class Builder:
         vocal_channels = self._channel_filter(vocal_channels)
         if vocal_channels is None and intensities is None:
             return self.info.num_examples_of(chosen)
+        require_tfrecord(self.info)
         return pipeline.count_records(self.info.files(chosen), vocal_channels, intensities)
 
     def label_counts(
@@ -114,6 +127,7 @@ class Builder:
         ``ravdess_info.json`` has per-label totals of the whole corpus, not per actor.
         """
         vocal_channels = self._channel_filter(vocal_channels)
+        require_tfrecord(self.info)
         return pipeline.count_labels(self.files(split, **scheme_kwargs), num_classes, vocal_channels)
 
     def files(self, split: str = "train", **scheme_kwargs) -> list[str]:
@@ -204,6 +218,7 @@ class Builder:
             deterministic=deterministic,
             augment_on=augment_on,
         )
+        require_tfrecord(self.info)
         return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen),
                                      self.info.num_bytes_of(chosen))
 

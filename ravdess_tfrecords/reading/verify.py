@@ -2,20 +2,24 @@
 
     python -m ravdess_tfrecords.verify --data_dir=/data/ravdess-tfrecords
 
-Re-hashes every shard, parses every record against the schema, and checks
+Re-hashes every shard (TFRecord or ArrayRecord: ``file_format`` in ``ravdess_info.json``),
+parses every record against the schema, and checks
 counts, labels, shapes and value ranges, and that the tensorflow_datasets
 metadata (``dataset_info.json``) lists the same splits and shards. Prints every
 problem with the file it is in; exit code 1 if there is any. ``--data_dir`` may be
 any ``tf.io.gfile`` path (``gs://``, ``file://``): every file goes through
-``storage``. Reading half: needs only TensorFlow.
+``storage``. Reading half: needs only TensorFlow (and array-record for ArrayRecord shards).
 """
 
 from __future__ import annotations
 
 import collections
+import importlib.util
+import itertools
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 from absl import app, flags
@@ -31,16 +35,30 @@ def _define_flags() -> None:
     flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
 
+_BATCH = 256  # records parsed per tf.io.parse_example
+
+
+def _batches(records: Iterator[bytes]) -> Iterator[list[bytes]]:
+    batch = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _check_records(path: str, shard: dict, frames: int, seen: collections.Counter,
-                   modality: str = schema.DEFAULT_MODALITY) -> list[str]:
+                   modality: str = schema.DEFAULT_MODALITY, file_format: str = schema.DEFAULT_FILE_FORMAT) -> list[str]:
     import tensorflow as tf
 
     problems, count = [], 0
     name = shard["file"]
     try:
-        for batch in tf.data.TFRecordDataset(path).batch(256):
+        for batch in _batches(schema.read_records(path, file_format)):
             ex = schema.decode(tf.io.parse_example(batch, schema.parse_spec(modality)), frames)
-            n = int(batch.shape[0])
+            n = len(batch)
             count += n
             audio = ex["audio"].numpy()
             video = ex["video"].numpy() if "video" in ex else None
@@ -58,7 +76,10 @@ def _check_records(path: str, shard: dict, frames: int, seen: collections.Counte
             if video is not None and video.reshape(n, -1).max(axis=1).min() == 0:
                 problems.append(f"{name}: an all-black face stack")
             seen.update(label.tolist())
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    except ValueError as e:  # read_records: a damaged file
+        problems.append(f"{name}: cannot be parsed after {count} records ({file_format}: {e})")
+        return problems
+    except tf.errors.InvalidArgumentError as e:  # parse_example: not our examples
         problems.append(f"{name}: cannot be parsed after {count} records ({e.message.splitlines()[0]})")
         return problems
     if count != shard["num_examples"]:
@@ -81,6 +102,12 @@ def verify(data_dir: str) -> tuple[list[str], int]:
     if info.get("schema_version") not in schema.READABLE_SCHEMA_VERSIONS:
         return [f"{info_path}: schema version {info.get('schema_version')}, this library reads "
                 f"{schema.SCHEMA_VERSION}; {schema.CONVERT_HINT.format(path=data_dir)}"], 0
+    file_format = info.get("file_format", schema.DEFAULT_FILE_FORMAT)
+    if file_format not in schema.FILE_FORMATS:
+        return [f"{info_path}: unknown file_format {file_format!r} (this library knows "
+                f"{', '.join(schema.FILE_FORMATS)})"], 0
+    if file_format == "array_record" and importlib.util.find_spec("array_record") is None:
+        return [f"{data_dir} holds ArrayRecord shards: reading them needs array-record (pip install array-record)"], 0
     problems, seen = [], collections.Counter()
     listed = set()
     for shard in info["shards"]:
@@ -95,8 +122,9 @@ def verify(data_dir: str) -> tuple[list[str], int]:
         if schema.file_sha256(path) != shard["sha256"]:
             problems.append(f"{shard['file']}: sha256 differs from {schema.INFO_FILENAME} (changed or corrupt)")
         problems += _check_records(path, shard, info["audio_frames"], seen,
-                                   info.get("modality", schema.DEFAULT_MODALITY))
-    for extra in sorted(storage.glob(os.path.join(data_dir, schema.shard_glob()))):
+                                   info.get("modality", schema.DEFAULT_MODALITY), file_format)
+    found = [storage.glob(os.path.join(data_dir, schema.shard_glob(None, f))) for f in schema.FILE_FORMATS]
+    for extra in sorted(itertools.chain.from_iterable(found)):
         if os.path.basename(extra) not in listed:
             problems.append(f"{os.path.basename(extra)}: not listed in {schema.INFO_FILENAME}")
     per_actor = collections.Counter()
@@ -108,7 +136,7 @@ def verify(data_dir: str) -> tuple[list[str], int]:
         problems.append(f"{schema.INFO_FILENAME}: num_examples disagrees with the shard list")
     if not problems and {str(k): v for k, v in sorted(seen.items())} != info["counts"]["per_label"]:
         problems.append(f"{schema.INFO_FILENAME}: counts.per_label disagrees with the records")
-    problems += _check_tfds_splits(data_dir, info["shards"])
+    problems += _check_tfds_splits(data_dir, info["shards"], file_format)
     return problems, sum(seen.values())
 
 
@@ -120,8 +148,8 @@ def _read_json(path: str) -> object:
         return None
 
 
-def _check_tfds_splits(data_dir: str, shards: list[dict]) -> list[str]:
-    """tensorflow_datasets' splits (one per actor, ``actorNN``) against our shard list."""
+def _check_tfds_splits(data_dir: str, shards: list[dict], file_format: str = schema.DEFAULT_FILE_FORMAT) -> list[str]:
+    """tensorflow_datasets' splits (one per actor, ``actorNN``) and file format against our shard list's."""
     missing = [n for n in schema.TFDS_FILENAMES if not storage.exists(os.path.join(data_dir, n))]
     if missing:
         return [f"{', '.join(missing)}: missing (tensorflow_datasets cannot read the directory); "
@@ -136,6 +164,9 @@ def _check_tfds_splits(data_dir: str, shards: list[dict]) -> list[str]:
         ours.setdefault(schema.split_name(shard["actor"]), []).append(shard["num_examples"])
     if theirs != ours:
         return [f"{schema.TFDS_INFO_FILENAME}: splits {theirs} disagree with the shards of {schema.INFO_FILENAME}"]
+    if tfds_info.get("fileFormat", schema.DEFAULT_FILE_FORMAT) != file_format:
+        return [f"{schema.TFDS_INFO_FILENAME}: fileFormat {tfds_info.get('fileFormat')!r}, "
+                f"{schema.INFO_FILENAME} says {file_format!r}"]
     return []
 
 
