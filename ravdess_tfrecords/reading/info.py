@@ -158,7 +158,8 @@ class DatasetInfo:
             old = _old_info_message(data_dir)
             if old:
                 raise UserError(old)
-            found = storage.glob(_join(data_dir, schema.shard_glob()))
+            found = [f for fmt in schema.FILE_FORMATS  # either format's shards
+                     for f in storage.glob(_join(data_dir, schema.shard_glob(None, fmt)))]
             what = f"has {len(found)} shard files but no" if found else "has no shards and no"
             raise FileNotFoundError(f"{data_dir!r} {what} {schema.INFO_FILENAME}: {hint}")
         try:
