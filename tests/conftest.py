@@ -50,3 +50,11 @@ def tfrecords_dir(synthetic_corpus, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("tfrecords")
     convert.convert([synthetic_corpus], str(out), workers=2, progress=False)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def array_record_dir(tfrecords_dir, tmp_path_factory) -> str:
+    """``tfrecords_dir``'s records as ArrayRecord shards (``file_format: array_record``), for ``rt.data_source``."""
+    import array_record_shards
+
+    return array_record_shards.write(tfrecords_dir, str(tmp_path_factory.mktemp("array_record")))

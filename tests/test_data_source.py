@@ -20,11 +20,6 @@ SPLIT = {"train": (1, 2, 3, 4), "validation": (5,), "test": (6,)}
 
 
 @pytest.fixture(scope="module")
-def array_dir(tfrecords_dir, tmp_path_factory) -> str:
-    return array_record_shards.write(tfrecords_dir, str(tmp_path_factory.mktemp("array_record")))
-
-
-@pytest.fixture(scope="module")
 def song_dirs(tmp_path_factory) -> tuple[str, str]:
     """(TFRecord, ArrayRecord) directories of the same 6 actors' 8 speech + 2 song clips, 2 shards each."""
     tfrecords = str(tmp_path_factory.mktemp("song"))
@@ -41,10 +36,10 @@ def test_interleave_order_is_tf_data_interleave_on_uneven_files():
     assert selection.interleave_order(lengths, 4) == [(int(f), int(r)) for f, r in ds.as_numpy_iterator()]
 
 
-def test_same_examples_in_the_same_order_as_load(array_dir, tfrecords_dir):
+def test_same_examples_in_the_same_order_as_load(array_record_dir, tfrecords_dir):
     # train+validation: 22 actors, more than the 16 shards tf.data reads at once.
     split = "train+validation"
-    src = rt.data_source(array_dir, split)
+    src = rt.data_source(array_record_dir, split)
     inputs, label, meta = next(iter(rt.load(tfrecords_dir, split, training=False, batch_size=1000, as_dict=True,
                                             with_metadata=True, augment_on="device")))
     assert len(src) == int(label.shape[0]) == rt.Builder(tfrecords_dir).num_examples(split) == 66
