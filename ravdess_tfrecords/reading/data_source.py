@@ -19,6 +19,7 @@ read with ``array_record``'s ``ArrayRecordDataSource``, the reader tensorflow_da
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +78,21 @@ def to_unit(video: np.ndarray) -> np.ndarray:
     return np.asarray(video, np.uint8).astype(np.float32) / np.float32(255)
 
 
+@dataclasses.dataclass(frozen=True)
+class _WholeShard:
+    """array_record's ``FileInstruction`` (tensorflow_datasets' shape) for a whole shard of known length.
+
+    Given the lengths (``ravdess_info.json``'s, whose shard sizes ``DatasetInfo.read`` checks),
+    ``ArrayRecordDataSource`` opens no reader until the first read: once a process has opened one, a
+    process forked from it crashes opening its own (a DataLoader worker; see the README).
+    """
+
+    filename: str
+    skip: int
+    take: int
+    examples_in_shard: int
+
+
 def _kept(example: Mapping[str, Any], vocal_channels: tuple[str, ...] | None,
           intensities: tuple[int, ...] | None) -> bool:
     return ((vocal_channels is None or example["vocal_channel"] in vocal_channels)
@@ -86,16 +102,18 @@ def _kept(example: Mapping[str, Any], vocal_channels: tuple[str, ...] | None,
 class DataSource(Sequence):
     """Random access to one split: ``len(src)``, ``src[i]`` (``parse``'s dict), ``src.info``.
 
-    Picklable (``ArrayRecordDataSource`` reopens its files), so DataLoader and Grain worker processes take it.
+    Picklable (``ArrayRecordDataSource`` reopens its files), so DataLoader and Grain worker processes take it,
+    forked or spawned.
     """
 
-    def __init__(self, info: DatasetInfo, files: Sequence[str], order: np.ndarray,
+    def __init__(self, info: DatasetInfo, files: Sequence[str], lengths: Sequence[int], order: np.ndarray,
                  num_classes: int = labels.NUM_CLASSES):
         self.info = info
         self.files = tuple(files)
         self._order = order  # int64 (N,): positions in the concatenated shards, in reading order
         self._num_classes = num_classes
-        self._records = array_record_data_source.ArrayRecordDataSource(list(files))
+        self._records = array_record_data_source.ArrayRecordDataSource(
+            [_WholeShard(f, 0, n, n) for f, n in zip(files, lengths, strict=True)])
 
     def __len__(self) -> int:
         return len(self._order)
@@ -114,13 +132,11 @@ class DataSource(Sequence):
 
     def __getitem__(self, index) -> dict[str, Any]:
         if isinstance(index, slice):
-            return self.__getitems__(range(len(self))[index])
+            return [self[i] for i in range(len(self))[index]]
         return self._example(self._records[self._position(index)])
 
-    def __getitems__(self, indices: Iterable[int]) -> list[dict[str, Any]]:
-        """Several examples with one batched read (what Grain and DataLoader call when present)."""
-        serialized = self._records.__getitems__([self._position(i) for i in indices])
-        return [self._example(s) for s in serialized]
+    # No __getitems__: ArrayRecordDataSource's batched read runs on a thread pool, which crashes in a
+    # forked DataLoader worker once torch is imported; DataLoader and Grain read index by index instead.
 
     def __repr__(self) -> str:
         return f"DataSource({self.info.data_dir!r}: {len(self)} examples from {len(self.files)} shards)"
@@ -152,7 +168,7 @@ def data_source(
 
     Raises:
       UserError: a URI or a TFRecord directory (with how to get ArrayRecord shards), an unknown split,
-        a filter that keeps nothing stored, shards that hold other record counts than listed.
+        a filter that keeps nothing stored; those of ``DatasetInfo.read``.
     """
     data_dir = storage.expand(os.fspath(data_dir))
     if not storage.is_local(data_dir):
@@ -174,10 +190,7 @@ def data_source(
     lengths = [listed[f] for f in files]
     starts = np.cumsum([0, *lengths])
     order = np.array([starts[f] + r for f, r in selection.interleave_order(lengths)], np.int64)
-    source = DataSource(info, files, order, num_classes)
-    if len(source._records) != sum(lengths):
-        raise UserError(f"{data_dir!r}: the shards of split {split!r} hold {len(source._records)} records, "
-                        f"{schema.INFO_FILENAME} lists {sum(lengths)}: the directory is damaged")
+    source = DataSource(info, files, lengths, order, num_classes)
     if channels is not None or codes is not None:
         kept = [i for i, example in enumerate(source[:]) if _kept(example, channels, codes)]
         source._order = order[kept]
