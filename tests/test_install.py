@@ -257,3 +257,9 @@ def test_grain_install_reads_without_tensorflow(grain_venv, array_record_dir, tm
     assert got["video_dtype"] == "uint8"
     assert got["load_error"].startswith("MissingExtraError: ravdess_tfrecords.load (tf.data) needs TensorFlow")
     assert 'pip install "ravdess-tfrecords[tf]"' in got["load_error"]
+    # A TensorFlow command line: one error line naming [tf], exit status 2.
+    proc = _run(grain_venv, "-m", "trainers.fit", f"--data_dir={array_record_dir}", f"--model_dir={tmp_path / 'm'}",
+                cwd=str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: this command needs TensorFlow, which this install lacks: pip install "ravdess-tfrecords[tf]" '
+        "(ravdess_tfrecords.data_source reads ArrayRecord shards without it)"), proc.stderr[-2000:]
