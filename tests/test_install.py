@@ -76,6 +76,12 @@ GRAIN_READER = textwrap.dedent(
         load_error = None
     except ImportError as e:
         load_error = f"{type(e).__name__}: {e}"
+    from ravdess_tfrecords import storage
+    try:
+        storage.exists("gs://bucket/ravdess")
+        uri_error = None
+    except ImportError as e:
+        uri_error = str(e)
     print(json.dumps({
         "file": rt.__file__,
         "tensorflow": importlib.util.find_spec("tensorflow") is not None or "tensorflow" in sys.modules,
@@ -85,6 +91,7 @@ GRAIN_READER = textwrap.dedent(
         "shapes": {k: list(v.shape) for k, v in batches[0].items() if k in ("audio", "video", "label")},
         "video_dtype": str(batches[0]["video"].dtype),
         "load_error": load_error,
+        "uri_error": uri_error,
     }))
     """
 )
@@ -257,6 +264,7 @@ def test_grain_install_reads_without_tensorflow(grain_venv, array_record_dir, tm
     assert got["video_dtype"] == "uint8"
     assert got["load_error"].startswith("MissingExtraError: ravdess_tfrecords.load (tf.data) needs TensorFlow")
     assert 'pip install "ravdess-tfrecords[tf]"' in got["load_error"]
+    assert got["uri_error"].startswith("a URI path (gs://, s3://, ..., read through tf.io.gfile) needs TensorFlow")
     # A TensorFlow command line: one error line naming [tf], exit status 2.
     proc = _run(grain_venv, "-m", "trainers.fit", f"--data_dir={array_record_dir}", f"--model_dir={tmp_path / 'm'}",
                 cwd=str(tmp_path))

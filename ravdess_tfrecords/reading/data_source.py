@@ -7,11 +7,11 @@ as a Grain source (JAX; Keras 3's ``fit`` takes Grain datasets)::
     src = rt.data_source("/data/ravdess-array_record", split="train", scheme="kfold", fold=2)
     example = src[0]   # {"audio": (24, M, 1) float32, "video": (6, 64, 64, 3) uint8, "label": int64, ...}
 
-The same actors, filters and example order as ``rt.load(data_dir, split, shuffle=False)`` read
-deterministically (``selection``: the split's shards in ``ravdess_info.json`` order, interleaved as
-tf.data interleaves them). Examples are never augmented: augmentation runs in the model
-(``augment.with_augmentation(model)`` / ``augment.AugmentLayer``, which takes uint8 video). For video as
-float32 in [0, 1], as ``rt.load`` yields it, apply ``to_unit``.
+The same actors, filters and example order as ``rt.load(data_dir, split, training=False)``
+(``selection``: the split's shards in ``ravdess_info.json`` order, interleaved one record at a time
+as tf.data interleaves them, ``selection.interleave_order``). Examples are never augmented: augmentation
+runs in the model (``augment.with_augmentation(model)`` / ``augment.AugmentLayer``, which takes uint8
+video). For video as float32 in [0, 1], as ``rt.load`` yields it, apply ``to_unit``.
 
 Examples are parsed with the protobuf runtime (``example_proto``) and decoded with numpy; shards are
 read with ``array_record``'s ``ArrayRecordDataSource``, the reader tensorflow_datasets uses.
@@ -164,7 +164,7 @@ def data_source(
     Returns:
       ``len()`` examples; ``src[i]``: ``audio`` float32 ``(24, M, 1)``, ``video`` uint8 ``(6, 64, 64, 3)``
       (audio-video datasets), ``label`` int64 (0..6, or 0..7 with ``num_classes=8``), and
-      ``schema.METADATA_KEYS``. Unaugmented; in ``rt.load(..., shuffle=False)``'s deterministic order.
+      ``schema.METADATA_KEYS``. Unaugmented; in ``rt.load(..., training=False)``'s order.
 
     Raises:
       UserError: a URI or a TFRecord directory (with how to get ArrayRecord shards), an unknown split,
@@ -191,7 +191,7 @@ def data_source(
     starts = np.cumsum([0, *lengths])
     order = np.array([starts[f] + r for f, r in selection.interleave_order(lengths)], np.int64)
     source = DataSource(info, files, lengths, order, num_classes)
-    if channels is not None or codes is not None:
+    if channels is not None or codes is not None:  # one pass over the split (as Builder.num_examples counts)
         kept = [i for i, example in enumerate(source[:]) if _kept(example, channels, codes)]
         source._order = order[kept]
     return source
