@@ -86,3 +86,21 @@ def test_a_tfrecord_directory_says_how_to_get_array_record_shards(tfrecords_dir)
     with pytest.raises(UserError, match=r"holds tfrecord shards.*python -m ravdess_tfrecords\.to_array_record "
                                         rf"--data_dir={tfrecords_dir} --output=OUT"):
         rt.data_source(tfrecords_dir, "test")
+
+
+@pytest.mark.parametrize("modality", ["audio_video", "audio"])
+def test_parse_decodes_what_serialize_encodes(modality):
+    values = fake_shards.make_example(7, fake_shards.SONG_CLIPS[0], 12, np.random.default_rng(0))
+    if modality == "audio":
+        del values["video"]
+    got = data_source_lib.parse(schema.serialize(values, 12, modality), 12, modality)
+    assert set(got) == set(values)
+    for name, want in values.items():
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+        assert np.asarray(got[name]).dtype == np.asarray(want).dtype, name
+    assert got["audio"].flags.writeable and got["audio"].shape == (24, 12, 1)
+    with pytest.raises(ValueError, match="'audio' holds 288 values, the schema"):  # another dataset's M
+        data_source_lib.parse(schema.serialize(values, 12, modality), 13, modality)
+    if modality == "audio":
+        with pytest.raises(ValueError, match="lacks feature 'video'"):
+            data_source_lib.parse(schema.serialize(values, 12, modality), 12, "audio_video")
