@@ -102,8 +102,9 @@ def _kept(example: Mapping[str, Any], vocal_channels: tuple[str, ...] | None,
 class DataSource(Sequence):
     """Random access to one split: ``len(src)``, ``src[i]`` (``parse``'s dict), ``src.info``.
 
-    Picklable (``ArrayRecordDataSource`` reopens its files), so DataLoader and Grain worker processes take it,
-    forked or spawned.
+    Picklable (``ArrayRecordDataSource`` reopens its files), so worker processes take it: spawned or
+    forkserver ones always; forked ones only while this process has read nothing (array_record's reader
+    crashes in a process forked after its parent opened one).
     """
 
     def __init__(self, info: DatasetInfo, files: Sequence[str], lengths: Sequence[int], order: np.ndarray,
@@ -135,8 +136,8 @@ class DataSource(Sequence):
             return [self[i] for i in range(len(self))[index]]
         return self._example(self._records[self._position(index)])
 
-    # No __getitems__: ArrayRecordDataSource's batched read runs on a thread pool, which crashes in a
-    # forked DataLoader worker once torch is imported; DataLoader and Grain read index by index instead.
+    # No __getitems__: ArrayRecordDataSource's batched read runs on a thread pool, which crashed in a
+    # forked DataLoader worker (torch 2.13, array-record 0.8.6); DataLoader and Grain read index by index.
 
     def __repr__(self) -> str:
         return f"DataSource({self.info.data_dir!r}: {len(self)} examples from {len(self.files)} shards)"
