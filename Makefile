@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,beam,convert,tfds,onnx]'
+	$(BIN)/python -m pip install -q -e '.[test,tf,grain,beam,convert,tfds,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)

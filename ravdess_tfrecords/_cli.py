@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from ravdess_tfrecords.errors import UserError, UserOSError
+from ravdess_tfrecords.errors import UserError, UserOSError, tensorflow_missing
 
 # Substrings of TensorFlow's start-up lines that are harmless on a machine without a GPU.
 NOISE = (
@@ -126,10 +127,15 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     other than the chief (``other_worker``): only the chief reports. Call it before
     anything imports TensorFlow; a second call, or a call after TensorFlow is loaded, does nothing.
 
+    Without TensorFlow (the base or ``[grain]`` install), one ``error:`` line naming ``[tf]``, exit status 2.
+
     Returns:
       True if it imported TensorFlow quietly.
     """
     argv = sys.argv if argv is None else argv
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is None:
+        print(f"error: {tensorflow_missing('this command')}", file=sys.stderr, flush=True)
+        raise SystemExit(USER_ERROR_STATUS)
     if wants_verbose(argv) or has_nvidia_gpu() or "tensorflow" in sys.modules:
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")

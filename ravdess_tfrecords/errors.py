@@ -19,3 +19,17 @@ class UserOSError(OSError):
 
 class UserTimeoutError(UserOSError, TimeoutError):
     """Nothing answered, within the timeout the user set, at an address the user gave (a peer, a dispatcher)."""
+
+
+class MissingExtraError(ImportError):
+    """A part of the package needs an extra that is not installed; the message names the ``pip install``."""
+
+
+# What the tf.data reader, the trainers and URIs need (setup.cfg's [tf] extra).
+TF_EXTRA_HINT = 'pip install "ravdess-tfrecords[tf]"'
+
+
+def tensorflow_missing(what: str) -> MissingExtraError:
+    """The one-line error for ``what`` in an install without TensorFlow (the base or ``[grain]`` install)."""
+    return MissingExtraError(f"{what} needs TensorFlow, which this install lacks: {TF_EXTRA_HINT} "
+                             "(ravdess_tfrecords.data_source reads ArrayRecord shards without it)")

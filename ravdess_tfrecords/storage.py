@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from ravdess_tfrecords import errors
+
 
 def is_local(path: str) -> bool:
     """A path of the local filesystem (no ``scheme://``)."""
@@ -31,16 +33,25 @@ def expand(path: str) -> str:
     return os.path.expanduser(path) if is_local(path) else path
 
 
-def _gfile():
-    import tensorflow as tf
+def _tf():
+    """TensorFlow, for a path that is a URI; without it (the base or [grain] install), one clear line."""
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError as e:
+        if e.name != "tensorflow":
+            raise
+        raise errors.tensorflow_missing("a URI path (gs://, s3://, ..., read through tf.io.gfile)") from None
+    return tf
 
-    return tf.io.gfile
+
+def _gfile():
+    return _tf().io.gfile
 
 
 @contextlib.contextmanager
 def tf_errors_as_os(path: str) -> Iterator[None]:
     """Turn TensorFlow's file errors, which are not ``OSError``, into ``OSError`` with their errno."""
-    import tensorflow as tf
+    tf = _tf()
 
     codes = ((tf.errors.NotFoundError, errno.ENOENT), (tf.errors.ResourceExhaustedError, errno.ENOSPC),
              (tf.errors.PermissionDeniedError, errno.EACCES))

@@ -20,7 +20,10 @@ from fake_shards import write_shards
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ravdess_tfrecords")
 READING = os.path.join(PACKAGE, "reading")
-READING_HALF = ("info", "splits", "augment", "pipeline", "builder", "verify")
+READING_HALF = ("splits", "augment", "pipeline", "builder", "verify", "info", "selection", "data_source",
+                "example_proto")
+# The TF-free reader (rt.data_source, the [grain] install): imports no TensorFlow, directly or through another.
+TF_FREE = ("splits", "info", "selection", "data_source", "example_proto")
 # The contract: what both halves may import (errors and storage are standard-library modules of the contract).
 ALLOWED_OWN = {"ravdess_tfrecords", "ravdess_tfrecords.schema", "ravdess_tfrecords.labels", "ravdess_tfrecords._cli",
                "ravdess_tfrecords.errors", "ravdess_tfrecords.storage", "ravdess_tfrecords.reading",
@@ -99,10 +102,14 @@ def test_reading_half_imports_only_tensorflow_numpy_stdlib_and_schema():
             if top == "ravdess_tfrecords":
                 assert module in ALLOWED_OWN, f"{name}.py imports {module}"
             else:
-                # absl: verify's command line (a base dependency, like TensorFlow).
-                assert top in ("tensorflow", "numpy", "absl", "__future__") or top in sys.stdlib_module_names, (
-                    f"{name}.py imports {module}"
-                )
+                # absl: verify's command line; google (protobuf), array_record: the data source (base dependencies).
+                assert top in ("tensorflow", "numpy", "absl", "google", "array_record", "__future__") or (
+                    top in sys.stdlib_module_names), f"{name}.py imports {module}"
+    for name in TF_FREE:
+        for module in _imports(os.path.join(READING, f"{name}.py")):
+            assert module.split(".")[0] != "tensorflow", f"{name}.py imports {module}"
+            if module.startswith("ravdess_tfrecords.reading."):
+                assert module.split(".")[-1] in TF_FREE, f"{name}.py imports {module}"
 
 
 def test_no_py_function_in_the_library():

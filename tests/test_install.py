@@ -1,9 +1,10 @@
-"""``pip install ravdess-tfrecords`` without ``[convert]``: read, build models, train; converting names the extra.
+"""``pip install "ravdess-tfrecords[tf]"`` without ``[convert]``: read, build models, train; converting names
+the extra. ``pip install "ravdess-tfrecords[grain]"``: no TensorFlow, the data source read and shuffled with Grain.
 
-A real virtual environment (``.venv-reader/`` in the repository, git-ignored) gets a
-real, non-editable ``pip install`` of the package's sources, without extras. It is
+Real virtual environments (``.venv-reader/`` and ``.venv-grain/`` in the repository, git-ignored) get a
+real, non-editable ``pip install`` of the package's sources with that one extra. Each is
 built once and reused while ``setup.cfg`` and ``pyproject.toml`` stay the same (the
-first build downloads TensorFlow unless pip's cache has it: a few minutes);
+first build of ``.venv-reader`` downloads TensorFlow unless pip's cache has it: a few minutes);
 the package itself is reinstalled (``--no-deps``) whenever its sources change.
 Its Python runs from a directory outside the repository, so it imports the
 installed package, never the worktree.
@@ -27,6 +28,7 @@ from ravdess_tfrecords import conversion, schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(REPO, ".venv-reader")
+GRAIN_VENV = os.path.join(REPO, ".venv-grain")
 DEPS_FILES = ("setup.cfg", "pyproject.toml")
 # What a wheel is built from (setup.cfg's packages, long_description).
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "ravdess_tfrecords", "trainers")
@@ -61,6 +63,39 @@ READER = textwrap.dedent(
     """
 )
 
+# Runs in the [grain] venv: the data source, shuffled and batched by Grain, and rt.load's one line.
+GRAIN_READER = textwrap.dedent(
+    """
+    import hashlib, importlib.util, json, sys
+    import grain
+    import ravdess_tfrecords as rt
+    src = rt.data_source(sys.argv[1], "test")
+    batches = list(grain.MapDataset.source(src).shuffle(seed=0).batch(4))
+    try:
+        rt.load(sys.argv[1], "test")
+        load_error = None
+    except ImportError as e:
+        load_error = f"{type(e).__name__}: {e}"
+    from ravdess_tfrecords import storage
+    try:
+        storage.exists("gs://bucket/ravdess")
+        uri_error = None
+    except ImportError as e:
+        uri_error = str(e)
+    print(json.dumps({
+        "file": rt.__file__,
+        "tensorflow": importlib.util.find_spec("tensorflow") is not None or "tensorflow" in sys.modules,
+        "clip_ids": [e["clip_id"] for e in src],
+        "audio_sha256": hashlib.sha256(b"".join(e["audio"].tobytes() for e in src)).hexdigest(),
+        "shuffled": [c for b in batches for c in b["clip_id"].tolist()],
+        "shapes": {k: list(v.shape) for k, v in batches[0].items() if k in ("audio", "video", "label")},
+        "video_dtype": str(batches[0]["video"].dtype),
+        "load_error": load_error,
+        "uri_error": uri_error,
+    }))
+    """
+)
+
 
 def _digest(paths: tuple[str, ...]) -> str:
     """sha256 over the files under ``paths`` (relative to the repository), names and contents."""
@@ -87,30 +122,41 @@ def _pip(python: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> str:
-    """The venv's python, with the package installed from the current sources and no extras."""
-    python = os.path.join(VENV, "bin", "python")
-    deps_key = _digest(DEPS_FILES)
-    if _read(os.path.join(VENV, KEY_FILE)) != deps_key:
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True, timeout=300)
+def _venv(venv: str, extra: str, tmp_path_factory) -> str:
+    """``venv``'s python, with the package installed from the current sources and the one ``extra``."""
+    python = os.path.join(venv, "bin", "python")
+    deps_key = _digest(DEPS_FILES) + extra
+    if _read(os.path.join(venv, KEY_FILE)) != deps_key:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
     # A copy of what the wheel is built from: no build/ or egg-info left in the repository to leak in.
     package_key = _digest(SOURCES)
-    if _read(os.path.join(VENV, PACKAGE_KEY_FILE)) != package_key:
+    if _read(os.path.join(venv, PACKAGE_KEY_FILE)) != package_key:
         src = tmp_path_factory.mktemp("src")
         for name in SOURCES:
             (shutil.copytree if os.path.isdir(os.path.join(REPO, name)) else shutil.copy)(
                 os.path.join(REPO, name), os.path.join(src, name))
-        if _read(os.path.join(VENV, KEY_FILE)) != deps_key:
-            _pip(python, str(src))  # dependencies from pip (its cache, after the first time)
-            with open(os.path.join(VENV, KEY_FILE), "w") as f:
+        if _read(os.path.join(venv, KEY_FILE)) != deps_key:
+            _pip(python, f"{src}[{extra}]")  # dependencies from pip (its cache, after the first time)
+            with open(os.path.join(venv, KEY_FILE), "w") as f:
                 f.write(deps_key)
         else:
             _pip(python, "--no-deps", "--force-reinstall", str(src))
-        with open(os.path.join(VENV, PACKAGE_KEY_FILE), "w") as f:
+        with open(os.path.join(venv, PACKAGE_KEY_FILE), "w") as f:
             f.write(package_key)
     return python
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> str:
+    """``pip install ".[tf]"``: tf.data reading and the trainers, no converter."""
+    return _venv(VENV, "tf", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def grain_venv(tmp_path_factory) -> str:
+    """``pip install ".[grain]"``: the data source and Grain, no TensorFlow."""
+    return _venv(GRAIN_VENV, "grain", tmp_path_factory)
 
 
 def _run(python: str, *args: str, cwd: str) -> subprocess.CompletedProcess:
@@ -137,8 +183,13 @@ def test_convert_extra_lists_what_the_converter_checks():
     config.read(os.path.join(REPO, "setup.cfg"))
     extras = config["options.extras_require"]
     names = lambda text: {re.split(r"[<>=!~\[ ;]", r.strip())[0] for r in text.strip().splitlines()}  # noqa: E731
-    assert names(extras["convert"]) == set(conversion.NEEDS.values())
+    assert names(extras["convert"]) - {"ravdess-tfrecords"} == set(conversion.NEEDS.values())
+    assert "ravdess-tfrecords[tf]" in extras["convert"].split()  # the converter writes TFRecords with TensorFlow
     assert not names(config["options"]["install_requires"]) & set(conversion.NEEDS.values())
+    # No framework forced on the base install or [grain] (as tensorflow_datasets and Keras 3).
+    tf_stack = {"tensorflow", "tensorboard", "keras", "tf-keras"}
+    assert "tensorflow" in names(extras["tf"])
+    assert not (names(config["options"]["install_requires"]) | names(extras["grain"])) & tf_stack
     assert "ravdess-tfrecords" in names(extras["beam"]) and "[convert]" in extras["beam"]
     assert names(extras["synthetic"]) == set(conversion.SYNTHETIC_NEEDS.values())
 
@@ -192,3 +243,31 @@ def test_base_install_reads_trains_and_points_the_converter_to_its_extra(venv, t
     clip = os.path.join(actor, sorted(f for f in os.listdir(actor) if f.endswith(".mp4"))[0])
     _one_error_line(_run(venv, "-m", "trainers.predict", f"--model_dir={model_dir}", clip, cwd=outside),
                     "trainers.predict")
+
+
+def test_grain_install_reads_without_tensorflow(grain_venv, array_record_dir, tmp_path):
+    import ravdess_tfrecords as rt
+
+    proc = _run(grain_venv, "-c", "import tensorflow", cwd=str(tmp_path))
+    assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr, proc.stderr[-500:]
+    proc = _run(grain_venv, "-c", GRAIN_READER, array_record_dir, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["file"].startswith(GRAIN_VENV) and got["tensorflow"] is False, got
+    # The same examples in the same order as here (where tests/test_data_source.py checks them against rt.load).
+    want = list(rt.data_source(array_record_dir, "test"))
+    assert got["clip_ids"] == [e["clip_id"] for e in want] and len(want) == 6
+    assert got["audio_sha256"] == hashlib.sha256(b"".join(e["audio"].tobytes() for e in want)).hexdigest()
+    assert sorted(got["shuffled"]) == sorted(got["clip_ids"]) and got["shuffled"] != got["clip_ids"]
+    frames = want[0]["audio"].shape[1]
+    assert got["shapes"] == {"audio": [4, 24, frames, 1], "video": [4, 6, 64, 64, 3], "label": [4]}
+    assert got["video_dtype"] == "uint8"
+    assert got["load_error"].startswith("MissingExtraError: ravdess_tfrecords.load (tf.data) needs TensorFlow")
+    assert 'pip install "ravdess-tfrecords[tf]"' in got["load_error"]
+    assert got["uri_error"].startswith("a URI path (gs://, s3://, ..., read through tf.io.gfile) needs TensorFlow")
+    # A TensorFlow command line: one error line naming [tf], exit status 2.
+    proc = _run(grain_venv, "-m", "trainers.fit", f"--data_dir={array_record_dir}", f"--model_dir={tmp_path / 'm'}",
+                cwd=str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: this command needs TensorFlow, which this install lacks: pip install "ravdess-tfrecords[tf]" '
+        "(ravdess_tfrecords.data_source reads ArrayRecord shards without it)"), proc.stderr[-2000:]

@@ -29,7 +29,6 @@ NEEDS: Mapping[str, str] = {
     "imageio_ffmpeg": "imageio-ffmpeg",
     "PIL": "pillow",
     "tqdm": "tqdm",
-    "array_record": "array-record",  # --file_format=array_record, and ravdess_tfrecords.reformat
 }
 EXTRA = "convert"
 # What the [synthetic] extra adds for ``synthetic`` (tools.make_synthetic_corpus, tools.demo): real face crops.

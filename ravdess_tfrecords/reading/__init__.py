@@ -1,5 +1,7 @@
-"""The reading half: converted shards -> speaker splits -> ``tf.data`` with on-graph augmentation.
+"""The reading half: converted shards -> speaker splits -> ``tf.data`` with on-graph augmentation,
+or -> a random-access data source of numpy examples without TensorFlow.
 
-Needs TensorFlow and numpy only, and imports nothing of ``ravdess_tfrecords.conversion``.
-Modules: ``builder`` (``Builder``, ``load``), ``pipeline``, ``augment``, ``splits``, ``verify``.
+Imports nothing of ``ravdess_tfrecords.conversion``. With TensorFlow (``[tf]``): ``builder`` (``Builder``,
+``load``), ``pipeline``, ``augment``, ``verify``. Without it: ``info`` (``ravdess_info.json``), ``splits``,
+``selection`` (which records a split reads, in what order), ``data_source`` (``data_source``), ``example_proto``.
 """

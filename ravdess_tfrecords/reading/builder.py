@@ -26,7 +26,7 @@ import tensorflow as tf
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
-from ravdess_tfrecords.reading import pipeline, splits
+from ravdess_tfrecords.reading import pipeline, selection
 from ravdess_tfrecords.reading.info import DatasetInfo, ShardInfo
 
 __all__ = ["Builder", "DatasetInfo", "ShardInfo", "load"]
@@ -84,14 +84,12 @@ class Builder:
         Raises:
           ValueError: naming any actor that has no shards here, or that is in two sets.
         """
-        return splits.split_actors(scheme, folds=folds, fold=fold, actors=actors, available=self.info.actors)
+        return selection.split_actors(self.info, scheme, folds=folds, fold=fold, actors=actors)
 
     def actors_of(self, split: str = "train", **scheme_kwargs) -> tuple[int, ...]:
         """Actors of ``split``: ``"train"``, ``"validation"``, ``"test"``, a union ``"a+b"``,
         or ``"all"`` (every actor with shards here, whatever the scheme)."""
-        if split == "all":
-            return self.info.actors
-        return splits.resolve(split, self.split_actors(**scheme_kwargs))
+        return selection.actors_of(self.info, split, **scheme_kwargs)
 
     def num_examples(
         self,
@@ -224,19 +222,8 @@ class Builder:
 
     def _channel_filter(self, wanted: str | Iterable[str] | None) -> str | Iterable[str] | None:
         """The vocal-channel filter to apply: ``wanted``, or None when it keeps everything stored (nothing
-        to filter); an error if it keeps nothing stored."""
-        if wanted is None:
-            return None
-        stored = self.info.preprocessing.get("vocal_channels")
-        channels = (wanted,) if isinstance(wanted, str) else tuple(wanted)
-        if stored is None or set(channels) - set(pipeline.VOCAL_CHANNELS):
-            return wanted  # unknown here, or invalid: the pipeline filters or reports it
-        if not set(channels) & set(stored):
-            raise UserError(
-                f"vocal_channels={list(channels)} but {self.data_dir!r} was converted with {list(stored)} "
-                "only; re-convert with --vocal_channels=speech,song to include song"
-            )
-        return None if set(stored) <= set(channels) else wanted
+        to filter); an error if it keeps nothing stored (``selection.channel_filter``)."""
+        return selection.channel_filter(self.info, wanted)
 
 
 def load(

@@ -4,7 +4,7 @@
 Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 
 1. file-level ``interleave`` of ``TFRecordDataset`` over the chosen shards
-   (file order shuffled each epoch in training);
+   (file order shuffled each epoch in training; ``selection.interleave_order`` computes it);
 2. optional filter on vocal channel / intensity (see ``_record_filter``);
 3. with a cache (by default when the chosen shards are small,
    ``AUTOCACHE_MAX_BYTES``, as tensorflow_datasets does): ``batch`` + one
@@ -37,13 +37,13 @@ import tensorflow as tf
 from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
+from ravdess_tfrecords.reading import selection
+from ravdess_tfrecords.reading.selection import normalize_filters as _normalize_filters
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 AUDIO_INPUT, VIDEO_INPUT = schema.INPUT_NAMES
 
-VOCAL_CHANNELS = tuple(labels.VOCAL_CHANNELS.values())
-INTENSITIES = {name: code for code, name in labels.INTENSITIES.items()}
 AUGMENT_ON = ("host", "device")
 
 DEFAULT_SHUFFLE_BUFFER = 2048  # ~85 kB per record: at most ~170 MB of serialized examples
@@ -74,33 +74,8 @@ class Options:
     drop_remainder: bool | None = None
     cache: bool | str | None = None
     deterministic: bool | None = None
-    cycle_length: int = 16
+    cycle_length: int = selection.CYCLE_LENGTH
     augment_on: str = "host"
-
-
-def _normalize_filters(
-    vocal_channels: str | Iterable[str] | None, intensities: int | str | Iterable[int | str] | None
-) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
-    if isinstance(vocal_channels, str):
-        vocal_channels = (vocal_channels,)
-    if vocal_channels is not None:
-        vocal_channels = tuple(vocal_channels)
-        bad = [v for v in vocal_channels if v not in VOCAL_CHANNELS]
-        if bad or not vocal_channels:
-            raise UserError(f"vocal_channels must be a non-empty subset of {VOCAL_CHANNELS}, got {bad or '()'}")
-    if isinstance(intensities, int | str):
-        intensities = (intensities,)
-    if intensities is not None:
-        codes = []
-        for value in intensities:
-            code = INTENSITIES.get(value, value) if isinstance(value, str) else value
-            if code not in INTENSITIES.values():
-                raise UserError(f"intensities must be 1/'normal' or 2/'strong', got {value!r}")
-            codes.append(int(code))
-        if not codes:
-            raise UserError("intensities must not be empty")
-        intensities = tuple(codes)
-    return vocal_channels, intensities
 
 
 def _record_filter(vocal_channels: tuple[str, ...] | None, intensities: tuple[int, ...] | None):
