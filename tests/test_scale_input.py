@@ -1,4 +1,4 @@
-"""Input that scales: filtered epoch sizes, the data's info read once per run, sharding by file in device mode."""
+"""Input that scales: filtered epoch sizes, the data's info read once per run, two workers' shares of an epoch."""
 
 from __future__ import annotations
 
