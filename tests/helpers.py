@@ -64,3 +64,24 @@ def kill_after(epochs: int):
                 raise Killed()
 
     return KillAfter()
+
+
+def fit_with_backup(model_dir: str, epochs: int, *extra, learning_rate: float = 0.01):
+    """A tiny Keras model fitted on fixed random data with the trainer's callbacks (``make_callbacks``:
+    ``ResumableBackup`` into ``model_dir/backup``, history, checkpoints), then ``extra`` callbacks
+    (``kill_after(n)`` leaves the backup of epoch n as a killed run would). Returns ``(history, model)``."""
+    import numpy as np
+    from tensorflow import keras
+
+    from trainers import callbacks, train_lib
+
+    config = train_lib.TrainConfig("unused", model_dir, early_stopping_patience=100, lr_patience=100)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, size=32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, validation_data=(x, y), epochs=epochs, batch_size=8, verbose=0,
+                        callbacks=[*callbacks.make_callbacks(config, model_dir), *extra])
+    return history, model

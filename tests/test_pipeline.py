@@ -293,3 +293,25 @@ def test_the_trainers_cache_modes_reach_the_pipeline(shards, monkeypatch, mode, 
     assert config_lib.TrainConfig.from_json(dict(old, cache=False)).cache == "never"
     with pytest.raises(ValueError, match="cache must be one of auto, always, never"):
         config_lib.TrainConfig("d", "m", cache="sometimes")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_an_epoch_stream_is_keyed_on_seed_and_epoch_not_on_its_start(builder, cache):
+    """``initial_epoch=k``: epochs k, k+1, ... of whole batches, each shuffled and augmented by (seed, epoch)
+    alone: the stream started at epoch 1 is the stream started at 0 from its second epoch on."""
+    steps = builder.num_examples("train") // 8  # 170 clips: 21 batches, 2 clips left out per epoch
+
+    def stream(initial_epoch, epochs):
+        ds = builder.as_dataset("train", batch_size=8, seed=42, with_metadata=True, cache=cache,
+                                initial_epoch=initial_epoch)
+        return [(m["clip_id"].numpy().tolist(), v.numpy()) for (_, v), _, m in ds.take(epochs * steps)]
+
+    from_0, from_1 = stream(0, 2), stream(1, 1)
+    assert [c for c, _ in from_0[steps:]] == [c for c, _ in from_1]  # the same order...
+    for (_, v0), (_, v1) in zip(from_0[steps:], from_1, strict=True):
+        np.testing.assert_array_equal(v0, v1)  # ...and the same augmentation
+    epoch_0, epoch_1 = ([c for clips, _ in part for c in clips] for part in (from_0[:steps], from_1))
+    assert epoch_0 != epoch_1 and len(set(epoch_0)) == len(epoch_0) == steps * 8  # reshuffled, each clip once
+    assert not np.array_equal(from_0[0][1], from_1[0][1])
+    with pytest.raises(ValueError, match="drop_remainder"):
+        builder.as_dataset("train", batch_size=8, initial_epoch=0, drop_remainder=False)

@@ -7,6 +7,7 @@ In-process, on tiny models and ``fake_shards`` directories; nothing is timed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -154,7 +155,16 @@ def test_runtime_settings_may_change_on_resume_and_recipe_settings_may_not(tmp_p
     (tmp_path / "config.json").write_text(json.dumps(config.to_json()))
     runtime = train_lib.TrainConfig("d", str(tmp_path), mixed_precision="bfloat16", jit_compile="true",
                                     steps_per_execution=4)
-    config_lib.check_restart(runtime, str(tmp_path))  # no error
+    config_lib.check_restart(runtime, str(tmp_path))  # the settings check lets how fast the steps run change...
+    loop._check_precision(runtime, str(tmp_path))  # ...and with nothing to resume, the precision too
+    # A run to resume (Keras' own backup of a killed fit): its optimizer state is kept only in its own
+    # precision (float16 wraps the optimizer in a LossScaleOptimizer), so another one is refused.
+    with pytest.raises(helpers.Killed):
+        helpers.fit_with_backup(str(tmp_path), 3, helpers.kill_after(1))
+    with pytest.raises(ValueError, match=r"trained with --mixed_precision=none, not --mixed_precision=bfloat16"):
+        loop._check_precision(runtime, str(tmp_path))
+    loop._check_precision(dataclasses.replace(runtime, mixed_precision="none"), str(tmp_path))  # resumes
+    config_lib.check_restart(runtime, str(tmp_path))
     for change in ({"optimizer": "adamw"}, {"lr_schedule": "cosine"}, {"class_weight": "balanced"},
                    {"label_smoothing": 0.1}, {"warmup_epochs": 2}, {"weight_decay": 0.01}):
         with pytest.raises(ValueError, match=next(iter(change))):

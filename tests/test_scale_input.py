@@ -1,8 +1,7 @@
-"""Input that scales: filtered epoch sizes, the data's info read once per run, sharding by file in device mode."""
+"""Input that scales: filtered epoch sizes, the data's info read once per run, two workers' shares of an epoch."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import fake_shards
@@ -55,8 +54,8 @@ def test_a_run_reads_the_info_once_and_stats_each_shard_once(song_dir, tmp_path,
         warnings.simplefilter("always")
         metrics = train_lib.run(config)
     assert metrics["test"]["num_examples"] == 8  # speech only
-    # The filtered dataset's length is unknown to Keras, which warned at the end of the first epoch that the
-    # input "ran out of data": one pass is what an epoch is here, so the run keeps that to itself.
+    # The filtered validation set's length is unknown to Keras, which warned at the end of the first epoch that
+    # the input "ran out of data": one pass is what it evaluates, so the run keeps that to itself.
     assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert len(reads) == 1
     assert len(stats) == len(ravdess_tfrecords.Builder(song_dir).info.shards) == len(set(stats))
@@ -69,26 +68,30 @@ def _audio_keys(ds: tf.data.Dataset) -> list[bytes]:
     return [a.tobytes() for (audio, _), _ in ds for a in audio.numpy()]
 
 
-def test_device_mode_shards_by_file_and_host_mode_by_batch(song_dir, tmp_path):
+@pytest.mark.parametrize("augment_on", ["device", "host"])
+def test_two_workers_split_every_epoch_by_batch(song_dir, tmp_path, augment_on):
     # No cache: in one process both rewritten copies would share one in-memory cache resource
     # (two real workers are two processes).
     config = train_lib.TrainConfig(song_dir, str(tmp_path / "run"), split="actors", actors=SPLIT, batch_size=4,
-                                   augment=(), augment_on="device", seed=1, cache=False)
+                                   augment_on=augment_on, seed=1, cache=False)
     builder = ravdess_tfrecords.Builder(song_dir)
-    files = builder.files("train", actors=SPLIT)
-    assert data_lib.shard_policy(config, len(files), 2) == tf.data.experimental.AutoShardPolicy.FILE
-    host = dataclasses.replace(config, augment_on="host")
-    assert data_lib.shard_policy(host, len(files), 2) == tf.data.experimental.AutoShardPolicy.DATA
-    assert data_lib.shard_policy(config, 1, 2) == tf.data.experimental.AutoShardPolicy.DATA  # too few files
 
-    # What each of two workers reads, with tf.data's own auto-shard rewrite: disjoint shard files,
-    # together every training clip once.
+    def epoch(ds: tf.data.Dataset, steps: int) -> list[bytes]:
+        return sorted(_audio_keys(ds.take(steps)))
+
+    # What each of two workers reads, with tf.data's own auto-shard rewrite (by batch): every other global
+    # batch of the same keyed stream. Together, one epoch is the whole epoch (host mode: augmented alike,
+    # the same seeds on both workers) and, unaugmented, every training clip once.
     train, _, _ = data_lib.make_datasets(config, ("audio", "video"), builder)
-    train, _, steps = data_lib.scale_out(train, train, config, num_examples=40, num_workers=2,
-                                         num_files=len(files))
+    sharded, _, steps = data_lib.scale_out(train, train, config, num_examples=40, num_workers=2)
     assert steps == 10
-    # One epoch: each worker's half of the 8 shard files, 20 clips in 5 batches.
-    per_worker = [_audio_keys(tf_distribute._AutoShardDataset(train, 2, index).take(5)) for index in range(2)]
-    assert [len(keys) for keys in per_worker] == [20, 20]
-    whole = _audio_keys(builder.as_dataset("train", scheme="actors", actors=SPLIT, training=False, batch_size=8))
-    assert sorted(per_worker[0] + per_worker[1]) == sorted(whole)  # disjoint, and every clip once
+    per_worker = [epoch(tf_distribute._AutoShardDataset(sharded, 2, index), 5) for index in range(2)]
+    assert [len(keys) for keys in per_worker] == [20, 20] and not set(per_worker[0]) & set(per_worker[1])
+    again, _, _ = data_lib.make_datasets(config, ("audio", "video"), builder)  # as the other worker builds it
+    assert sorted(per_worker[0] + per_worker[1]) == epoch(again, steps)
+    whole = sorted(_audio_keys(builder.as_dataset("train", scheme="actors", actors=SPLIT, training=False,
+                                                  batch_size=8)))
+    if augment_on == "device":  # the pipeline does not augment: the stored clips, each once
+        assert sorted(per_worker[0] + per_worker[1]) == whole
+    else:  # host augmentation masks the audio: the training clips are not as stored
+        assert len(set(per_worker[0] + per_worker[1]) & set(whole)) < len(whole)

@@ -1,7 +1,13 @@
-"""``--strategy``: names, the old ``--distribution_strategy`` values, and what each builds on this machine."""
+"""``--strategy``: names, the old ``--distribution_strategy`` values, what each builds on this machine, and the
+batch-norm statistics pooled over replicas."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import helpers
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -59,3 +65,44 @@ def test_multi_worker_needs_a_tf_config(monkeypatch, value, message):
         monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(ValueError, match=message):
         strategy_lib.distribution_strategy("multi_worker")
+
+
+POOLED = """
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from ravdess_tfrecords import models
+from trainers import strategy as strategy_lib
+strategy = strategy_lib.distribution_strategy("mirrored")
+with strategy.scope():
+    model = models.build_model("video", audio_frames=20, filters=(8, 16))
+rng = np.random.default_rng(0)
+stats = [v for v in model.non_trainable_variables if v.path.endswith(("moving_mean", "moving_variance"))]
+assert len(stats) == 4, [v.path for v in stats]  # two batch norms
+before = {}
+for v in stats:  # each replica's own statistics, as each replica's batches left them
+    before[v.path] = np.stack([rng.uniform(0.5, 2.0, v.shape).astype("float32") for _ in v.value.values])
+    for copy, value in zip(v.value.values, before[v.path]):
+        copy.assign(value)
+assert strategy_lib.average_unsynced_variables(model, strategy) == 4
+for v in stats:
+    first, second = (copy.numpy() for copy in v.value.values)
+    np.testing.assert_array_equal(first, second)
+    if v.path.endswith("moving_variance"):  # the two replicas' clips together: mean variance + variance of means
+        means = before[v.path.replace("moving_variance", "moving_mean")]
+        np.testing.assert_allclose(first, before[v.path].mean(0) + means.var(0), rtol=1e-6)
+    else:
+        np.testing.assert_allclose(first, before[v.path].mean(0), rtol=1e-6)
+print("pooled", len(stats))
+"""
+
+
+def test_batch_norm_statistics_pool_over_replicas_with_the_pooled_variance():
+    # Two replicas need two logical CPU devices, set before TensorFlow starts: a process of its own.
+    env = helpers.repo_env(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-c", POOLED], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "pooled 4" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # The same formula, on its own: groups with means 0 and 2, variance 1 each -> together variance 2.
+    pooled = strategy_lib.pooled_variance(tf.constant([[0.0], [2.0]]), tf.constant([[1.0], [1.0]]))
+    np.testing.assert_allclose(pooled.numpy(), [2.0])

@@ -494,24 +494,70 @@ def test_augment_on_device_trains_behind_the_layer_and_saves_without_it(tfrecord
 @pytest.mark.parametrize("as_uri", [False, True])
 def test_a_backup_whose_record_a_kill_cut_short_resumes_from_the_pair_before(tmp_path, as_uri):
     """Keras writes training_metadata.json in place after the weights: a SIGKILL in between leaves it empty.
-    The previous pair (.bkp) goes back in place; without one, the backup goes (nothing finished for sure)."""
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    (backup / "latest.weights.h5").write_bytes(b"epoch 2 weights")
-    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 1 weights")
-    (backup / "training_metadata.json").write_text("")  # killed while Keras wrote epoch 2's record
-    (backup / "training_metadata.json.bkp").write_text('{"epoch": 1, "batch": 0}')
+    The previous pair (.bkp) goes back in place and Keras resumes from it; without one, the backup goes
+    (nothing finished for sure) and Keras starts over. A real backup: Keras' own files of a killed fit."""
+    _, unbroken = helpers.fit_with_backup(str(tmp_path / "unbroken"), 5)
+    model_dir = str(tmp_path / "run")
+    backup = tmp_path / "run" / "backup"
     path = f"file://{backup}" if as_uri else str(backup)
-    assert callbacks_lib.backup_epochs(path) == 1
+    with pytest.raises(helpers.Killed):
+        helpers.fit_with_backup(model_dir, 5, helpers.kill_after(3))
+    assert callbacks_lib.backup_epochs(path) == 3
+    epoch_2 = (backup / "latest.weights.h5.bkp").read_bytes()  # the pair before the last: after epoch 2
+    assert (backup / "latest.weights.h5").read_bytes() != epoch_2
+    (backup / "training_metadata.json").write_text("")  # killed while Keras wrote epoch 3's record
+    assert callbacks_lib.backup_epochs(path) == 2
     callbacks_lib.repair_backup(path)
-    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 1 weights"
-    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    assert (backup / "latest.weights.h5").read_bytes() == epoch_2
+    assert callbacks_lib.backup_epochs(path) == 2
     callbacks_lib.repair_backup(path)  # a whole record: left alone
-    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 1 weights"
+    assert (backup / "latest.weights.h5").read_bytes() == epoch_2
+    # Keras takes the repaired pair: it trains epochs 3-5 from epoch 2's weights and optimizer state and
+    # ends where the unbroken run ended.
+    history, resumed = helpers.fit_with_backup(model_dir, 5)
+    assert history.epoch == [2, 3, 4]
+    for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
-    (backup / "training_metadata.json").write_text('{"epo')  # cut short in the first epoch: no pair before
-    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
-        (backup / name).unlink()
-    assert callbacks_lib.backup_epochs(path) == 0
-    callbacks_lib.repair_backup(path)
-    assert not backup.exists()
+    # Cut short in the first epoch's record: no pair before it. The backup goes; Keras starts over.
+    first = str(tmp_path / "first")
+    with pytest.raises(helpers.Killed):
+        helpers.fit_with_backup(first, 5, helpers.kill_after(1))
+    record = tmp_path / "first" / "backup" / "training_metadata.json"
+    assert not os.path.exists(str(record) + ".bkp")
+    record.write_text('{"epo')
+    first_path = f"file://{tmp_path / 'first' / 'backup'}" if as_uri else str(tmp_path / "first" / "backup")
+    assert callbacks_lib.backup_epochs(first_path) == 0
+    callbacks_lib.repair_backup(first_path)
+    assert not os.path.exists(os.path.dirname(record))
+    history, _ = helpers.fit_with_backup(first, 2)
+    assert history.epoch == [0, 1]
+
+
+def test_a_resumed_run_sees_the_epochs_an_unbroken_run_sees_and_ends_on_the_same_weights(
+        tfrecords_dir, tmp_path, monkeypatch):
+    """Shuffle order, host augmentation and mixup are keyed on (--seed, epoch), not on the process or the
+    dataset's passes: a run stopped after epoch 1 and resumed (new datasets, as in a new process) trains
+    epoch 2 on the batches the unbroken run trained it on. 60 training clips: 7 batches per epoch."""
+    from trainers import loop
+
+    def config(name: str):
+        return train_lib.TrainConfig(tfrecords_dir, str(tmp_path / name), model="video", filters=(8, 16),
+                                     batch_size=8, seed=1, epochs=3, mixup=0.2, export=False, verbose=0)
+
+    unbroken = train_lib.train(config("unbroken"))
+    make_callbacks = loop.make_callbacks
+    monkeypatch.setattr(loop, "make_callbacks", lambda *a: [*make_callbacks(*a), helpers.kill_after(2)])
+    with pytest.raises(helpers.Killed):
+        train_lib.train(config("resumed"))
+    monkeypatch.setattr(loop, "make_callbacks", make_callbacks)
+    assert callbacks_lib.backup_epochs(str(tmp_path / "resumed" / "backup")) == 2
+    resumed = train_lib.train(config("resumed"))
+    # Every epoch's training loss and validation, to the last digit CSVLogger writes (float32 repr).
+    assert _history_rows(str(tmp_path / "resumed")) == _history_rows(str(tmp_path / "unbroken"))
+    assert resumed["test"] == unbroken["test"]
+    # The same weights at the end: float32 arithmetic in the same order gives the same bits.
+    final = [keras.models.load_model(str(tmp_path / name / "model.keras")).get_weights()
+             for name in ("unbroken", "resumed")]
+    for a, b in zip(*final, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -12,6 +12,7 @@ import ravdess_tfrecords
 from ravdess_tfrecords import models
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
+from ravdess_tfrecords.reading import pipeline
 from trainers import cluster
 from trainers.config import TrainConfig
 
@@ -48,13 +49,28 @@ def adapt_inputs(ds: tf.data.Dataset, input_names: Sequence[str],
     return ds.map(lambda x, y: (models.select_inputs(input_names, x[0], x[1]), y))
 
 
+def steps_per_epoch(config: TrainConfig, builder: ravdess_tfrecords.Builder) -> int:
+    """Training steps of one epoch: ``examples // batch_size``, the examples counted after the
+    vocal-channel filter (``Builder.num_examples``); an epoch is one pass in whole batches."""
+    examples = builder.num_examples("train", vocal_channels=config.vocal_channels, **config.split_kwargs())
+    if examples < config.batch_size:
+        raise UserError(f"the training split has {examples} examples, fewer than one global batch "
+                        f"({config.batch_size})")
+    return examples // config.batch_size
+
+
 def make_datasets(
-    config: TrainConfig, input_names: Sequence[str], builder: ravdess_tfrecords.Builder | None = None
+    config: TrainConfig, input_names: Sequence[str], builder: ravdess_tfrecords.Builder | None = None,
+    initial_epoch: int = 0, steps: int | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, tf.data.Dataset]:
     """Train (shuffled, augmented), validation and test datasets for a model's inputs.
 
     ``builder``: the run's ``Builder`` of ``config.data_dir`` (read once per run and passed
     down: on an object store every read of the info file and every shard stat is a round trip).
+    Training is the endless stream of epochs ``initial_epoch``, ``initial_epoch + 1``, ... of
+    ``steps`` batches each (``steps_per_epoch``; None: counted here), every random draw in it
+    (shuffle, augmentation, mixup, ``--shuffle_labels``) keyed on ``(--seed, epoch)``
+    (``pipeline.epoch_key``): a run resumed after epoch k reads what an unbroken run reads from k on.
     """
     builder = builder or ravdess_tfrecords.Builder(config.data_dir)
     check_inputs(input_names, builder.info, f"--model={config.model}")
@@ -69,15 +85,23 @@ def make_datasets(
     )
     # On the device the model's AugmentLayer augments (trainers.model); the pipeline only ships uint8.
     augment = augment_config(config.augment) if config.augment_on == "host" else False
-    train = builder.as_dataset("train", training=True, seed=config.seed, augment=augment, **common)
+    seed = pipeline.resolve_seed(config.seed)  # one for every stream: a run without --seed is still keyed
+    steps = steps or steps_per_epoch(config, builder)
+    train = builder.as_dataset("train", training=True, seed=seed, augment=augment, initial_epoch=initial_epoch,
+                               **common)
+
+    def batch_seeds(stream: int) -> tf.data.Dataset:
+        return pipeline.epoch_batch_seeds(seed, stream, initial_epoch, steps)
+
     if config.shuffle_labels:
-        label_seed = 0 if config.seed is None else config.seed
-        # Within-batch label shuffle, re-drawn every batch and epoch: features and labels lose their link.
-        train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=label_seed)))
+        # Within-batch label shuffle, drawn anew every batch and epoch: features and labels lose their link.
+        train = tf.data.Dataset.zip((train, batch_seeds(pipeline.LABEL_STREAM))).map(
+            lambda batch, s: (batch[0], tf.gather(batch[1], tf.argsort(
+                tf.random.stateless_uniform(tf.shape(batch[1])[:1], s)))))
     if config.mixup > 0:
-        # One stateless seed per batch, re-drawn each epoch, reproducible with --seed (as the augmentation's).
-        train = tf.data.Dataset.zip((train, augment_lib.mixup_seeds(config.seed))).map(
-            lambda batch, seed: augment_lib.mixup(*batch, seed, config.mixup), num_parallel_calls=tf.data.AUTOTUNE)
+        # One stateless seed per batch, keyed on (--seed, epoch, batch) as the augmentation's.
+        train = tf.data.Dataset.zip((train, batch_seeds(pipeline.MIXUP_STREAM))).map(
+            lambda batch, s: augment_lib.mixup(*batch, s, config.mixup), num_parallel_calls=tf.data.AUTOTUNE)
     validation = builder.as_dataset("validation", training=False, **common)
     test = builder.as_dataset("test", training=False, **common)
     return tuple(adapt_inputs(ds, input_names, builder.info.input_names) for ds in (train, validation, test))
@@ -124,16 +148,6 @@ def _auto_shard(ds: tf.data.Dataset, policy: tf.data.experimental.AutoShardPolic
     return ds.with_options(options)
 
 
-def shard_policy(config: TrainConfig, num_files: int, num_workers: int) -> tf.data.experimental.AutoShardPolicy:
-    """How several workers split the training input without the data service (see ``scale_out``).
-
-    By file in device mode when every worker gets a shard file; else by batch.
-    """
-    if config.augment_on == "device" and num_files >= num_workers:
-        return AutoShardPolicy.FILE
-    return AutoShardPolicy.DATA
-
-
 def scale_out(
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
@@ -141,27 +155,22 @@ def scale_out(
     *,
     num_examples: int,
     num_workers: int,
-    num_files: int = 0,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
     """Make the datasets fit for several workers and/or the tf.data service.
 
     As in tensorflow/models ``official/core/input_reader.py``: with several
-    workers or the service, training repeats and an epoch is
+    workers or the service, training repeats (``make_datasets``' stream already does) and an epoch is
     ``num_examples // batch_size`` steps (``steps_per_epoch``), so every
     worker runs the same number of steps whatever its shard holds. On the
     service (``config.data_service``) the whole training pipeline (read, parse,
     augment, batch) runs on the service's workers in a ``distributed_epoch``
     job shared by the run's trainers (``service_job_name``); the service shards
     it, so ``tf.distribute`` must not shard it again. Otherwise, with several
-    workers, ``tf.distribute`` shards training:
-
-    * device augmentation (``augment_on="device"``): by file (``AutoShardPolicy.FILE``):
-      each worker reads, parses and batches only its own shards (``num_files`` of them
-      in all; by batch if fewer than the workers), so input work shrinks with more workers.
-    * host augmentation: by batch (``AutoShardPolicy.DATA``): every worker runs the
-      whole pipeline, with the same seed, and keeps its share of each global batch.
-      Sharding by file is not possible there: the augmentation's per-batch seeds come
-      from ``tf.data.Dataset.random``, a source that cannot be split by file.
+    workers, ``tf.distribute`` shards training by batch (``AutoShardPolicy.DATA``): every
+    worker runs the whole pipeline, with the same seed, and keeps its share of each global
+    batch. Not by file, in either augmentation mode: the training input is a stream of epochs,
+    each read in its own file order (``make_datasets``), which ``tf.data``'s auto-shard rewrite
+    cannot split by file (it would split the epochs between the workers).
 
     ``num_examples`` must count the training examples after the vocal-channel
     filter (``Builder.num_examples(..., vocal_channels=...)``), or an "epoch" would
@@ -189,7 +198,7 @@ def scale_out(
             processing_mode="distributed_epoch", service=config.data_service, job_name=job))
         train = _auto_shard(train, AutoShardPolicy.OFF)
     elif multi_worker:
-        train = _auto_shard(train, shard_policy(config, num_files, num_workers))
+        train = _auto_shard(train, AutoShardPolicy.DATA)
     if multi_worker:
         validation = _auto_shard(validation, AutoShardPolicy.OFF)
     return train, validation, steps

@@ -23,6 +23,7 @@ from trainers.callbacks import LAST_WEIGHTS, ExactValidation, backup_epochs, mak
 from trainers.cluster import stop_for_test
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import check_inputs, class_weights, make_datasets, scale_out
+from trainers.data import steps_per_epoch as epoch_steps
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
 from trainers.model import build_and_compile
@@ -48,6 +49,7 @@ from trainers.model_dir import (
 )
 from trainers.strategy import (
     average_unsynced_variables,
+    barrier,
     distribution_strategy,
     is_chief,
     is_multi_worker,
@@ -126,6 +128,15 @@ def _training_finished(model_dir: str) -> bool:
     return last > 0 and last >= backup_epochs(os.path.join(model_dir, BACKUP_DIR))
 
 
+def _resume_epoch(model_dir: str, extend: bool) -> int:
+    """The 0-based epoch that training starts at: the one after the backup's (``_prepare_model_dir`` keeps
+    or repairs it to ``backup_epochs``; an extension's backup is its last state), 0 for a fresh run."""
+    epochs = backup_epochs(os.path.join(model_dir, BACKUP_DIR))
+    if not epochs and extend:
+        epochs = backup_epochs(os.path.join(model_dir, LAST_STATE_DIR))
+    return epochs
+
+
 def _check_precision(config: TrainConfig, model_dir: str) -> None:
     """A run resumed (from its backup or its last epoch's state) keeps its ``--mixed_precision``.
 
@@ -158,9 +169,10 @@ def _saved_paths(model_dir: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = False,
-               finished: bool = False) -> Iterator[str]:
-    """Where this process writes: ``model_dir`` on the chief; a temporary directory, deleted after, elsewhere.
+def _write_dir(config: TrainConfig, strategy: tf.distribute.Strategy, extend: bool = False,
+               finished: bool = False) -> Iterator[TrainConfig]:
+    """``config`` with the ``model_dir`` this process writes, prepared (``_prepare_model_dir``): ``model_dir``
+    on the chief; a temporary directory, deleted after, elsewhere.
 
     Every worker of a multi-worker run runs the same code (fit, evaluation,
     saving: they all take part in the collectives), but Keras' callbacks and
@@ -171,15 +183,23 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = 
     restarted cluster resumes as a whole and ends on the same weights (the best
     checkpoint's threshold comes from the history). A run whose training finished
     (``finished``) copies the last state as it is, for the evaluation.
+
+    The order is explicit: the chief prepares ``model_dir`` first (repairs a backup a kill cut short,
+    builds an extension's backup from the last state, clears a stale one), then every worker passes a
+    barrier (``strategy.barrier``), and only then do the other workers copy: never a backup half repaired
+    or half built. Only the chief reports; the other workers' copies of the logs would repeat it.
     """
+    model_dir = config.model_dir
     if is_chief(strategy):
-        yield model_dir
+        storage.makedirs(model_dir)  # the run starts: from here on model_dir is written
+        _prepare_model_dir(config, model_dir, extend, finished)
+        barrier(strategy)
+        yield config
         return
+    barrier(strategy)  # the chief has prepared model_dir
     scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
     try:
         source = BACKUP_DIR if backup_epochs(os.path.join(model_dir, BACKUP_DIR)) else None
-        if source is None and extend and backup_epochs(os.path.join(model_dir, LAST_STATE_DIR)):
-            source = LAST_STATE_DIR  # a completed run extended: the chief turns the same state into its backup
         target = BACKUP_DIR
         if finished:
             source = target = LAST_STATE_DIR
@@ -189,7 +209,9 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy, extend: bool = 
                 if storage.exists(os.path.join(model_dir, name)):
                     storage.makedirs(os.path.dirname(os.path.join(scratch, name)))
                     storage.copy(os.path.join(model_dir, name), os.path.join(scratch, name))
-        yield scratch
+        local = dataclasses.replace(config, model_dir=scratch, verbose=0)
+        _prepare_model_dir(local, scratch, extend, finished)
+        yield local
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -263,24 +285,18 @@ def train(
         strategy = distribution_strategy(config.strategy, worker_timeout=config.worker_timeout)
     with strategy.scope():
         model = build_and_compile(config, info.audio_frames)
-    train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model), builder)
+    # Training reads from the epoch it resumes at: epochs are keyed on (--seed, epoch), not on the process.
+    steps_per_epoch = epoch_steps(config, builder)
+    train_ds, val_ds, test_ds = make_datasets(config, models.input_names(model), builder,
+                                              _resume_epoch(model_dir, extend), steps_per_epoch)
     workers = num_workers(strategy)
-    if workers > 1 or config.data_service:  # an epoch is then a number of steps: count the kept clips
-        train_ds, val_ds, steps_per_epoch = scale_out(
-            train_ds, val_ds, config,
-            num_examples=builder.num_examples("train", vocal_channels=config.vocal_channels,
-                                              **config.split_kwargs()),
-            num_workers=workers,
-            num_files=len(builder.files("train", **config.split_kwargs())),
-        )
-    else:
-        steps_per_epoch = None
+    if workers > 1 or config.data_service:
+        train_ds, val_ds, _ = scale_out(train_ds, val_ds, config, num_examples=steps_per_epoch * config.batch_size,
+                                        num_workers=workers)
     weights = class_weights(config, builder)
     if weights is not None and is_chief(strategy):  # only the chief reports
         _log(config, "class weights (balanced): " + ", ".join(f"{class_names[c]} {w:.2f}" for c, w in weights.items()))
-    with _write_dir(model_dir, strategy, extend, finished) as write_dir:
-        # Only the chief reports; the other workers' copies of the logs would repeat it.
-        local = dataclasses.replace(config, model_dir=write_dir, verbose=config.verbose if is_chief(strategy) else 0)
+    with _write_dir(config, strategy, extend, finished) as local:
         return _fit_evaluate_save(
             local, model, fingerprint, split_map, class_names, info,
             (train_ds, val_ds, test_ds), steps_per_epoch, strategy, extend, weights, finished,
@@ -289,13 +305,11 @@ def train(
 
 def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info, datasets, steps_per_epoch, strategy,
                        extend=False, class_weight=None, finished=False):
-    """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory)."""
+    """``train`` from the moment the run writes ``config.model_dir`` (this process's write directory, prepared:
+    ``_write_dir``)."""
     model_dir = config.model_dir
     train_ds, val_ds, test_ds = datasets
     metrics_path = os.path.join(model_dir, METRICS_FILE)
-    # The run starts: from here on model_dir is written.
-    storage.makedirs(model_dir)
-    _prepare_model_dir(config, model_dir, extend, finished)
     if not finished:  # a finished run keeps the record of the run that trained it
         _write_json(os.path.join(model_dir, CONFIG_FILE), run_record(config, fingerprint))
     _log(
@@ -352,15 +366,14 @@ def _fit(config, model, datasets, steps_per_epoch, strategy, class_weight, class
         # Keras' multi-worker validation averages per-worker metrics: computed here, every clip once.
         callbacks.insert(0, ExactValidation(val_ds, class_names, strategy))
     with warnings.catch_warnings():
-        if steps_per_epoch is None:
-            # An epoch is one pass over the finite dataset. With a vocal-channel filter its length is unknown to
-            # Keras, which then warns at the end of the first epoch that the input "ran out of data": by design.
-            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        # With a vocal-channel filter the validation set's length is unknown to Keras, which then warns at the
+        # end of the first epoch's validation that the input "ran out of data": one pass is what it evaluates.
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
         model.fit(
             train_ds,
             validation_data=None if is_multi_worker(strategy) else val_ds,
             epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,  # the training input is an endless stream of epochs
             callbacks=callbacks,
             class_weight=class_weight,  # {label: weight}; Keras scales each example's loss by its label's
             shuffle=False,  # the dataset shuffles itself

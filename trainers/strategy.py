@@ -120,18 +120,63 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}_{resolver.task_id}"
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Return once every worker of ``strategy`` has called it (a one-number all-reduce); off a cluster at once.
+
+    Orders what one worker writes before what the others read (``trainers.loop._write_dir``).
+    A collective: every worker must call it.
+    """
+    if is_multi_worker(strategy):
+        strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.ones([]))), axis=None)
+
+
+MOVING_MEAN, MOVING_VARIANCE = "moving_mean", "moving_variance"  # Keras' BatchNormalization's variable names
+
+
+def pooled_variance(means: tf.Tensor, variances: tf.Tensor, mean_of_squares: tf.Tensor | None = None) -> tf.Tensor:
+    """The variance of the union of R equal-sized groups: the mean of the variances plus the variance of the means.
+
+    Args:
+      means, variances: float ``(R, ...)``, group r's mean and variance; or, with ``mean_of_squares``, the
+        means over the groups already: ``means`` = mean of the means ``(...)``, ``variances`` = mean of the
+        variances, ``mean_of_squares`` = mean of the squared means (what three all-reduces give).
+
+    Returns:
+      float ``(...)``; the variance of the means is clipped at 0 (float rounding of ``E[m^2] - E[m]^2``).
+    """
+    if mean_of_squares is None:
+        means, variances, mean_of_squares = (tf.reduce_mean(t, axis=0) for t in (means, variances, means**2))
+    return variances + tf.maximum(mean_of_squares - means**2, 0.0)
+
+
 def average_unsynced_variables(model, strategy: tf.distribute.Strategy) -> int:
-    """Set every float non-trainable variable of ``model`` to its mean over all replicas; returns how many.
+    """Pool every float non-trainable variable of ``model`` over all replicas; returns how many.
 
     Gradients are all-reduced, so trainable weights agree on every replica, but
     Keras' batch-norm moving statistics are updated from each replica's own
-    batches and never synchronized: each worker ends with its own. Averaging them
+    batches and never synchronized: each worker ends with its own. Pooling them
     (as a synchronized batch norm would, once) makes every worker hold the same
-    model before evaluation and saving. A collective: every worker must call it.
+    model before evaluation and saving: a moving mean (and any other such
+    variable) becomes the mean over the replicas, a moving variance the variance
+    of the replicas' clips together, ``pooled_variance`` (replicas train on equal
+    batches), not the mean of the variances, which leaves out how far the
+    replicas' means lie apart. A collective: every worker must call it.
     """
     variables = [v for v in model.non_trainable_variables if v.dtype.startswith("float")]
-    # In replica context a mirrored variable reads as this replica's own copy.
-    local_values = strategy.run(tf.function(lambda: [tf.identity(v.value) for v in variables]))
-    for variable, value in zip(variables, local_values, strict=True):
-        variable.assign(strategy.reduce("MEAN", value, axis=None))
+    # Each moving variance with its layer's moving mean: the variable just before it (BatchNormalization
+    # creates the two in that order), with the same path but the name (paths alone may repeat in a model).
+    paired = [i for i, v in enumerate(variables) if i and v.path.endswith(MOVING_VARIANCE)
+              and variables[i - 1].path == v.path[: -len(MOVING_VARIANCE)] + MOVING_MEAN]
+
+    def local():  # in replica context a mirrored variable reads as this replica's own copy
+        values = [tf.identity(v.value) for v in variables]
+        return values, [tf.square(values[i - 1]) for i in paired]
+
+    local_values, local_squares = strategy.run(tf.function(local))
+    pooled = [strategy.reduce("MEAN", value, axis=None) for value in local_values]
+    squares = [strategy.reduce("MEAN", value, axis=None) for value in local_squares]
+    for i, mean_of_squares in zip(paired, squares, strict=True):
+        pooled[i] = pooled_variance(pooled[i - 1], pooled[i], mean_of_squares)
+    for variable, value in zip(variables, pooled, strict=True):
+        variable.assign(value)
     return len(variables)

@@ -434,11 +434,6 @@ def augment_audio(
     return audio
 
 
-def mixup_seeds(seed: int | None) -> tf.data.Dataset:
-    """One stateless seed, int64 ``(2,)``, per training batch for ``mixup``; re-drawn each epoch."""
-    return tf.data.Dataset.random(seed=None if seed is None else seed + 1, rerandomize_each_iteration=True).batch(2)
-
-
 def mixup(inputs, labels: tf.Tensor, seed: tf.Tensor, alpha: float):
     """mixup (Zhang et al. 2018) of a training batch: each example blended with another of the same batch.
 

@@ -156,6 +156,7 @@ class Builder:
         cache: bool | str | None = None,
         deterministic: bool | None = None,
         augment_on: str = "host",
+        initial_epoch: int | None = None,
     ) -> tf.data.Dataset:
         """A batched ``tf.data.Dataset`` of ``((audio, video), label)`` for one split.
 
@@ -185,6 +186,11 @@ class Builder:
             in [0, 1]; ``"device"``: the host only reads, parses and batches, video stays
             uint8 0..255 for a model behind ``augment.AugmentLayer``
             (``augment.with_augmentation``), which augments in training and scales.
+          initial_epoch: None (default): each pass over the dataset is a new epoch, counted from its
+            creation (a new process starts again at the first epoch's order). ``k``: the endless stream
+            of epochs k, k+1, ..., each ``num_examples(...) // batch_size`` batches, with shuffling and
+            augmentation keyed on ``(seed, epoch)``: what a resumed run reads
+            (``model.fit(ds, steps_per_epoch=..., initial_epoch=k)``); ``ds.take(steps)`` is epoch k alone.
 
         Returns:
           ``audio`` float32 ``(B, 24, M, 1)``, ``video`` float32 ``(B, 6, 64, 64, 3)``
@@ -215,6 +221,7 @@ class Builder:
             cache=cache,
             deterministic=deterministic,
             augment_on=augment_on,
+            initial_epoch=initial_epoch,
         )
         require_tfrecord(self.info)
         return pipeline.make_dataset(self.info.files(chosen), opts, self.info.num_examples_of(chosen),
@@ -239,7 +246,7 @@ def load(
 
     See ``Builder.as_dataset`` for the options (fold, actors, seed, augment,
     num_classes, one_hot, with_metadata, as_dict, vocal_channels, intensities, cache,
-    augment_on).
+    augment_on, initial_epoch).
     """
     return Builder(data_dir).as_dataset(
         split, scheme=scheme, batch_size=batch_size, training=training, **options

@@ -23,6 +23,15 @@ Order of stages (each with ``tf.data.AUTOTUNE`` parallelism):
 
 Training reads in non-deterministic order (faster) unless a ``seed`` is given;
 evaluation is deterministic: two passes yield identical batches.
+
+Epochs: by default every pass over a training dataset is a new epoch (stages 1
+and 4 reshuffle, the augmentation seeds are re-drawn), counted from the
+dataset's creation, so a new process starts again at epoch 0's order. With
+``initial_epoch=k`` the dataset is instead the endless stream of epochs k, k+1,
+..., each ``examples // batch_size`` whole batches, and everything random in
+epoch e (file order, example order, augmentation seeds) is keyed on
+``(seed, e)`` alone (``epoch_key``): epoch e is the same in an unbroken run and
+in one resumed at e (``trainers.loop``).
 Only TensorFlow ops in the graph: no Python callbacks, no numpy.
 """
 
@@ -76,6 +85,7 @@ class Options:
     deterministic: bool | None = None
     cycle_length: int = selection.CYCLE_LENGTH
     augment_on: str = "host"
+    initial_epoch: int | None = None
 
 
 def _record_filter(vocal_channels: tuple[str, ...] | None, intensities: tuple[int, ...] | None):
@@ -223,6 +233,58 @@ def count_labels(
     return {c: int(n) for c, n in enumerate(counts.numpy())}
 
 
+# The streams of an epoch's randomness (``epoch_key``): each its own, so that one never repeats another.
+FILE_ORDER, EXAMPLE_ORDER, AUGMENT_STREAM, MIXUP_STREAM, LABEL_STREAM = range(5)
+
+
+def epoch_key(seed: int, epoch: tf.Tensor | int, stream: int) -> tf.Tensor:
+    """The stateless seed, int64 ``(2,)``, of ``stream`` (``FILE_ORDER``, ...) in 0-based ``epoch``.
+
+    A pure function of ``(seed, epoch, stream)``: no state of a process or of an iterator.
+    """
+    base = tf.constant([seed, stream], tf.int64)
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64))
+
+
+def epoch_batch_seeds(seed: int, stream: int, initial_epoch: int, steps_per_epoch: int) -> tf.data.Dataset:
+    """One stateless seed, int64 ``(2,)``, per batch of an ``initial_epoch`` stream (see the module docstring).
+
+    Batch ``s`` of epoch ``e`` gets ``fold_in(epoch_key(seed, e, stream), s)``; element ``g`` of this
+    endless dataset is batch ``g % steps_per_epoch`` of epoch ``initial_epoch + g // steps_per_epoch``.
+    ``stream``: ``AUGMENT_STREAM`` (the pipeline's augmentation), ``MIXUP_STREAM`` or ``LABEL_STREAM``
+    (``trainers.data``).
+    """
+    steps = tf.constant(steps_per_epoch, tf.int64)
+
+    def seed_of(g):
+        key = epoch_key(seed, initial_epoch + g // steps, stream)
+        return tf.random.experimental.stateless_fold_in(key, g % steps)
+
+    return tf.data.Dataset.counter().map(seed_of)
+
+
+def _keyed_shuffle(ds: tf.data.Dataset, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
+    """``ds.shuffle(buffer)`` in an order that depends on ``key`` (int64 ``(2,)``) alone; call it while
+    tracing a dataset function (``flat_map``'s).
+
+    ``Dataset.shuffle`` takes a scalar seed (drawn here from the key: both its halves count) and pairs it
+    with the graph's seed, which is the global one (``tf.random.set_seed``) otherwise: fixed here, so the
+    global seed changes nothing, and a global seed of 0 does not make TensorFlow test a tensor as a bool.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    saved, graph.seed = graph.seed, 1
+    try:
+        scalar = tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+        return ds.shuffle(buffer, seed=scalar, reshuffle_each_iteration=False)
+    finally:
+        graph.seed = saved
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``seed``, or a fresh random one (a run without ``--seed`` is not reproducible, but keyed all the same)."""
+    return int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+
+
 def augment_seeds(seed: int | None) -> tf.data.Dataset:
     """One stateless seed, int64 ``(2,)``, per batch for ``augment.augment_batch`` (host mode).
 
@@ -243,6 +305,9 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
       num_examples: records in ``files`` (from ``ravdess_info.json``); lets the
         dataset report its length, and is checked while reading.
       num_bytes: the shards' total size, if known (saves ``autocache`` a stat per shard).
+        ``opts.initial_epoch=k``: the endless stream of epochs k, k+1, ... (module docstring), each
+        ``examples // batch_size`` batches (the examples the filters keep): give ``model.fit`` that
+        ``steps_per_epoch`` and ``initial_epoch=k``; needs ``drop_remainder``.
 
     Returns:
       A ``tf.data.Dataset`` of ``((audio, video), label)`` (audio-only, ``opts.modality="audio"``:
@@ -260,6 +325,8 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
         raise UserError(f"batch_size must be >= 1, got {opts.batch_size}")
     if opts.num_classes not in (7, 8):
         raise UserError(f"num_classes must be 7 or 8, got {opts.num_classes}")
+    if opts.initial_epoch is not None and opts.initial_epoch < 0:
+        raise UserError(f"initial_epoch must be >= 0, got {opts.initial_epoch}")
     training = opts.training
     shuffle = training if opts.shuffle is None else opts.shuffle
     drop_remainder = training if opts.drop_remainder is None else opts.drop_remainder
@@ -276,20 +343,6 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
             "with drop_remainder (the training default) it would yield nothing"
         )
 
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=opts.seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=max(1, min(len(files), opts.cycle_length)),
-        block_length=1,
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if filtered:
-        ds = ds.filter(_record_filter(vocal_channels, intensities))
-    elif num_examples is not None:
-        ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
     buffer = opts.shuffle_buffer or min(num_examples or DEFAULT_SHUFFLE_BUFFER, DEFAULT_SHUFFLE_BUFFER)
     cache = opts.cache
     if cache is None:
@@ -299,18 +352,66 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
     keys = {"label" if opts.num_classes == 7 else "emotion"}
     if opts.with_metadata:
         keys.update(schema.METADATA_KEYS)
-    if cache:
-        # Decode before caching: epochs after the first skip parse_example. Parsed
-        # in batches (one vectorized parse), cached and shuffled as single examples.
+    by_epoch = opts.initial_epoch is not None
+    seed = resolve_seed(opts.seed) if by_epoch else opts.seed
+
+    def records(file_order: tf.Tensor | None = None) -> tf.data.Dataset:
+        """Stages 1-2 (stage 1's file order: ``file_order``'s stateless permutation, or reshuffled each pass)."""
+        ds = tf.data.Dataset.from_tensor_slices(list(files))
+        if file_order is not None:
+            perm = tf.argsort(tf.random.stateless_uniform([len(files)], file_order))
+            ds = tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(list(files)), perm))
+        elif shuffle and not by_epoch:
+            ds = ds.shuffle(len(files), seed=opts.seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=max(1, min(len(files), opts.cycle_length)),
+            block_length=1,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if filtered:
+            ds = ds.filter(_record_filter(vocal_channels, intensities))
+        elif num_examples is not None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
+        return ds
+
+    def decoded(ds: tf.data.Dataset) -> tf.data.Dataset:
+        """Stage 3: decoded in batches (one vectorized parse), cached as single examples."""
         ds = ds.batch(opts.batch_size).map(
             lambda serialized: parse_batch(serialized, audio_frames, keys, opts.modality),
             num_parallel_calls=AUTOTUNE, deterministic=deterministic,
         ).unbatch()
         if not filtered and num_examples is not None:
             ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
-        ds = ds.cache() if cache is True else ds.cache(str(cache))
-    if shuffle:
-        ds = ds.shuffle(buffer, seed=opts.seed, reshuffle_each_iteration=True)
+        return ds.cache() if cache is True else ds.cache(str(cache))
+
+    if by_epoch:
+        if not drop_remainder:
+            raise UserError("initial_epoch: every epoch is whole batches; leave drop_remainder at its training "
+                            "default (True)")
+        kept = count_records(files, vocal_channels, intensities) if filtered or num_examples is None else num_examples
+        steps = kept // opts.batch_size
+        if steps < 1:
+            raise UserError(f"the split has {kept} examples, fewer than batch_size={opts.batch_size}")
+        source = decoded(records()) if cache else None  # read once, in file order: the cache is shared by every epoch
+
+        def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+            if source is not None:
+                ds = source
+            else:
+                ds = records(epoch_key(seed, epoch, FILE_ORDER) if shuffle else None)
+            if shuffle:
+                ds = _keyed_shuffle(ds, buffer, epoch_key(seed, epoch, EXAMPLE_ORDER))
+            return ds.take(steps * opts.batch_size)  # whole batches: the next epoch starts a batch
+
+        ds = tf.data.Dataset.counter(opts.initial_epoch).flat_map(one_epoch)
+    else:
+        ds = records()
+        if cache:
+            ds = decoded(ds)
+        if shuffle:
+            ds = ds.shuffle(buffer, seed=opts.seed, reshuffle_each_iteration=True)
     ds = ds.batch(opts.batch_size, drop_remainder=drop_remainder)
 
     def to_outputs(batch, seed=None):
@@ -331,7 +432,9 @@ def make_dataset(files: Sequence[str], opts: Options, num_examples: int | None =
             return inputs, label, {k: features[k] for k in schema.METADATA_KEYS}
         return inputs, label
 
-    if config is not None:
+    if config is not None and by_epoch:
+        ds = tf.data.Dataset.zip((ds, epoch_batch_seeds(seed, AUGMENT_STREAM, opts.initial_epoch, steps)))
+    elif config is not None:
         ds = tf.data.Dataset.zip((ds, augment_seeds(opts.seed)))
     ds = ds.map(to_outputs, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
