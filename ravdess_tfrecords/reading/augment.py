@@ -36,6 +36,7 @@ import tensorflow as tf
 
 # One AugmentConfig and one set of luma weights for both implementations; the layer is
 # re-exported here, where the pipeline's users have always found it.
+from ravdess_tfrecords.reading import augment_ops
 from ravdess_tfrecords.reading.augment_layer import AugmentLayer, with_augmentation, without_augmentation
 from ravdess_tfrecords.reading.augment_ops import LUMA as _LUMA
 from ravdess_tfrecords.reading.augment_ops import AugmentConfig
@@ -460,16 +461,9 @@ def augment_batch(features: dict, seed: tf.Tensor, config: AugmentConfig = Augme
       A new dict: ``audio`` masked, ``video`` float32 in [0, 1] augmented; other keys unchanged.
     """
     s_v, s_a = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    out = dict(features)
-    if "video" in features:
-        out["video"] = augment_video(features["video"], s_v, config)
-    if "audio" in features:
-        audio = features["audio"]
-        lengths = features.get("audio_frames")
-        if lengths is None and config.time_mask:
-            lengths = real_frames(audio)
-        out["audio"] = augment_audio(audio, s_a, config, lengths=lengths)
-    return out
+    return augment_ops.map_batch(features, config, lambda video: augment_video(video, s_v, config),
+                                 lambda audio, lengths: augment_audio(audio, s_a, config, lengths=lengths),
+                                 real_frames)
 
 
 def default_augment_on() -> str:

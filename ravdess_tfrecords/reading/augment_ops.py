@@ -264,13 +264,21 @@ def augment_batch(features: dict, seed, config: AugmentConfig = AugmentConfig())
     """
     if isinstance(seed, int):
         seed = keras.random.SeedGenerator(seed)
+    return map_batch(features, config, lambda video: augment_video(video, seed, config),
+                     lambda audio, lengths: augment_audio(audio, seed, config, lengths=lengths), real_frames)
+
+
+def map_batch(features: dict, config: AugmentConfig, video_fn, audio_fn, real_frames_fn) -> dict:
+    """The batch plumbing of both ``augment_batch`` (this one and ``augment.py``'s): a new dict with
+    ``video_fn(video)`` and ``audio_fn(audio, lengths)``, ``lengths`` the given ``audio_frames`` or, for
+    time masks, ``real_frames_fn(audio)``; other keys unchanged."""
     out = dict(features)
     if "video" in features:
-        out["video"] = augment_video(features["video"], seed, config)
+        out["video"] = video_fn(features["video"])
     if "audio" in features:
         audio = features["audio"]
         lengths = features.get("audio_frames")
         if lengths is None and config.time_mask:
-            lengths = real_frames(audio)
-        out["audio"] = augment_audio(audio, seed, config, lengths=lengths)
+            lengths = real_frames_fn(audio)
+        out["audio"] = audio_fn(audio, lengths)
     return out
