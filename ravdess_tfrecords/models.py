@@ -20,7 +20,8 @@ input_video], outputs=output)``; ``model="audio"`` / ``"video"`` are the
 unimodal baselines (one input each, same head) for ablation. ``select_inputs``
 turns the pipeline's ``(audio, video)`` pair into whatever a model takes.
 
-Only TensorFlow (Keras 3 as ``tf.keras``) is imported here.
+Only Keras 3 is imported here (``keras.layers`` and ``keras.applications``), so every model builds and
+trains under any Keras backend: ``KERAS_BACKEND=tensorflow`` (the default), ``jax`` or ``torch``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 
-from tensorflow import keras
+import keras
 
 from ravdess_tfrecords import storage
 from ravdess_tfrecords.errors import UserError, UserOSError

@@ -1,7 +1,7 @@
 """Augmentation on the accelerator: ``AugmentLayer`` in the model, ``load(..., augment_on="device")``.
 
-The layer must do what the host pipeline does (same seed, same output), be
-identity + scaling at inference, and leave no trace in what is saved.
+The layer must do the host pipeline's maths (same parameters, same output) with draws of the same
+distribution, be identity + scaling at inference, and leave no trace in what is saved.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tensorflow import keras
 
 import ravdess_tfrecords as rt
 from ravdess_tfrecords import models
-from ravdess_tfrecords.reading import augment, pipeline
+from ravdess_tfrecords.reading import augment, augment_ops, pipeline
 from ravdess_tfrecords.reading.augment import AugmentConfig, AugmentLayer
 
 M = 20
@@ -39,47 +39,62 @@ def _batch(builder, split="test", batch_size=8):
     return audio.numpy(), video.numpy(), label.numpy()
 
 
-def test_device_mode_under_one_seed_gives_the_host_modes_augmentation(builder):
-    """Host mode and device mode (pipeline, then layer): same seed -> same draws -> same batch."""
-    config = AugmentConfig()
-    host = builder.as_dataset("train", batch_size=16, seed=SEED, augment=config)
-    device = builder.as_dataset("train", batch_size=16, seed=SEED, augment_on="device")
-    (h_audio, h_video), h_label = next(iter(host))
-    (d_audio, d_video), d_label = next(iter(device))
-    assert d_video.dtype == tf.uint8 and h_video.dtype == tf.float32
-    np.testing.assert_array_equal(h_label.numpy(), d_label.numpy())  # the same examples, in the same order
+def test_the_layer_does_the_host_modes_maths_for_the_same_parameters():
+    """``augment_ops`` (keras.ops, the layer's) and ``augment`` (TensorFlow, the host's) draw from their own
+    streams; given the same per-clip parameters their crop, flip and colour agree to float rounding."""
+    rng = np.random.default_rng(0)
+    b, s = 8, 64
+    video = rng.random((b, 6, s, s, 3), dtype=np.float32)
+    scale = rng.uniform(0.8, 1.0, b).astype(np.float32)
+    y0, x0 = (rng.random(b, dtype=np.float32) * (1 - scale) for _ in range(2))
+    flipped = rng.random(b) < 0.5
+    factors = [rng.uniform(lo, hi, b).astype(np.float32) for lo, hi in ((-0.1, 0.1), (0.8, 1.2), (0.8, 1.2))]
 
-    first_seed = next(iter(pipeline.augment_seeds(SEED)))  # the seed host mode drew for this batch
-    layer = AugmentLayer(config, seed=0)
-    layer.seed_generator.state.assign(first_seed)
-    out = layer({"audio": d_audio, "video": d_video}, training=True)
-    np.testing.assert_array_equal(out["video"].numpy(), h_video.numpy())
-    np.testing.assert_array_equal(out["audio"].numpy(), h_audio.numpy())
-    # ...and it really augmented: video moved, masks written (as zeros).
-    assert np.abs(out["video"].numpy() - d_video.numpy() / 255.0).mean() > 0.01
-    masked = out["audio"].numpy() != d_audio.numpy()
-    assert masked.any() and (out["audio"].numpy()[masked] == 0).all()
+    rows, cols = augment.crop_samples(y0, scale, s), augment.crop_samples(x0, scale, s, flipped)
+    host = augment._resample_rows(augment._resample_columns(video, *cols), *rows, 1.0)
+    layer = augment_ops.resample(video, augment_ops.sampling_matrix(y0, scale, s),
+                                 augment_ops.sampling_matrix(x0, scale, s, flipped))
+    np.testing.assert_allclose(np.asarray(layer), host.numpy(), rtol=0, atol=2e-6)
 
-    # The next call draws the next seed: new parameters, as host mode's next batch has.
-    again = layer({"audio": d_audio, "video": d_video}, training=True)
-    assert not np.array_equal(again["video"].numpy(), out["video"].numpy())
+    per_clip = [f.reshape(-1, 1, 1, 1, 1) for f in factors]
+    host = augment._color_math(video, augment._frame_means(video, 1.0), *per_clip, 1.0)
+    np.testing.assert_allclose(np.asarray(augment_ops.color_math(video, *factors)), host.numpy(), rtol=0, atol=2e-6)
+
+
+def test_the_layer_augments_a_device_mode_batch(builder):
+    """Training: video moved (one transform per clip, all 6 frames alike), masks zero real frames only;
+    the next call draws anew; one seed reproduces it."""
+    audio, video, _ = _batch(builder, "train", batch_size=16)
+    still = np.repeat(video[:, :1], 6, axis=1)  # each clip's frames identical
+    layer = AugmentLayer(AugmentConfig(), seed=SEED)
+    out = {k: v.numpy() for k, v in layer({"audio": audio, "video": still}, training=True).items()}
+    assert out["video"].dtype == np.float32 and 0.0 <= out["video"].min() and out["video"].max() <= 1.0
+    np.testing.assert_array_equal(out["video"], np.repeat(out["video"][:, :1], 6, axis=1))
+    assert (np.abs(out["video"] - still / 255.0).mean(axis=(1, 2, 3, 4)) > 0.01).all()
+    masked = out["audio"] != audio
+    assert masked.any() and (out["audio"][masked] == 0).all()
+    real = augment.real_frames(audio).numpy()
+    np.testing.assert_array_equal(np.asarray(augment_ops.real_frames(audio)), real)
+    for i, n in enumerate(real):  # no time mask reaches into the padding (it is zeros, so it stays)
+        np.testing.assert_array_equal(out["audio"][i, :, : M - n], audio[i, :, : M - n])
+
+    again = layer({"audio": audio, "video": still}, training=True)
+    assert not np.array_equal(again["video"].numpy(), out["video"])
+    replay = AugmentLayer(AugmentConfig(), seed=SEED)({"audio": audio, "video": still}, training=True)
+    np.testing.assert_array_equal(replay["video"].numpy(), out["video"])
 
 
 def test_both_modes_draw_parameters_from_the_same_distribution():
-    """Host seeds come from ``Dataset.random``, the layer's from a ``SeedGenerator``:
-    both feed ``augment_batch``, so its flip rate is ~0.5 from either source."""
+    """Host seeds come from ``Dataset.random`` into ``augment``, the layer's from a ``SeedGenerator`` into
+    ``augment_ops``: the flip rate is ~0.5 from either."""
     ramp = (np.arange(64) * 4).astype(np.uint8)  # left to right 0..252: a flipped frame starts bright
     video = tf.constant(np.tile(ramp[None, None, None, :, None], (64, 1, 64, 1, 3)))
     config = AugmentConfig.only("flip")
-
-    def flip_rate(seeds):
-        flips = [augment.augment_video(video, s, config).numpy()[:, 0, 0, 0, 0] > 0.5 for s in seeds]
-        return np.mean(flips)
-
-    host = list(pipeline.augment_seeds(3).take(8))
+    host = [augment.augment_video(video, s, config).numpy()[:, 0, 0, 0, 0] > 0.5
+            for s in pipeline.augment_seeds(3).take(8)]
     generator = keras.random.SeedGenerator(3)
-    device = [generator.next() for _ in range(8)]
-    assert 0.4 < flip_rate(host) < 0.6 and 0.4 < flip_rate(device) < 0.6
+    device = [augment_ops.augment_video(video, generator, config).numpy()[:, 0, 0, 0, 0] > 0.5 for _ in range(8)]
+    assert 0.4 < np.mean(host) < 0.6 and 0.4 < np.mean(device) < 0.6
 
 
 def test_real_frames_are_the_stored_frame_counts(builder):
@@ -134,7 +149,11 @@ def test_training_the_wrapped_model_in_device_mode_under_xla(builder):
     train = builder.as_dataset("train", batch_size=16, seed=0, augment_on="device")
     wrapped.fit(train.take(2), epochs=1, verbose=0, shuffle=False)
     assert any(not np.array_equal(b, a) for b, a in zip(before, base.get_weights(), strict=True))
-    np.testing.assert_array_equal(wrapped.get_layer("augment").seed_generator.state.numpy(), [5, 2])
+    one = AugmentLayer(seed=5)
+    one(dict(zip(("audio", "video"), next(iter(train))[0], strict=True)), training=True)
+    draws = one.seed_generator.state.numpy()[1]  # per call: the same number whatever the batch
+    assert draws > 0
+    np.testing.assert_array_equal(wrapped.get_layer("augment").seed_generator.state.numpy(), [5, 2 * draws])
 
 
 def test_saved_keras_and_saved_model_carry_no_augmentation(builder, base_model, tmp_path):

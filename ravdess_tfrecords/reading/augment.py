@@ -23,71 +23,29 @@ Audio ``(B, 24, M, 1)`` standardized MFCCs, SpecAugment style (Park et al. 2019)
   Masked values become 0, the mean after per-sample standardization.
 
 Where it runs (``augment_on``): on the host, in the input pipeline's ``map``
-(``augment_batch``), or on the accelerator, as the first layer of the model
-(``AugmentLayer``; ``with_augmentation`` prepends it to a built model and
-``without_augmentation`` takes it off for saving). Both call ``augment_batch``:
-the same seed gives the same parameters and the same output.
+(``augment_batch``, here), or on the accelerator, as the first layer of the model
+(``AugmentLayer``, re-exported from ``augment_layer``; ``with_augmentation`` prepends
+it to a built model and ``without_augmentation`` takes it off for saving). The layer
+runs ``augment_ops``, the same maths in ``keras.ops`` for any Keras backend: same
+``AugmentConfig``, parameter ranges and order, its own random stream.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
-from tensorflow import keras
 
-from ravdess_tfrecords.errors import UserError
+# One AugmentConfig and one set of luma weights for both implementations; the layer is
+# re-exported here, where the pipeline's users have always found it.
+from ravdess_tfrecords.reading import augment_ops
+from ravdess_tfrecords.reading.augment_layer import AugmentLayer, with_augmentation, without_augmentation
+from ravdess_tfrecords.reading.augment_ops import LUMA as _LUMA
+from ravdess_tfrecords.reading.augment_ops import AugmentConfig
 
-# ITU-R BT.601 luma weights (sum to 1, so grey pixels stay put).
-_LUMA = (0.299, 0.587, 0.114)
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations run in training, and how strong. Each has an on/off switch."""
-
-    flip: bool = True
-    crop: bool = True
-    min_crop_scale: float = 0.8  # crop side / frame side; 0.8 = up to 1.25x zoom
-    color: bool = True
-    brightness: float = 0.1  # delta in [-b, b] on the [0, 1] scale
-    contrast: float = 0.2  # factor in [1 - c, 1 + c]
-    saturation: float = 0.2  # factor in [1 - s, 1 + s]
-    time_mask: bool = True
-    num_time_masks: int = 2
-    time_mask_width: int = 10  # frames, at most
-    freq_mask: bool = True
-    num_freq_masks: int = 1
-    freq_mask_width: int = 4  # MFCC coefficients, at most
-    jit_compile: bool = True  # video passes as XLA kernels; False: op by op (same result to rounding)
-
-    def __post_init__(self):
-        if not 0.0 < self.min_crop_scale <= 1.0:
-            raise UserError(f"min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
-        for name in ("brightness", "contrast", "saturation"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("num_time_masks", "time_mask_width", "num_freq_masks", "freq_mask_width"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def none(cls) -> AugmentConfig:
-        """Every augmentation off."""
-        return cls(flip=False, crop=False, color=False, time_mask=False, freq_mask=False)
-
-    @classmethod
-    def only(cls, *names: str) -> AugmentConfig:
-        """Only the named switches on, e.g. ``AugmentConfig.only("flip", "time_mask")``."""
-        switches = ("flip", "crop", "color", "time_mask", "freq_mask")
-        bad = set(names) - set(switches)
-        if bad:
-            raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(switches)}")
-        return dataclasses.replace(cls.none(), **{n: True for n in names})
-
-    @property
-    def enabled(self) -> bool:
-        return self.flip or self.crop or self.color or self.time_mask or self.freq_mask
+__all__ = [
+    "AugmentConfig", "AugmentLayer", "augment_audio", "augment_batch", "augment_video", "color_jitter",
+    "crop_samples", "default_augment_on", "flip_and_crop", "freq_mask", "mixup", "mixup_seeds", "real_frames",
+    "time_mask", "to_unit", "with_augmentation", "without_augmentation",
+]
 
 
 def _uniform(seed: tf.Tensor, n: tf.Tensor, low: float, high: float) -> tf.Tensor:
@@ -498,16 +456,9 @@ def augment_batch(features: dict, seed: tf.Tensor, config: AugmentConfig = Augme
       A new dict: ``audio`` masked, ``video`` float32 in [0, 1] augmented; other keys unchanged.
     """
     s_v, s_a = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    out = dict(features)
-    if "video" in features:
-        out["video"] = augment_video(features["video"], s_v, config)
-    if "audio" in features:
-        audio = features["audio"]
-        lengths = features.get("audio_frames")
-        if lengths is None and config.time_mask:
-            lengths = real_frames(audio)
-        out["audio"] = augment_audio(audio, s_a, config, lengths=lengths)
-    return out
+    return augment_ops.map_batch(features, config, lambda video: augment_video(video, s_v, config),
+                                 lambda audio, lengths: augment_audio(audio, s_a, config, lengths=lengths),
+                                 real_frames)
 
 
 def default_augment_on() -> str:
@@ -517,102 +468,3 @@ def default_augment_on() -> str:
     cores the step needs, and after it; on the host, tf.data overlaps it with the step.
     """
     return "device" if tf.config.list_physical_devices("GPU") else "host"
-
-
-@keras.utils.register_keras_serializable(package="ravdess_tfrecords")
-class AugmentLayer(keras.layers.Layer):
-    """``augment_batch`` as the model's first layer: training augmentation on the accelerator.
-
-    Input: a dict with ``audio`` float32 ``(B, 24, M, 1)`` and/or ``video`` uint8
-    ``(B, 6, 64, 64, 3)`` (what ``load(..., augment_on="device")`` yields).
-    Output: the same keys, ``audio`` float32, ``video`` float32 in [0, 1].
-
-    Training (``training=True``): ``augment_batch`` with one seed per call from a
-    ``keras.random.SeedGenerator`` (``seed`` makes the run reproducible); same
-    parameters for the 6 frames of a clip, SpecAugment masks on the real frames.
-    Inference: no augmentation, ``video`` scaled by ``to_unit`` (bit-exact
-    ``x / 255``), ``audio`` passed through: so the layer then equals the host
-    pipeline's evaluation path, and a model behind it sees what it sees in host mode.
-
-    Serializable (``get_config``, registered as ``ravdess_tfrecords>AugmentLayer``):
-    a model holding it saves to ``.keras`` and reloads once this module is imported.
-    """
-
-    def __init__(self, config: AugmentConfig | None = None, seed: int | None = None, **kwargs):
-        kwargs.setdefault("dtype", "float32")  # masks and scaling in float32 whatever the policy
-        super().__init__(**kwargs)
-        self.config = AugmentConfig() if config is None else config
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
-
-    def augment(self, inputs: dict, seed: tf.Tensor) -> dict:
-        """The training path with an explicit seed int ``(2,)``: exactly ``augment_batch``."""
-        return augment_batch(inputs, seed, self.config)
-
-    def call(self, inputs, training=None):
-        inputs = dict(inputs)
-        if training and self.config.enabled:
-            out = self.augment(inputs, self.seed_generator.next())
-        else:
-            out = dict(inputs)
-            if "video" in out and out["video"].dtype == tf.uint8:
-                out["video"] = to_unit(out["video"], jit_compile=self.config.jit_compile)
-        if "video" in out:
-            out["video"] = tf.cast(out["video"], tf.float32)  # float input passed through: [0, 1] already
-        return out
-
-    def compute_output_spec(self, inputs, training=None):
-        return {k: keras.KerasTensor(v.shape, dtype="float32", name=k) for k, v in dict(inputs).items()}
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "config": dataclasses.asdict(self.config), "seed": self.seed}
-
-    @classmethod
-    def from_config(cls, config: dict) -> AugmentLayer:
-        config = dict(config)
-        return cls(config=AugmentConfig(**config.pop("config")), **config)
-
-
-def with_augmentation(
-    model: keras.Model, config: AugmentConfig | None = None, *, seed: int | None = None
-) -> keras.Model:
-    """``model`` behind an ``AugmentLayer``: the model to train with ``load(..., augment_on="device")``.
-
-    Args:
-      model: takes ``audio`` float32 ``(B, 24, M, 1)`` and/or ``video`` float32
-        ``(B, 6, 64, 64, 3)`` in [0, 1] (``models.build_model``), by input name.
-      config: the augmentations (default ``AugmentConfig()``).
-      seed: the layer's ``SeedGenerator`` seed.
-
-    Returns:
-      A model named ``augmented_{model.name}`` with the same input names and order,
-      ``video`` uint8 0..255; it shares ``model``'s weights (train it, then save
-      ``without_augmentation(it)``). Compile it, not ``model``.
-    """
-    names = [t.name for t in model.inputs]
-    unknown = set(names) - {"audio", "video"}
-    if unknown:
-        raise ValueError(f"model inputs {sorted(unknown)} are not 'audio'/'video'")
-    inputs = {
-        t.name: keras.Input(t.shape[1:], dtype="uint8" if t.name == "video" else "float32", name=t.name)
-        for t in model.inputs
-    }
-    augmented = AugmentLayer(config, seed=seed, name="augment")(inputs)
-    picked = [augmented[n] for n in names]
-    outputs = model(picked[0] if len(picked) == 1 else picked)
-    return keras.Model([inputs[n] for n in names], outputs, name=f"augmented_{model.name}")
-
-
-def without_augmentation(model: keras.Model) -> keras.Model:
-    """The model behind ``with_augmentation``'s layer (same weights), or ``model`` itself without one.
-
-    Save and export this one: it takes ``video`` float32 in [0, 1], the contract of
-    every saved model (``uint8 / 255``, as ``trainers.predict`` feeds it), whichever
-    way it was trained, and carries no training-time augmentation.
-    """
-    if not any(isinstance(layer, AugmentLayer) for layer in model.layers):
-        return model
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(inner) != 1:
-        raise ValueError(f"{model.name}: expected one model behind the AugmentLayer, found {len(inner)}")
-    return inner[0]
