@@ -43,7 +43,7 @@ from ravdess_tfrecords.reading.augment_ops import AugmentConfig
 
 __all__ = [
     "AugmentConfig", "AugmentLayer", "augment_audio", "augment_batch", "augment_video", "color_jitter",
-    "crop_samples", "default_augment_on", "flip_and_crop", "freq_mask", "mixup", "mixup_seeds", "real_frames",
+    "crop_samples", "default_augment_on", "flip_and_crop", "freq_mask", "mixup", "real_frames",
     "time_mask", "to_unit", "with_augmentation", "without_augmentation",
 ]
 
