@@ -14,7 +14,6 @@ import helpers
 import numpy as np
 import pytest
 
-M = 20  # MFCC frames of the tiny batches
 FILTERS = (4, 8)
 
 
@@ -26,28 +25,37 @@ def _run(code: str, backend: str, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-# Trains the fusion model behind an AugmentLayer a few steps, then writes its weights, the whole wrapped
-# model (.keras) and its probabilities on one batch. ``batches`` is the input: tiny numpy arrays of the
-# shapes and dtypes of ``load(..., augment_on="device")``; any iterator of ``((audio, video), label)``
-# numpy batches can take its place (a data source of the shards).
+# Trains the fusion model behind an AugmentLayer a few steps from the shards' TF-free data source
+# (rt.data_source, Grain), then writes its weights, the whole wrapped model (.keras) and its probabilities
+# on one batch. The batches are those of ``load(..., augment_on="device")``: uint8 video, unaugmented.
 TRAIN = """
 import sys
+
+
+class NoTensorFlow:  # as in a venv without it: Keras itself probes for it (Bidirectional's config)
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError("no tensorflow in this test")
+
+
+sys.meta_path.insert(0, NoTensorFlow())
 import numpy as np
+import grain
 import keras
+import ravdess_tfrecords as rt
 from ravdess_tfrecords import models
 from ravdess_tfrecords.reading import augment_layer
 
-out, m = sys.argv[1], int(sys.argv[2])
+out, data_dir = sys.argv[1], sys.argv[2]
 assert keras.backend.backend() == "jax"
-assert "tensorflow" not in sys.modules  # the models and the layer import none
+src = rt.data_source(data_dir, "train")
+m = src.info.audio_frames
+ds = (grain.MapDataset.source(src).shuffle(seed=0)
+      .map(lambda e: ((e["audio"], e["video"]), e["label"])).batch(4, drop_remainder=True))
 
-def batches(batch_size=4, seed=0):
-    rng = np.random.default_rng(seed)
+def batches():
     while True:
-        audio = rng.standard_normal((batch_size, 24, m, 1)).astype(np.float32)
-        audio[:, :, : m // 4] = 0.0  # the converter's zero pre-padding
-        video = rng.integers(0, 256, (batch_size, 6, 64, 64, 3), dtype=np.uint8)
-        yield (audio, video), rng.integers(0, 7, batch_size)
+        yield from (ds[i] for i in range(len(ds)))
 
 keras.utils.set_random_seed(0)
 base = models.build_model("fusion", audio_frames=m, filters=(4, 8))
@@ -56,7 +64,8 @@ model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 before = [w.copy() for w in base.get_weights()]
 model.fit(batches(), steps_per_epoch=3, epochs=1, verbose=0)
 assert any(not np.array_equal(b, a) for b, a in zip(before, base.get_weights()))
-(audio, video), _ = next(batches(seed=1))
+(audio, video), _ = ds[1]
+assert "tensorflow" not in sys.modules  # the data source, the models and the layer need none
 np.savez(out + "/batch.npz", audio=audio, video=video, probs=model.predict([audio, video], verbose=0))
 base.save_weights(out + "/fusion.weights.h5")
 model.save(out + "/augmented.keras")
@@ -64,20 +73,22 @@ model.save(out + "/augmented.keras")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax (the [test] extra brings jax[cpu])")
-def test_fusion_trained_under_jax_gives_the_same_probabilities_under_tensorflow(tmp_path):
+def test_fusion_trained_under_jax_gives_the_same_probabilities_under_tensorflow(array_record_dir, tmp_path):
     import keras
 
+    import ravdess_tfrecords as rt
     from ravdess_tfrecords import models
     from ravdess_tfrecords.reading import augment
 
-    _run(TRAIN, "jax", str(tmp_path), str(M))
+    _run(TRAIN, "jax", str(tmp_path), array_record_dir)
+    m = rt.data_source(array_record_dir, "train").info.audio_frames
     assert keras.backend.backend() == "tensorflow"
     saved = np.load(tmp_path / "batch.npz")
     audio, video, want = saved["audio"], saved["video"], saved["probs"]
     assert want.shape == (4, 7) and np.allclose(want.sum(axis=1), 1.0, atol=1e-5)
 
     # The weights in a fresh TensorFlow-backend build of the same model.
-    base = models.build_model("fusion", audio_frames=M, filters=FILTERS)
+    base = models.build_model("fusion", audio_frames=m, filters=FILTERS)
     base.load_weights(str(tmp_path / "fusion.weights.h5"))
     np.testing.assert_allclose(base.predict([audio, video.astype(np.float32) / 255.0], verbose=0), want,
                                rtol=0, atol=1e-5)
