@@ -2,6 +2,7 @@
 leaves no worker behind, publishes atomically, searches harder for faces, says what it cut,
 keys its cache on library versions, and defines flags only in its entry points."""
 
+import concurrent.futures
 import contextlib
 import glob
 import json
@@ -67,17 +68,19 @@ def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
     ids = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
     for clip_id in ids:
         _clip(str(corpus), clip_id, duration=2.0)
-    # n_mels=0: librosa raises a ValueError inside each worker's clip (a real failure, not a mock).
-    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", "--n_mels=0")
+    # The test hook gives these clips hop_length=0: librosa itself raises inside each worker's clip (a real
+    # failure, not a mock). (--n_mels=0 did this once: now it is refused before any work, below.)
+    env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: ",".join(f"{i}.mp4" for i in ids)})
+    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", env=env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "Traceback" not in err, err
     assert "no clip converted" in _error_line(err)
     failures = [json.loads(line) for line in (out / schema.FAILURES_FILENAME).read_text().splitlines()]
     assert [f["file"] for f in failures] == [os.path.join(f"Actor_{i[-2:]}", f"{i}.mp4") for i in ids]
     for f in failures:  # every clip was tried: the first exception did not end the run
-        assert f["code"] == "internal" and f["reason"].startswith("ValueError: "), f
+        assert f["code"] == "internal" and f["reason"].startswith("ParameterError: hop_length=0"), f
         assert "Traceback (most recent call last)" in f["traceback"] and "librosa" in f["traceback"]
-        assert f"skipped {f['file']}: ValueError" in err
+        assert f"skipped {f['file']}: ParameterError" in err
 
 
 def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_clip(tmp_path):
@@ -109,6 +112,74 @@ def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_
     assert "(traceback in failures.jsonl)" in err
     info = json.loads((out / schema.INFO_FILENAME).read_text())
     assert info["summary"]["converted"] == 2 and all("traceback" not in f for f in info["failures"])
+
+
+# ---- every number in its range, before any work ----------------------------------------------
+
+# flag=value -> the range its error line names. Each of these once ran: --workers=0 waited forever,
+# --examples_per_shard=0 divided by zero after all of pass 1, the others failed (or did nonsense) per clip.
+BAD_NUMBERS = {
+    "workers=0": "an integer >= 1",
+    "workers=-2": "an integer >= 1",
+    "examples_per_shard=0": "an integer >= 1",
+    "sample_rate=100": "an integer in [4000, 192000]",
+    "n_fft=0": "an integer >= 16",
+    "hop_length=0": "an integer >= 1",
+    "n_mels=0": "an integer >= 24",
+    "n_mels=23": "an integer >= 24",
+    "top_db=-1.0": "a finite number >= 0",
+    "top_db=inf": "a finite number >= 0",
+    "silence_dbfs=1.0": "a finite number <= 0",
+    "silence_dbfs=nan": "a finite number <= 0",
+    "speech_contrast_db=-1.0": "a finite number >= 0",
+    "work_width=10": "an integer >= 80",
+    "face_margin=-0.5": "a finite number >= 0",
+    "face_upsample=9": "an integer in [0, 3]",
+    "finer_search_width=-1": "an integer >= 0",
+    "max_clip_seconds=0.0": "a finite number >= 0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_number_runs(tmp_path_factory):
+    """``{case: (returncode, stderr, output dir)}``: each ``BAD_NUMBERS`` run of the converter, 4 at a time
+    (each is a fresh interpreter; the flags are refused before TensorFlow's import)."""
+    root = tmp_path_factory.mktemp("ranges")
+    corpus = root / "in" / "Actor_01"
+    corpus.mkdir(parents=True)
+    (corpus / "01-01-03-01-01-01-01.mp4").write_bytes(b"a clip to convert")  # work there would be
+
+    def run(case):
+        out = root / case.replace("=", "-")
+        proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--noprogress",
+                               f"--input={root / 'in'}", f"--output={out}", f"--{case}"], env=helpers.repo_env(),
+                              capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stderr, out
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(zip(BAD_NUMBERS, pool.map(run, BAD_NUMBERS), strict=True))
+
+
+@pytest.mark.parametrize("case", list(BAD_NUMBERS))
+def test_a_number_out_of_range_is_one_error_line_before_any_work(case, bad_number_runs):
+    code, stderr, out = bad_number_runs[case]
+    assert code == 2, stderr
+    assert stderr.splitlines() == [f"error: flag --{case}: must be {BAD_NUMBERS[case]} (--help lists the flags)"]
+    assert not out.exists()  # nothing written, not even .cache/
+
+
+def test_the_python_api_checks_the_same_ranges(tmp_path):
+    with pytest.raises(preprocess.UserError, match=r"^n_mels=0: must be an integer >= 24$"):
+        Settings(n_mels=0)
+    with pytest.raises(preprocess.UserError, match=r"^silence_dbfs=nan: must be a finite number <= 0$"):
+        Settings(silence_dbfs=float("nan"))
+    with pytest.raises(preprocess.UserError, match=r"^face_upsample=1.0: must be an integer in \[0, 3\]$"):
+        Settings(face_upsample=1.0)
+    for bad in ({"workers": 0}, {"examples_per_shard": 0}):
+        with pytest.raises(preprocess.UserError, match=f"^{next(iter(bad))}=0: must be an integer >= 1$"):
+            convert.convert([str(tmp_path)], str(tmp_path / "out"), **bad)
+    assert not (tmp_path / "out").exists()
+    assert Settings.from_dict(preprocess.LEGACY) == Settings(**preprocess.LEGACY)  # a stored legacy one passes
 
 
 def test_cache_key_holds_the_library_versions():

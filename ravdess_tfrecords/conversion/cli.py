@@ -7,12 +7,14 @@ The choice is made here so the imports run one way: ``beam_convert`` imports
 ``convert``, and ``convert`` imports neither; apache_beam is imported only with
 ``--runner``. An argument that is neither a flag of the converter nor (with
 ``--runner``) one of Beam's pipeline options is one ``error:`` line and exit
-status 2, before anything is written.
+status 2, before anything is written; so is a number outside its range
+(``RUN_RANGES``, ``preprocess.SETTING_RANGES``), checked when the flags are parsed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 
@@ -21,9 +23,9 @@ from absl import app, flags
 from ravdess_tfrecords import _cli, conversion, storage
 from ravdess_tfrecords.conversion import beam_quiet
 from ravdess_tfrecords.conversion.audio import STANDARDIZE
-from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, convert, format_summary
+from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, RUN_RANGES, convert, format_summary
 from ravdess_tfrecords.conversion.errors import MachineError
-from ravdess_tfrecords.conversion.preprocess import Settings
+from ravdess_tfrecords.conversion.preprocess import SETTING_RANGES, Settings
 
 FLAGS = flags.FLAGS
 
@@ -54,6 +56,8 @@ def _define_flags() -> None:
                               "the clip's frames) or sample (one mean and variance over all of them).")
             continue
         types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
+    # A number outside its range is one error line when the flags are parsed, before any work.
+    _cli.check_ranges({**RUN_RANGES, **SETTING_RANGES})
 
 
 def _refuse(args: list[str], what: str) -> int:
@@ -103,12 +107,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _tensorflow_first(main):
+    """``main`` after TensorFlow's quiet import: once the flags are parsed, so a bad flag is refused at once
+    instead of after the seconds the import takes (nothing before ``main`` imports TensorFlow)."""
+    @functools.wraps(main)
+    def wrapped(argv: list[str]) -> int | None:
+        _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
+        return main(argv)
+
+    return wrapped
+
+
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
-    _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
     _cli.define_main_flags(_define_flags)
     # Unknown flags stay in argv: with --runner they are Beam's pipeline options (main judges them).
-    _cli.run(_cli.user_errors(main), known_only=True)
+    _cli.run(_tensorflow_first(_cli.user_errors(main)), known_only=True)
 
 
 if __name__ == "__main__":

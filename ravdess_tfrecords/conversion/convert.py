@@ -61,7 +61,7 @@ from multiprocessing import connection, get_context
 
 import numpy as np
 
-from ravdess_tfrecords import __version__, filenames, labels, schema, storage
+from ravdess_tfrecords import __version__, _cli, filenames, labels, schema, storage
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import MACHINE_ERRNOS, REASONS, ClipError, MachineError, is_machine_error
@@ -77,6 +77,8 @@ OK_STATUSES = ("converted", "cached")
 CRASHES_FILENAME = "crashes.json"  # in .cache/: {cache file name: {"file", "crashes", "how"}}
 MAX_CRASHES = 2  # a clip whose worker died in this many runs is not tried again
 TEST_CRASH_ENV = "RAVDESS_CONVERT_TEST_CRASH"  # test hook (module docstring)
+# The ranges of the run's numeric arguments (``_cli.range_problem``), as of the settings' (``SETTING_RANGES``).
+RUN_RANGES = {"workers": (1, None), "examples_per_shard": (1, None)}
 
 
 def library_versions() -> dict[str, str]:
@@ -298,6 +300,13 @@ def _parse_names(found: list[sources.Source]) -> list[tuple[sources.Source, file
     return out
 
 
+def check_run_arguments(**values: object) -> None:
+    """Raise ``UserError`` for the first of ``values`` (``workers``, ``examples_per_shard``) outside ``RUN_RANGES``."""
+    problem = _cli.out_of_range(values, RUN_RANGES)
+    if problem:
+        raise UserError(problem)
+
+
 def _check_modality_choice(modality: str) -> None:
     if modality not in MODALITY_CHOICES:
         raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
@@ -412,13 +421,15 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
       whole metadata) and ``reused`` (clips taken from the cache).
 
     Raises:
-      ValueError: an unknown vocal channel; an ``output_dir`` that is not local (the pool
+      ValueError (``UserError``): ``workers`` or ``examples_per_shard`` below 1 (``RUN_RANGES``);
+        an unknown vocal channel; an ``output_dir`` that is not local (the pool
         caches on this machine's disk: a Beam runner writes to any ``tf.io.gfile`` path).
       FileNotFoundError: a missing input.
       MachineError (an OSError): the output or its cache cannot be written (full disk,
         too many open files, no permission); the published output is left as it was.
       RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
+    check_run_arguments(workers=workers, examples_per_shard=examples_per_shard)  # before any work
     inputs, output_dir = [storage.expand(path) for path in inputs], storage.expand(output_dir)
     if not storage.is_local(output_dir):
         raise UserError(f"--output={output_dir} is not on this machine's disk, where the local process pool "

@@ -17,12 +17,13 @@ in one clip (``internal``), for the converter and ``trainers.predict`` alike.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
 import numpy as np
 
-from ravdess_tfrecords import schema
+from ravdess_tfrecords import _cli, schema
 from ravdess_tfrecords.conversion import audio, faces, video
 from ravdess_tfrecords.conversion.errors import ClipError
 from ravdess_tfrecords.errors import UserError
@@ -79,6 +80,9 @@ class Settings:
     def __post_init__(self):
         if self.standardize not in audio.STANDARDIZE:
             raise UserError(f"standardize must be one of {', '.join(audio.STANDARDIZE)}, got {self.standardize!r}")
+        problem = _cli.out_of_range({name: getattr(self, name) for name in SETTING_RANGES}, SETTING_RANGES)
+        if problem:
+            raise UserError(problem)
 
     @classmethod
     def from_dict(cls, values: dict) -> Settings:
@@ -88,6 +92,24 @@ class Settings:
         return cls(**{**LEGACY, **{k: v for k, v in values.items() if k in names}})
 
 
+# The allowed range of each numeric setting (``_cli.range_problem``: both ends included, None for no end,
+# int ends for integers); the converter's flags are checked against it before any work (``cli``), and so
+# is every ``Settings``.
+SETTING_RANGES = {
+    "sample_rate": (4000, 192000),
+    "n_fft": (16, None),
+    "hop_length": (1, None),
+    "n_mels": (schema.NUM_MFCC, None),  # the MFCCs are the first NUM_MFCC coefficients of the mel spectrum
+    "top_db": (0.0, None),
+    "silence_dbfs": (None, 0.0),  # 0 dBFS is full scale
+    "speech_contrast_db": (0.0, None),
+    "work_width": (80, None),  # dlib HOG's window is 80 px
+    "face_margin": (0.0, None),
+    "face_upsample": (0, 3),  # each pass doubles the sides; the finer search adds one (1280 px -> 20480)
+    "finer_search_width": (0, None),
+    "max_clip_seconds": (0.5, None),
+}
+
 TEST_RAISE_ENV = "RAVDESS_PREPROCESS_TEST_RAISE"  # test hook (module docstring)
 
 
@@ -95,7 +117,9 @@ def _test_raise_hook(path: str, settings: Settings) -> Settings:
     """The test hook of the module docstring: settings that make librosa raise, for a named clip."""
     names = os.environ.get(TEST_RAISE_ENV)
     if names and os.path.basename(path) in names.split(","):
-        return dataclasses.replace(settings, hop_length=0)
+        broken = copy.copy(settings)  # not dataclasses.replace: the range check would refuse hop_length=0
+        object.__setattr__(broken, "hop_length", 0)
+        return broken
     return settings
 
 
