@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,17 +82,35 @@ def test_a_worker_killed_on_a_clip_costs_only_that_clip(tmp_path, workers):
     if workers == 2:
         return
     # A rerun tries it again (the out-of-memory killer may not strike twice); a second crash is the last.
+    # This rerun is stopped by Ctrl-C while a new clip, after the crashing one, is in work: its crash is
+    # counted all the same (crashes.json was once saved only by a run whose pass 1 ended normally).
+    _clip(str(corpus / "zz"), "01-01-03-01-01-01-04")  # "zz/...": after the zip's clip in the run's order
+    proc = subprocess.Popen([sys.executable, "-m", "ravdess_tfrecords.convert", "--noprogress", f"--input={corpus}",
+                             f"--output={out}", "--workers=1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(f"skipped Video_Speech_Actor_02.zip:Actor_02/{CRASHING}.mp4"):
+            proc.send_signal(signal.SIGINT)  # the next clip's fresh worker is starting
+            break
+    stdout, stderr = proc.communicate(timeout=300)
+    stderr = "".join(seen) + stderr
+    assert proc.returncode == 130 and "interrupted: finished clips are cached" in stderr, stdout + stderr
+    assert "not tried again" not in stderr, stderr
+    record = json.loads((out / ".cache" / convert.CRASHES_FILENAME).read_text())
+    assert [(r["file"], r["crashes"]) for r in record.values()] == [(f"Actor_02/{CRASHING}.mp4", 2)]
+    cached = len(list((out / ".cache").glob("*.npz")))  # 3 if the new clip's worker had started and finished it
+    assert cached in (2, 3), cached
     code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1", env=env)
-    assert code == 0 and "(2 reused from an earlier run)" in stdout and "not tried again" not in stdout, stderr
-    code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1", env=env)
-    assert code == 0, stderr
+    assert code == 0 and f"({cached} reused from an earlier run)" in stdout, stderr
     [failure] = _failures(out)
     assert failure["code"] == "crashed" and "in 2 runs" in failure["reason"], failure
     assert "1 clips were not tried again" in stdout and convert.CRASHES_FILENAME in stdout, stdout
     # Without the crash (a fixed library), deleting the record retries it, and it converts.
     (out / ".cache" / convert.CRASHES_FILENAME).unlink()
     code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1")
-    assert code == 0 and "converted 3 clips" in stdout and not _failures(out), stdout + stderr
+    assert code == 0 and "converted 4 clips" in stdout and not _failures(out), stdout + stderr
     assert not (out / ".cache" / convert.CRASHES_FILENAME).exists()
 
 

@@ -23,7 +23,8 @@ Clips are preprocessed in worker processes (one even with ``workers=1``), one
 clip at a time each: a worker that dies (a segfault in a native library, the
 out-of-memory killer) costs only its clip, skipped as ``crashed`` with the
 signal or exit code, and is replaced. ``OUTPUT/.cache/crashes.json`` counts
-each clip's crashes: one that crashed in two runs is not tried again.
+each clip's crashes, saved however pass 1 ends (Ctrl-C and machine errors too):
+one that crashed in two runs is not tried again.
 The machine does stop it (a full disk, no file handles, an output that cannot
 be written: ``errors.MachineError``), leaving the last published output intact.
 Zero converted clips is exit code 1, and so is a machine error.
@@ -484,6 +485,7 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
             record_failure(results[index], plan.failures, progress)
     # Every clip runs in a worker process, even with workers=1: a worker's native crash costs one clip.
     pool = _Pool(min(workers, len(to_run))) if to_run else None
+    finished = False
     try:
         stream = pool.run([jobs[i] for i in to_run]) if pool else iter(())
         for k, result in progress_bar.bar(stream, len(to_run), "preprocessing", progress):
@@ -496,11 +498,16 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
         if is_machine_error(e, output_dir):
             raise _machine_error("cannot start the preprocessing", e, output_dir) from e
         raise
+    else:
+        finished = True
     finally:
         if pool:
             pool.close()
         _remove_stale(cache_dir)  # a crashed worker's temporary files
-    _save_crashes(cache_dir, crashes, results, output_dir)
+        # Every way out (Ctrl-C, a machine error) keeps this run's crashes; on a failed one the failure is
+        # what is reported, not a second one of writing the record.
+        with contextlib.nullcontext() if finished else contextlib.suppress(OSError):
+            _save_crashes(cache_dir, crashes, results, output_dir)
 
     # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
     done = converted(plan, results, inputs, output_dir)
@@ -522,8 +529,9 @@ def _remove_stale(cache_dir: str) -> None:
                 os.unlink(stale)
 
 
-def _save_crashes(cache_dir: str, crashes: dict, results: list[dict], output_dir: str) -> None:
-    """Count this run's crashes into ``.cache/crashes.json``; forget the clips that converted."""
+def _save_crashes(cache_dir: str, crashes: dict, results: list[dict | None], output_dir: str) -> None:
+    """Count this run's crashes into ``.cache/crashes.json`` (atomically); forget the clips that converted.
+    ``results``: None for a clip not finished (a stopped run)."""
     updated = dict(crashes)
     for result in results:
         key = os.path.basename(result["cache"]) if result and "cache" in result else None
