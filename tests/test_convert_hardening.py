@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ravdess_tfrecords import filenames, schema
-from ravdess_tfrecords.conversion import convert, ffmpeg, preprocess, sources, synthetic
+from ravdess_tfrecords.conversion import convert, faces, ffmpeg, preprocess, sources, synthetic
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
 
 
@@ -244,6 +244,27 @@ def test_a_small_face_is_found_by_the_finer_search(tmp_path):
     without = convert.convert([str(corpus)], str(tmp_path / "plain"), progress=False,
                               settings=Settings(finer_search_width=0))
     assert without["skipped"] == {"no_face": 1}  # the face really is too small at the working scale
+
+
+def test_a_face_shown_only_between_the_six_frames_is_found_in_more_frames(tmp_path):
+    """No face in the six frames nor by the finer search, but at other times of the speech interval: found
+    there, and each of the six frames borrows the nearest one's box (it was no_face)."""
+    path, name = str(tmp_path / "01-01-03-01-01-01-06.mp4"), filenames.parse("01-01-03-01-01-01-06")
+    synthetic.make_clip(path, name, duration=4.0, face=False)
+    _, _, start, end = preprocess._decode_speech(path, Settings())  # the interval the six frames divide
+    length = end - start
+    # The face shows within length/24 of each boundary between the six segments, whose centres (the six
+    # frames) lie length/12 away; the 24 frames of the further search lie length/48 from the boundaries.
+    shown = [(start + k * length / 6 - length / 24, start + k * length / 6 + length / 24) for k in range(1, 6)]
+    truth = synthetic.make_clip(path, name, duration=4.0, face_times=shown)
+    assert preprocess._decode_speech(path, Settings())[2:] == (start, end)  # the same voice: the same interval
+    clip = preprocess_clip(path, Settings())
+    assert clip.finer_search and clip.video.shape == (6, 64, 64, 3)
+    times = (start + length / 6 * (np.arange(6) + 0.5))
+    for box, t in zip(clip.boxes, times, strict=True):  # the face, where it is (it moves ~10 px)
+        assert faces.iou(tuple(box), truth.face_box(t)) > 0.5, (box, truth.face_box(t))
+    again = preprocess_clip(path, Settings())
+    assert np.array_equal(again.video, clip.video) and np.array_equal(again.boxes, clip.boxes)  # deterministic
 
 
 # ---- processes -------------------------------------------------------------------------------
