@@ -4,6 +4,7 @@ keys its cache on library versions, and defines flags only in its entry points."
 
 import concurrent.futures
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -52,27 +53,49 @@ def test_flags_are_defined_only_by_the_entry_points(tmp_path):
         "assert callable(convert.convert) and callable(verify.verify)\n"
         "print('imported')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
-    # The entry points still define theirs.
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", f"--data_dir={tmp_path}"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "ravdess_tfrecords.convert" in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--help"],
-                          capture_output=True, text=True, timeout=120)
-    assert "--examples_per_shard" in proc.stdout and "--finer_search_width" in proc.stdout, proc.stderr
+    # The three programs run side by side (each a fresh interpreter); the entry points still define theirs.
+    commands = [["-c", program], ["-m", "ravdess_tfrecords.verify", f"--data_dir={tmp_path}"],
+                ["-m", "ravdess_tfrecords.convert", "--help"]]
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        imported, verify, help_text = pool.map(
+            lambda args: subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120),
+            commands)
+    assert imported.returncode == 0 and "imported" in imported.stdout, imported.stderr
+    assert verify.returncode == 1 and "ravdess_tfrecords.convert" in verify.stderr, verify.stderr
+    assert "--examples_per_shard" in help_text.stdout and "--finer_search_width" in help_text.stdout, help_text.stderr
 
 
-def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{name: Future}`` of this module's converter runs that need nothing else (``helpers.background``: side
+    by side, not one test after the other); each test waits for its own."""
+    tmp = tmp_path_factory.mktemp
+    jobs = {"internal": functools.partial(_all_internal_run, tmp("internal")),
+            "beside_good": functools.partial(_beside_good_run, tmp("beside")),
+            "kill-group": functools.partial(_killed_converter_run, tmp("killed"), "group"),
+            "kill-converter": functools.partial(_killed_converter_run, tmp("killed"), "converter")}
+    with helpers.background(jobs, at_once=4) as futures:
+        yield futures
+
+
+INTERNAL_IDS = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
+
+
+def _all_internal_run(tmp_path):
     corpus, out = tmp_path / "in", tmp_path / "out"
-    ids = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
-    for clip_id in ids:
+    for clip_id in INTERNAL_IDS:
         _clip(str(corpus), clip_id, duration=2.0)
     # The test hook gives these clips hop_length=0: librosa itself raises inside each worker's clip (a real
     # failure, not a mock). (--n_mels=0 did this once: now it is refused before any work, below.)
-    env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: ",".join(f"{i}.mp4" for i in ids)})
+    env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: ",".join(f"{i}.mp4" for i in INTERNAL_IDS)})
     proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", env=env)
     _, err = proc.communicate(timeout=300)
+    return out, proc, err
+
+
+def test_an_unexpected_exception_skips_the_clip_as_internal(runs):
+    out, proc, err = runs["internal"].result()
+    ids = INTERNAL_IDS
     assert proc.returncode == 1 and "Traceback" not in err, err
     assert "no clip converted" in _error_line(err)
     failures = [json.loads(line) for line in (out / schema.FAILURES_FILENAME).read_text().splitlines()]
@@ -83,7 +106,7 @@ def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
         assert f"skipped {f['file']}: ParameterError" in err
 
 
-def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_clip(tmp_path):
+def _beside_good_run(tmp_path):
     corpus, out = tmp_path / "in", tmp_path / "out"
     good = _clip(str(corpus), "01-01-03-01-01-01-01", duration=2.0)
     _clip(str(corpus), "01-01-04-01-01-01-02", duration=2.0)
@@ -99,6 +122,11 @@ def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_
     env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: os.path.basename(raises)})
     proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", env=env)
     stdout, err = proc.communicate(timeout=300)
+    return out, raises, bad, proc, stdout, err
+
+
+def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_clip(runs):
+    out, raises, bad, proc, stdout, err = runs["beside_good"].result()
     assert proc.returncode == 0 and "converted 2 clips" in stdout, stdout + err
     failures = {f["code"]: f for f in map(json.loads, (out / schema.FAILURES_FILENAME).read_text().splitlines())}
     assert sorted(failures) == ["bad_audio", "internal"], failures
@@ -312,9 +340,10 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("target", ["group", "converter"])
-def test_a_killed_converter_leaves_no_worker(tmp_path, target):
+def _killed_converter_run(tmp_path, target):
+    """Kill a converter in pass 1: ``(its pool workers then, its descendants still alive 10 s later)``."""
+    if not sys.platform.startswith("linux"):
+        return None
     corpus, out = tmp_path / "in", tmp_path / "out"
     for k in range(6):
         _clip(str(corpus), f"01-01-0{3 + k % 5}-01-0{1 + k // 5}-01-0{1 + k % 2}", duration=2.0)
@@ -322,8 +351,7 @@ def test_a_killed_converter_leaves_no_worker(tmp_path, target):
     deadline = time.time() + 240
     while not glob.glob(str(out / ".cache" / "*.npz")) and time.time() < deadline:
         time.sleep(0.05)
-    workers = _children_of(proc.pid)
-    assert len(_pool_workers(proc.pid)) == 2, workers  # not the resource tracker, not an ffmpeg
+    workers, pool = _children_of(proc.pid), _pool_workers(proc.pid)
     if target == "group":  # timeout -s KILL, a job scheduler
         os.killpg(proc.pid, signal.SIGKILL)
     else:  # the OOM killer: the converter alone
@@ -332,9 +360,18 @@ def test_a_killed_converter_leaves_no_worker(tmp_path, target):
     deadline = time.time() + 10
     while any(_alive(p) for p in workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert not [p for p in workers if _alive(p)]
+    survivors = [p for p in workers if _alive(p)]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    return workers, pool, survivors
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("target", ["group", "converter"])
+def test_a_killed_converter_leaves_no_worker(runs, target):
+    workers, pool, survivors = runs[f"kill-{target}"].result()
+    assert len(pool) == 2, workers  # not the resource tracker, not an ffmpeg
+    assert not survivors
 
 
 # ---- the machine's errors: a real 4 MB disk --------------------------------------------------

@@ -14,7 +14,6 @@ status 2, before anything is written; so is a number outside its range
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import sys
 
@@ -84,6 +83,9 @@ def main(argv: list[str]) -> int:
         return _refuse(argv[1:], "not a flag of the converter")
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required")
+    # Only now, the arguments checked (a bad one is refused at once, not after the seconds this takes):
+    # nothing before imports TensorFlow, whose start-up chatter would hide the summary.
+    _cli.quiet_tensorflow()
     # "--input=~/x" reaches us with its "~": the shell expands it after "=" only in assignments.
     inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
@@ -107,22 +109,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _tensorflow_first(main):
-    """``main`` after TensorFlow's quiet import: once the flags are parsed, so a bad flag is refused at once
-    instead of after the seconds the import takes (nothing before ``main`` imports TensorFlow)."""
-    @functools.wraps(main)
-    def wrapped(argv: list[str]) -> int | None:
-        _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
-        return main(argv)
-
-    return wrapped
-
-
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
     _cli.define_main_flags(_define_flags)
     # Unknown flags stay in argv: with --runner they are Beam's pipeline options (main judges them).
-    _cli.run(_tensorflow_first(_cli.user_errors(main)), known_only=True)
+    _cli.run(_cli.user_errors(main), known_only=True)
 
 
 if __name__ == "__main__":
