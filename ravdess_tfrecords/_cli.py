@@ -13,6 +13,10 @@
   is a bug or a runtime failure: its traceback, exit status 1. Before ``main`` it
   hides Python's INFO log lines (``quiet_logs``): TensorFlow's SavedModel export,
   absl's and Beam's chatter; warnings and errors stay.
+* ``range_problem`` / ``check_ranges(ranges)``: a numeric flag outside its range
+  (``{name: (low, high)}``, both ends included, None for no end; NaN and infinity
+  never pass) is one ``error: flag --name=value: must be ...`` line and exit status 2
+  when the flags are parsed, before ``main`` does any work.
 * ``run(main)``: ``absl.app.run`` with that policy, and flag errors (a bad value, an
   unknown flag, a missing required one) as one ``error:`` line and exit status 2
   instead of absl's ``FATAL Flags parsing error`` and usage dump with status 1.
@@ -38,6 +42,8 @@ import glob
 import importlib.util
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import sys
@@ -179,6 +185,57 @@ def require(*names: str) -> None:
     for name in names:
         if not flags.FLAGS[name].value:
             raise UserError(f"--{name} is required ({flags.FLAGS[name].help})")
+
+
+Range = tuple  # (low, high): both ends included, None for no end; int ends: a range of integers
+
+
+def describe_range(low: float | None, high: float | None) -> str:
+    """``"an integer >= 1"``, ``"a finite number in [0, 4]"``: the range ``[low, high]`` in words."""
+    kind = "an integer" if _integer(low, high) else "a finite number"
+    if low is not None and high is not None:
+        return f"{kind} in [{low:g}, {high:g}]"
+    if low is not None:
+        return f"{kind} >= {low:g}"
+    return f"{kind} <= {high:g}" if high is not None else kind
+
+
+def _integer(low: float | None, high: float | None) -> bool:
+    return all(isinstance(end, int) for end in (low, high) if end is not None)
+
+
+def range_problem(value: object, low: float | None = None, high: float | None = None) -> str | None:
+    """What is wrong with ``value`` for ``[low, high]``, e.g. ``"must be an integer >= 1"``; None if nothing.
+
+    A range with int ends (``(1, None)``) takes integers only; one with a float end takes any finite
+    number. Not a number (a bool included), NaN and infinity are always wrong.
+    """
+    kind = numbers.Integral if _integer(low, high) else numbers.Real
+    if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
+            or (low is not None and value < low) or (high is not None and value > high)):
+        return f"must be {describe_range(low, high)}"
+    return None
+
+
+def out_of_range(values: dict[str, object], ranges: dict[str, Range], prefix: str = "") -> str | None:
+    """``"n_mels=0: must be an integer >= 24"`` for the first of ``values`` outside its range in ``ranges``
+    (names ``prefix``-ed: ``"--"`` for flags); None if all are inside."""
+    for name, value in values.items():
+        problem = range_problem(value, *ranges[name])
+        if problem:
+            return f"{prefix}{name}={value!r}: {problem}"
+    return None
+
+
+def check_ranges(ranges: dict[str, Range]) -> None:
+    """Register an absl validator for each flag of ``ranges`` (``{name: (low, high)}``, see ``range_problem``):
+    a value outside it is a flag error when the flags are parsed (``parse_flags``: one
+    ``error: flag --name=value: must be ...`` line, exit status 2), before ``main`` does any work."""
+    from absl import flags
+
+    for name, (low, high) in ranges.items():
+        flags.register_validator(name, lambda value, low=low, high=high: range_problem(value, low, high) is None,
+                                 message=f"must be {describe_range(low, high)}")
 
 
 def quiet_logs(level: int = logging.WARNING) -> None:

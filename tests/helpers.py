@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,12 @@ def fit_with_backup(model_dir: str, epochs: int, *extra, learning_rate: float = 
     history = model.fit(x, y, validation_data=(x, y), epochs=epochs, batch_size=8, verbose=0,
                         callbacks=[*callbacks.make_callbacks(config, model_dir), *extra])
     return history, model
+
+
+@contextlib.contextmanager
+def background(jobs: dict[str, Callable[[], object]], at_once: int = 4) -> Iterator[dict[str, Future]]:
+    """``{name: Future}`` of ``jobs`` run in threads, ``at_once`` at a time, from the start: a module fixture's
+    command lines (each a fresh interpreter that imports TensorFlow, librosa or dlib, seconds of mostly
+    one-core work) run side by side instead of one test after the other. Waits for them all at the end."""
+    with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+        yield {name: pool.submit(job) for name, job in jobs.items()}

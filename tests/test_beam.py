@@ -7,6 +7,7 @@ tiny synthetic corpus given as ``file://`` URLs, so the ``tf.io.gfile`` paths ar
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -133,11 +134,26 @@ def test_a_beam_worker_keeps_a_clip_in_memory(corpus_and_local, tmp_path, monkey
     assert video.dtype == local_video.dtype and np.array_equal(video, local_video)
 
 
-@pytest.mark.parametrize("typo", ["--workerz=2", "--vocal_chanels=speech"])
-def test_a_mistyped_flag_with_a_runner_is_an_error(typo, tmp_path):
+TYPOS = ["--workerz=2", "--vocal_chanels=speech"]
+
+
+@pytest.fixture(scope="module")
+def typo_runs(tmp_path_factory):
+    """``{typo: (process, its temporary folder)}``: the runs of the test below, side by side (each imports Beam)."""
     pytest.importorskip("apache_beam")
-    proc = _cli(f"--input={tmp_path}", f"--output={tmp_path / 'out'}", "--runner=DirectRunner",
-                "--direct_num_workers=1", typo)
+    folders = {typo: tmp_path_factory.mktemp("typo") for typo in TYPOS}
+
+    def run(typo):
+        return _cli(f"--input={folders[typo]}", f"--output={folders[typo] / 'out'}", "--runner=DirectRunner",
+                    "--direct_num_workers=1", typo)
+
+    with concurrent.futures.ThreadPoolExecutor(len(TYPOS)) as pool:
+        return {typo: (proc, folders[typo]) for typo, proc in zip(TYPOS, pool.map(run, TYPOS), strict=True)}
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+def test_a_mistyped_flag_with_a_runner_is_an_error(typo, typo_runs):
+    proc, tmp_path = typo_runs[typo]
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"error: unexpected arguments: {typo} (neither a flag of the converter "
                                         "nor a Beam pipeline option; see --help)"]

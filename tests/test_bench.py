@@ -18,3 +18,16 @@ def test_bench_pipeline_without_data_dir_writes_random_shards_and_measures():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "writing 24 x 1 random-content examples to " in proc.stdout
     assert "(a)  bare TFRecordDataset iteration" in proc.stdout and "training step on this CPU" in proc.stdout
+
+
+def test_bench_train_interleaves_its_repeats_and_reports_median_and_spread():
+    """The ratio comes from repeats interleaved in time (each repeat starts one variant later), as the
+    median and the min-max of the per-repeat ratios: 2 steps once gave bfloat16 0.16x and 1.24x float32."""
+    from tools import bench_train
+
+    assert bench_train.schedule(["a", "b", "c"], 2) == ["a", "b", "c", "b", "c", "a"]
+    rates = {"float32": [100.0, 50.0, 100.0], "bfloat16": [150.0, 75.0, 90.0]}  # repeat 2: the machine was busy
+    rows = {row[0]: row[1:] for row in bench_train.table_rows(rates)}
+    assert rows["float32"] == (100.0, 50.0, 100.0, 1.0, 1.0, 1.0)
+    assert rows["bfloat16"] == (90.0, 75.0, 150.0, 1.5, 0.9, 1.5)  # ratios 1.5, 1.5, 0.9: median 1.5
+    assert bench_train.table_rows({"xla": [1.0]})[0][4:] == (None, None, None)  # no float32 to compare with

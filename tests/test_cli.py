@@ -232,12 +232,12 @@ def test_user_errors_are_narrow():
 
 @pytest.mark.skipif(not NO_GPU, reason="with a GPU, TensorFlow's start-up log is left alone")
 def test_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
-    quiet = _run("trainers.evaluate", f"--model_dir={tmp_path}")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # side by side: each imports TensorFlow
+        quiet, loud = pool.map(lambda extra: _run("trainers.evaluate", f"--model_dir={tmp_path}", *extra),
+                               [(), ("--verbose",)])
     for noise in ("cuInit", "oneDNN", "InitializeLog", "cuda drivers"):
         assert noise not in quiet.stderr, quiet.stderr
     assert quiet.stderr.startswith("error: ")
-
-    loud = _run("trainers.evaluate", f"--model_dir={tmp_path}", "--verbose")
     assert loud.returncode != 0
     assert "Traceback" in loud.stderr and "FileNotFoundError" in loud.stderr  # the traceback, with --verbose
     assert "oneDNN" in loud.stderr or "InitializeLog" in loud.stderr, loud.stderr[-3000:]  # TensorFlow not silenced

@@ -6,11 +6,14 @@ out-of-memory killer would, so the pool really loses a process. The machine's er
 a lowered RLIMIT_NOFILE, a read-only tmpfs, a user who may not write.
 """
 
+import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,13 +55,45 @@ def _failures(out):
     return [json.loads(line) for line in (out / schema.FAILURES_FILENAME).read_text().splitlines()]
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{name: Future}`` of this module's independent converter runs, started together (``helpers.background``:
+    one after the other, their imports took most of the module's time); each test waits for its own."""
+    tmp = tmp_path_factory.mktemp
+    corpus = concurrent.futures.Future()  # (folders, zips): made by the "folders" job, converted by both
+
+    def two_forms(kind):
+        if kind == "folders":
+            try:
+                corpus.set_result(_folders_and_zips_corpus(tmp("two_forms")))
+            except BaseException as e:
+                corpus.set_exception(e)
+                raise
+        folders, zips = corpus.result()
+        out = folders.parent / f"out-{kind}"
+        return out, _cli(f"--input={folders if kind == 'folders' else zips}", f"--output={out}", "--workers=2",
+                         "--max_clip_seconds=2.5", "--finer_search_width=0")
+
+    jobs = {
+        "crash-2": functools.partial(_first_crash_run, tmp("crash"), 2),
+        "crash-1": functools.partial(_first_crash_run, tmp("crash"), 1),
+        "folders": functools.partial(two_forms, "folders"),
+        "zips": functools.partial(two_forms, "zips"),
+        "tilde": functools.partial(_tilde_run, tmp("tilde")),
+        "nofile-0": functools.partial(_no_file_handles_run, tmp("nofile"), 0),
+        "nofile-4": functools.partial(_no_file_handles_run, tmp("nofile"), 4),
+        "no_media": functools.partial(_no_media_run, tmp("no_media")),
+    }
+    with helpers.background(jobs, at_once=4) as futures:
+        yield futures
+
+
 # ---- 1. a worker's native crash costs its clip only --------------------------------------------
 
 CRASHING = "01-01-05-01-01-01-02"
 
 
-@pytest.mark.parametrize("workers", [2, 1])
-def test_a_worker_killed_on_a_clip_costs_only_that_clip(tmp_path, workers):
+def _first_crash_run(tmp_path, workers):
     corpus, out = tmp_path / "in", tmp_path / "out"
     for clip_id in ("01-01-03-01-01-01-01", "01-01-04-01-01-01-03"):
         _clip(str(corpus), clip_id)
@@ -67,7 +102,12 @@ def test_a_worker_killed_on_a_clip_costs_only_that_clip(tmp_path, workers):
     with zipfile.ZipFile(corpus / "Video_Speech_Actor_02.zip", "w") as z:
         z.write(member, f"Actor_02/{CRASHING}.mp4")
     env = _env(RAVDESS_CONVERT_TEST_CRASH=f"{CRASHING}.mp4")
-    code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", f"--workers={workers}", env=env)
+    return corpus, out, env, _cli(f"--input={corpus}", f"--output={out}", f"--workers={workers}", env=env)
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_worker_killed_on_a_clip_costs_only_that_clip(runs, workers):
+    corpus, out, env, (code, stdout, stderr) = runs[f"crash-{workers}"].result()
     assert code == 0 and "Traceback" not in stderr, stderr
     [failure] = _failures(out)
     assert failure["file"] == f"Actor_02/{CRASHING}.mp4" and failure["code"] == "crashed", failure
@@ -81,29 +121,50 @@ def test_a_worker_killed_on_a_clip_costs_only_that_clip(tmp_path, workers):
     if workers == 2:
         return
     # A rerun tries it again (the out-of-memory killer may not strike twice); a second crash is the last.
+    # This rerun is stopped by Ctrl-C while a new clip, after the crashing one, is in work: its crash is
+    # counted all the same (crashes.json was once saved only by a run whose pass 1 ended normally).
+    _clip(str(corpus / "zz"), "01-01-03-01-01-01-04")  # "zz/...": after the zip's clip in the run's order
+    proc = subprocess.Popen([sys.executable, "-m", "ravdess_tfrecords.convert", "--noprogress", f"--input={corpus}",
+                             f"--output={out}", "--workers=1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(f"skipped Video_Speech_Actor_02.zip:Actor_02/{CRASHING}.mp4"):
+            proc.send_signal(signal.SIGINT)  # the next clip's fresh worker is starting
+            break
+    stdout, stderr = proc.communicate(timeout=300)
+    stderr = "".join(seen) + stderr
+    assert proc.returncode == 130 and "interrupted: finished clips are cached" in stderr, stdout + stderr
+    assert "not tried again" not in stderr, stderr
+    record = json.loads((out / ".cache" / convert.CRASHES_FILENAME).read_text())
+    assert [(r["file"], r["crashes"]) for r in record.values()] == [(f"Actor_02/{CRASHING}.mp4", 2)]
+    cached = len(list((out / ".cache").glob("*.npz")))  # 3 if the new clip's worker had started and finished it
+    assert cached in (2, 3), cached
     code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1", env=env)
-    assert code == 0 and "(2 reused from an earlier run)" in stdout and "not tried again" not in stdout, stderr
-    code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1", env=env)
-    assert code == 0, stderr
+    assert code == 0 and f"({cached} reused from an earlier run)" in stdout, stderr
     [failure] = _failures(out)
     assert failure["code"] == "crashed" and "in 2 runs" in failure["reason"], failure
     assert "1 clips were not tried again" in stdout and convert.CRASHES_FILENAME in stdout, stdout
     # Without the crash (a fixed library), deleting the record retries it, and it converts.
     (out / ".cache" / convert.CRASHES_FILENAME).unlink()
     code, stdout, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1")
-    assert code == 0 and "converted 3 clips" in stdout and not _failures(out), stdout + stderr
+    assert code == 0 and "converted 4 clips" in stdout and not _failures(out), stdout + stderr
     assert not (out / ".cache" / convert.CRASHES_FILENAME).exists()
 
 
 # ---- 2. "~" in the path flags -------------------------------------------------------------------
 
 
-def test_tilde_in_path_flags_is_the_home_folder(tmp_path):
+def _tilde_run(tmp_path):
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     cwd.mkdir()
     _clip(str(home / "corpus"), "01-01-03-01-01-01-01")
-    code, stdout, stderr = _cli("--input=~/corpus", "--output=~/out", "--workers=1",
-                                env=_env(HOME=str(home)), cwd=cwd)
+    return home, cwd, _cli("--input=~/corpus", "--output=~/out", "--workers=1", env=_env(HOME=str(home)), cwd=cwd)
+
+
+def test_tilde_in_path_flags_is_the_home_folder(runs):
+    home, cwd, (code, stdout, stderr) = runs["tilde"].result()
     assert code == 0, stderr
     assert (home / "out" / schema.INFO_FILENAME).exists() and f"-> {home / 'out'}" in stdout, stdout
     assert not (cwd / "~").exists() and os.listdir(cwd) == []
@@ -118,7 +179,7 @@ def _tree(root):
             for n in names}
 
 
-def test_folders_and_zips_give_identical_output(tmp_path):
+def _folders_and_zips_corpus(tmp_path):
     folders, zips = tmp_path / "folders", tmp_path / "zips"
     _clip(str(folders), "01-01-03-01-01-01-01")
     _clip(str(folders), "01-01-05-01-01-01-01", duration=3.2)           # cut at 2.5 s
@@ -129,11 +190,13 @@ def test_folders_and_zips_give_identical_output(tmp_path):
         with zipfile.ZipFile(zips / f"Video_Speech_{actor}.zip", "w") as z:
             for name in sorted(os.listdir(folders / actor)):
                 z.write(folders / actor / name, f"{actor}/{name}")
+    return folders, zips
+
+
+def test_folders_and_zips_give_identical_output(runs):
     outs = {}
-    for kind, corpus in (("folders", folders), ("zips", zips)):
-        outs[kind] = tmp_path / f"out-{kind}"
-        code, stdout, stderr = _cli(f"--input={corpus}", f"--output={outs[kind]}", "--workers=2",
-                                    "--max_clip_seconds=2.5", "--finer_search_width=0")
+    for kind in ("folders", "zips"):
+        outs[kind], (code, stdout, stderr) = runs[kind].result()
         assert code == 0, stderr
         assert "cut 1 clips longer than 2.5 s to their start: Actor_01/01-01-05-01-01-01-01.mp4" in stdout, stdout
     info = json.loads((outs["zips"] / schema.INFO_FILENAME).read_text())
@@ -151,9 +214,7 @@ def test_folders_and_zips_give_identical_output(tmp_path):
 _MACHINE = "This is the machine, not the clips"
 
 
-@pytest.mark.parametrize("spare", [0, 4])
-def test_no_file_handles_is_exit_1(tmp_path, spare):
-    """EMFILE: the converter's RLIMIT_NOFILE lowered to what it has open (+ ``spare``) after its imports."""
+def _no_file_handles_run(tmp_path, spare):
     corpus, out = tmp_path / "in", tmp_path / "out"
     _clip(str(corpus), "01-01-03-01-01-01-01")
     program = (
@@ -166,7 +227,14 @@ def test_no_file_handles_is_exit_1(tmp_path, spare):
         f"sys.argv = ['ravdess-convert', '--input={corpus}', '--output={out}', '--workers=2', '--noprogress']\n"
         "cli.run()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, env=_env())
+    return out, subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300,
+                               env=_env())
+
+
+@pytest.mark.parametrize("spare", [0, 4])
+def test_no_file_handles_is_exit_1(runs, spare):
+    """EMFILE: the converter's RLIMIT_NOFILE lowered to what it has open (+ ``spare``) after its imports."""
+    out, proc = runs[f"nofile-{spare}"].result()
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     line = _error_line(proc.stderr)
     assert "Too many open files" in line and _MACHINE in line, line
@@ -263,11 +331,15 @@ def test_unwritable_output_for_its_user_is_exit_1():
 # ---- 5. nothing found: say what was searched ----------------------------------------------------
 
 
-def test_an_input_without_media_says_what_was_searched(tmp_path):
+def _no_media_run(tmp_path):
     corpus, out = tmp_path / "in", tmp_path / "out"
     (corpus / "Actor_01").mkdir(parents=True)
     (corpus / "Actor_01" / "notes.txt").write_text("not a clip")
-    code, _, stderr = _cli(f"--input={corpus}", f"--output={out}", "--workers=1")
+    return corpus, out, _cli(f"--input={corpus}", f"--output={out}", "--workers=1")
+
+
+def test_an_input_without_media_says_what_was_searched(runs):
+    corpus, out, (code, _, stderr) = runs["no_media"].result()
     assert code == 2 and "Traceback" not in stderr, stderr  # a user error: the input holds nothing to convert
     line = _error_line(stderr)
     assert f"under {corpus}" in line and "(searched 2 folders)" in line and ".mp4" in line and ".zip" in line, line

@@ -2,7 +2,9 @@
 leaves no worker behind, publishes atomically, searches harder for faces, says what it cut,
 keys its cache on library versions, and defines flags only in its entry points."""
 
+import concurrent.futures
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from ravdess_tfrecords import filenames, schema
-from ravdess_tfrecords.conversion import convert, ffmpeg, preprocess, sources, synthetic
+from ravdess_tfrecords.conversion import convert, faces, ffmpeg, preprocess, sources, synthetic
 from ravdess_tfrecords.conversion.errors import MachineError
 from ravdess_tfrecords.conversion.preprocess import Settings, preprocess_clip
 
@@ -52,36 +54,60 @@ def test_flags_are_defined_only_by_the_entry_points(tmp_path):
         "assert callable(convert.convert) and callable(verify.verify)\n"
         "print('imported')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
-    # The entry points still define theirs.
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify", f"--data_dir={tmp_path}"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "ravdess_tfrecords.convert" in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--help"],
-                          capture_output=True, text=True, timeout=120)
-    assert "--examples_per_shard" in proc.stdout and "--finer_search_width" in proc.stdout, proc.stderr
+    # The three programs run side by side (each a fresh interpreter); the entry points still define theirs.
+    commands = [["-c", program], ["-m", "ravdess_tfrecords.verify", f"--data_dir={tmp_path}"],
+                ["-m", "ravdess_tfrecords.convert", "--help"]]
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        imported, verify, help_text = pool.map(
+            lambda args: subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120),
+            commands)
+    assert imported.returncode == 0 and "imported" in imported.stdout, imported.stderr
+    assert verify.returncode == 1 and "ravdess_tfrecords.convert" in verify.stderr, verify.stderr
+    assert "--examples_per_shard" in help_text.stdout and "--finer_search_width" in help_text.stdout, help_text.stderr
 
 
-def test_an_unexpected_exception_skips_the_clip_as_internal(tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{name: Future}`` of this module's converter runs that need nothing else (``helpers.background``: side
+    by side, not one test after the other); each test waits for its own."""
+    tmp = tmp_path_factory.mktemp
+    jobs = {"internal": functools.partial(_all_internal_run, tmp("internal")),
+            "beside_good": functools.partial(_beside_good_run, tmp("beside")),
+            "kill-group": functools.partial(_killed_converter_run, tmp("killed"), "group"),
+            "kill-converter": functools.partial(_killed_converter_run, tmp("killed"), "converter")}
+    with helpers.background(jobs, at_once=4) as futures:
+        yield futures
+
+
+INTERNAL_IDS = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
+
+
+def _all_internal_run(tmp_path):
     corpus, out = tmp_path / "in", tmp_path / "out"
-    ids = ["01-01-03-01-01-01-01", "01-01-05-01-01-01-02", "01-01-04-01-01-01-03"]
-    for clip_id in ids:
+    for clip_id in INTERNAL_IDS:
         _clip(str(corpus), clip_id, duration=2.0)
-    # n_mels=0: librosa raises a ValueError inside each worker's clip (a real failure, not a mock).
-    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", "--n_mels=0")
+    # The test hook gives these clips hop_length=0: librosa itself raises inside each worker's clip (a real
+    # failure, not a mock). (--n_mels=0 did this once: now it is refused before any work, below.)
+    env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: ",".join(f"{i}.mp4" for i in INTERNAL_IDS)})
+    proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", env=env)
     _, err = proc.communicate(timeout=300)
+    return out, proc, err
+
+
+def test_an_unexpected_exception_skips_the_clip_as_internal(runs):
+    out, proc, err = runs["internal"].result()
+    ids = INTERNAL_IDS
     assert proc.returncode == 1 and "Traceback" not in err, err
     assert "no clip converted" in _error_line(err)
     failures = [json.loads(line) for line in (out / schema.FAILURES_FILENAME).read_text().splitlines()]
     assert [f["file"] for f in failures] == [os.path.join(f"Actor_{i[-2:]}", f"{i}.mp4") for i in ids]
     for f in failures:  # every clip was tried: the first exception did not end the run
-        assert f["code"] == "internal" and f["reason"].startswith("ValueError: "), f
+        assert f["code"] == "internal" and f["reason"].startswith("ParameterError: hop_length=0"), f
         assert "Traceback (most recent call last)" in f["traceback"] and "librosa" in f["traceback"]
-        assert f"skipped {f['file']}: ValueError" in err
+        assert f"skipped {f['file']}: ParameterError" in err
 
 
-def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_clip(tmp_path):
+def _beside_good_run(tmp_path):
     corpus, out = tmp_path / "in", tmp_path / "out"
     good = _clip(str(corpus), "01-01-03-01-01-01-01", duration=2.0)
     _clip(str(corpus), "01-01-04-01-01-01-02", duration=2.0)
@@ -97,6 +123,11 @@ def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_
     env = dict(os.environ, **{preprocess.TEST_RAISE_ENV: os.path.basename(raises)})
     proc = _cli(f"--input={corpus}", f"--output={out}", "--workers=2", env=env)
     stdout, err = proc.communicate(timeout=300)
+    return out, raises, bad, proc, stdout, err
+
+
+def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_clip(runs):
+    out, raises, bad, proc, stdout, err = runs["beside_good"].result()
     assert proc.returncode == 0 and "converted 2 clips" in stdout, stdout + err
     failures = {f["code"]: f for f in map(json.loads, (out / schema.FAILURES_FILENAME).read_text().splitlines())}
     assert sorted(failures) == ["bad_audio", "internal"], failures
@@ -110,6 +141,74 @@ def test_an_unexpected_exception_or_bad_audio_beside_good_clips_skips_only_that_
     assert "(traceback in failures.jsonl)" in err
     info = json.loads((out / schema.INFO_FILENAME).read_text())
     assert info["summary"]["converted"] == 2 and all("traceback" not in f for f in info["failures"])
+
+
+# ---- every number in its range, before any work ----------------------------------------------
+
+# flag=value -> the range its error line names. Each of these once ran: --workers=0 waited forever,
+# --examples_per_shard=0 divided by zero after all of pass 1, the others failed (or did nonsense) per clip.
+BAD_NUMBERS = {
+    "workers=0": "an integer >= 1",
+    "workers=-2": "an integer >= 1",
+    "examples_per_shard=0": "an integer >= 1",
+    "sample_rate=100": "an integer in [4000, 192000]",
+    "n_fft=0": "an integer >= 16",
+    "hop_length=0": "an integer >= 1",
+    "n_mels=0": "an integer >= 24",
+    "n_mels=23": "an integer >= 24",
+    "top_db=-1.0": "a finite number >= 0",
+    "top_db=inf": "a finite number >= 0",
+    "silence_dbfs=1.0": "a finite number <= 0",
+    "silence_dbfs=nan": "a finite number <= 0",
+    "speech_contrast_db=-1.0": "a finite number >= 0",
+    "work_width=10": "an integer >= 80",
+    "face_margin=-0.5": "a finite number >= 0",
+    "face_upsample=9": "an integer in [0, 3]",
+    "finer_search_width=-1": "an integer >= 0",
+    "max_clip_seconds=0.0": "a finite number >= 0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_number_runs(tmp_path_factory):
+    """``{case: (returncode, stderr, output dir)}``: each ``BAD_NUMBERS`` run of the converter, 4 at a time
+    (each is a fresh interpreter; the flags are refused before TensorFlow's import)."""
+    root = tmp_path_factory.mktemp("ranges")
+    corpus = root / "in" / "Actor_01"
+    corpus.mkdir(parents=True)
+    (corpus / "01-01-03-01-01-01-01.mp4").write_bytes(b"a clip to convert")  # work there would be
+
+    def run(case):
+        out = root / case.replace("=", "-")
+        proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.convert", "--noprogress",
+                               f"--input={root / 'in'}", f"--output={out}", f"--{case}"], env=helpers.repo_env(),
+                              capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stderr, out
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(zip(BAD_NUMBERS, pool.map(run, BAD_NUMBERS), strict=True))
+
+
+@pytest.mark.parametrize("case", list(BAD_NUMBERS))
+def test_a_number_out_of_range_is_one_error_line_before_any_work(case, bad_number_runs):
+    code, stderr, out = bad_number_runs[case]
+    assert code == 2, stderr
+    assert stderr.splitlines() == [f"error: flag --{case}: must be {BAD_NUMBERS[case]} (--help lists the flags)"]
+    assert not out.exists()  # nothing written, not even .cache/
+
+
+def test_the_python_api_checks_the_same_ranges(tmp_path):
+    with pytest.raises(preprocess.UserError, match=r"^n_mels=0: must be an integer >= 24$"):
+        Settings(n_mels=0)
+    with pytest.raises(preprocess.UserError, match=r"^silence_dbfs=nan: must be a finite number <= 0$"):
+        Settings(silence_dbfs=float("nan"))
+    with pytest.raises(preprocess.UserError, match=r"^face_upsample=1.0: must be an integer in \[0, 3\]$"):
+        Settings(face_upsample=1.0)
+    for bad in ({"workers": 0}, {"examples_per_shard": 0}):
+        with pytest.raises(preprocess.UserError, match=f"^{next(iter(bad))}=0: must be an integer >= 1$"):
+            convert.convert([str(tmp_path)], str(tmp_path / "out"), **bad)
+    assert not (tmp_path / "out").exists()
+    assert Settings.from_dict(preprocess.LEGACY) == Settings(**preprocess.LEGACY)  # a stored legacy one passes
 
 
 def test_cache_key_holds_the_library_versions():
@@ -176,6 +275,27 @@ def test_a_small_face_is_found_by_the_finer_search(tmp_path):
     assert without["skipped"] == {"no_face": 1}  # the face really is too small at the working scale
 
 
+def test_a_face_shown_only_between_the_six_frames_is_found_in_more_frames(tmp_path):
+    """No face in the six frames nor by the finer search, but at other times of the speech interval: found
+    there, and each of the six frames borrows the nearest one's box (it was no_face)."""
+    path, name = str(tmp_path / "01-01-03-01-01-01-06.mp4"), filenames.parse("01-01-03-01-01-01-06")
+    synthetic.make_clip(path, name, duration=4.0, face=False)
+    _, _, start, end = preprocess._decode_speech(path, Settings())  # the interval the six frames divide
+    length = end - start
+    # The face shows within length/24 of each boundary between the six segments, whose centres (the six
+    # frames) lie length/12 away; the 24 frames of the further search lie length/48 from the boundaries.
+    shown = [(start + k * length / 6 - length / 24, start + k * length / 6 + length / 24) for k in range(1, 6)]
+    truth = synthetic.make_clip(path, name, duration=4.0, face_times=shown)
+    assert preprocess._decode_speech(path, Settings())[2:] == (start, end)  # the same voice: the same interval
+    clip = preprocess_clip(path, Settings())
+    assert clip.finer_search and clip.video.shape == (6, 64, 64, 3)
+    times = (start + length / 6 * (np.arange(6) + 0.5))
+    for box, t in zip(clip.boxes, times, strict=True):  # the face, where it is (it moves ~10 px)
+        assert faces.iou(tuple(box), truth.face_box(t)) > 0.5, (box, truth.face_box(t))
+    again = preprocess_clip(path, Settings())
+    assert np.array_equal(again.video, clip.video) and np.array_equal(again.boxes, clip.boxes)  # deterministic
+
+
 # ---- processes -------------------------------------------------------------------------------
 
 
@@ -221,9 +341,10 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("target", ["group", "converter"])
-def test_a_killed_converter_leaves_no_worker(tmp_path, target):
+def _killed_converter_run(tmp_path, target):
+    """Kill a converter in pass 1: ``(its pool workers then, its descendants still alive 10 s later)``."""
+    if not sys.platform.startswith("linux"):
+        return None
     corpus, out = tmp_path / "in", tmp_path / "out"
     for k in range(6):
         _clip(str(corpus), f"01-01-0{3 + k % 5}-01-0{1 + k // 5}-01-0{1 + k % 2}", duration=2.0)
@@ -231,8 +352,7 @@ def test_a_killed_converter_leaves_no_worker(tmp_path, target):
     deadline = time.time() + 240
     while not glob.glob(str(out / ".cache" / "*.npz")) and time.time() < deadline:
         time.sleep(0.05)
-    workers = _children_of(proc.pid)
-    assert len(_pool_workers(proc.pid)) == 2, workers  # not the resource tracker, not an ffmpeg
+    workers, pool = _children_of(proc.pid), _pool_workers(proc.pid)
     if target == "group":  # timeout -s KILL, a job scheduler
         os.killpg(proc.pid, signal.SIGKILL)
     else:  # the OOM killer: the converter alone
@@ -241,9 +361,18 @@ def test_a_killed_converter_leaves_no_worker(tmp_path, target):
     deadline = time.time() + 10
     while any(_alive(p) for p in workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert not [p for p in workers if _alive(p)]
+    survivors = [p for p in workers if _alive(p)]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    return workers, pool, survivors
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("target", ["group", "converter"])
+def test_a_killed_converter_leaves_no_worker(runs, target):
+    workers, pool, survivors = runs[f"kill-{target}"].result()
+    assert len(pool) == 2, workers  # not the resource tracker, not an ffmpeg
+    assert not survivors
 
 
 # ---- the machine's errors: a real 4 MB disk --------------------------------------------------

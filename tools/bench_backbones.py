@@ -98,4 +98,6 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
+    _cli.check_ranges({"batch_size": (1, None), "steps": (1, None), "audio_frames": (1, None), "epochs": (1, None),
+                       "train_batch_size": (1, None)})
     _cli.run(main)

@@ -179,4 +179,5 @@ def _peak_tree_rss(proc: subprocess.Popen) -> int:
 if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
+    _cli.check_ranges({"clips": (1, None), "naive_clips": (0, None), "worker_clips": (0, None)})
     _cli.run(main)

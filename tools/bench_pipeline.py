@@ -341,4 +341,7 @@ if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
+    _cli.check_ranges({"batch_size": (1, None), "rounds": (1, None), "generator_examples": (1, None),
+                       "train_steps": (1, None), "actors": (1, 24), "clips_per_actor": (1, None),
+                       "audio_frames": (1, None), "feed_rate": (1.0, None), "host_baseline": (1.0, None)})
     _cli.run(main)

@@ -1,7 +1,7 @@
 r"""Training-step speed of the fusion model: float32, XLA, bfloat16, bfloat16 + XLA, side by side.
 
-    python -m tools.bench_train                                   # 2 timed steps per batch size
-    python -m tools.bench_train --batch_sizes=32,256 --steps=10   # steadier numbers, and the big batch on a CPU
+    python -m tools.bench_train                                   # 3 repeats of 10 steps per batch size
+    python -m tools.bench_train --batch_sizes=32,256 --repeats=5  # steadier numbers, and the big batch on a CPU
 
 For each batch size in ``--batch_sizes`` and each variant in ``--variants`` it
 builds the default fusion model the way ``trainers.fit`` does
@@ -9,12 +9,16 @@ builds the default fusion model the way ``trainers.fit`` does
 ``--jit_compile`` set), runs training steps on random inputs of the real
 shapes (audio ``(B, 24, M, 1)`` float32, video ``(B, 6, 64, 64, 3)`` float32
 in [0, 1]), and prints examples per second and the ratio to float32 without
-XLA. The first step (tracing, XLA compilation) is a warm-up and not timed. It
+XLA. Each variant's first ``--warmup_steps`` steps (tracing, XLA compilation,
+autotuning) are not timed; then ``--repeats`` runs of ``--steps`` steps each,
+interleaved across the variants (``schedule``), give the median and the
+min-max spread, of the rate and of the ratio (taken within each repeat): two
+timed steps once gave bfloat16 0.16x and 1.24x float32 on the same GPU. It
 runs on whatever TensorFlow places the model on: the first GPU when it sees
 one, else the CPU. By default it times batches of 32 and 256 on a GPU, and 32
 only on a CPU, where a batch-256 step of the full model takes 7-18 s on 2 cores
-and the whole run would take ~6.5 minutes instead of ~2.5 (``--batch_sizes=32,256``
-times both there too). The README's "Training recipe" table cites this output.
+(``--batch_sizes=32,256`` times both there too; ``--steps`` and ``--repeats``
+trade time for steadiness). The README's "Training recipe" table cites this output.
 """
 
 from __future__ import annotations
@@ -34,20 +38,18 @@ VARIANTS = {"float32": ("none", "false"), "xla": ("none", "true"),
 flags.DEFINE_list("batch_sizes", None, "Batch sizes to time (default: 32,256 with a GPU; 32 on a CPU).")
 flags.DEFINE_list("variants", ["float32", "xla", "bfloat16", "bfloat16+xla"],
                   f"Variants, from {', '.join(VARIANTS)}; ratios are to float32 (timed when listed, else 1).")
-flags.DEFINE_integer("steps", 2, "Timed training steps per variant and batch size (after 1 warm-up step).")
+flags.DEFINE_integer("steps", 10, "Timed training steps per repeat, variant and batch size.")
+flags.DEFINE_integer("warmup_steps", 3, "Untimed steps per variant first (tracing, XLA compilation, autotuning).")
+flags.DEFINE_integer("repeats", 3, "Timed repeats per variant, interleaved across the variants (median and spread).")
 flags.DEFINE_integer("audio_frames", 200, "M of the random audio input (the real corpus: about 200).")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels of the visual backbone (fit's default).")
 
 
-def examples_per_second(mixed_precision: str, jit_compile: str, batch_size: int, steps: int,
-                        audio_frames: int = 200, filters: tuple[int, ...] = (32, 64, 128, 256)) -> float:
-    """Training examples per second of the fusion model over ``steps`` steps after one warm-up step.
+def build(mixed_precision: str, jit_compile: str, batch_size: int, audio_frames: int = 200,
+          filters: tuple[int, ...] = (32, 64, 128, 256)) -> tuple:
+    """The fusion model compiled as ``trainers.fit`` does, and one random batch: ``(model, x, y)``.
 
-    Args:
-      mixed_precision, jit_compile: ``TrainConfig``'s settings (``"none"``/``"bfloat16"``/``"float16"``;
-        ``"true"``/``"false"``/``"auto"``).
-      batch_size: examples per step; steps: timed steps (>= 1).
-      audio_frames, filters: the model's M and backbone channels.
+    ``x``: audio float32 ``(B, 24, M, 1)``, video float32 ``(B, 6, 64, 64, 3)`` in [0, 1]; ``y``: int64 ``(B,)``.
     """
     from tensorflow import keras
 
@@ -57,18 +59,85 @@ def examples_per_second(mixed_precision: str, jit_compile: str, batch_size: int,
     keras.utils.set_random_seed(0)
     config = TrainConfig("unused", "unused", filters=tuple(filters), mixed_precision=mixed_precision,
                          jit_compile=jit_compile, augment_on="host")
-    model = build_and_compile(config, audio_frames)
+    model = build_and_compile(config, audio_frames)  # the policy is set for the build only
     rng = np.random.default_rng(0)
     x = [rng.standard_normal((batch_size, 24, audio_frames, 1)).astype(np.float32),
          rng.random((batch_size, 6, 64, 64, 3)).astype(np.float32)]
-    y = rng.integers(0, config.num_classes, batch_size)
-    model.train_on_batch(x, y)  # warm-up: tracing and (with XLA) compilation
+    return model, x, rng.integers(0, config.num_classes, batch_size)
+
+
+def timed_rate(model, x, y, steps: int) -> float:
+    """Examples per second of ``steps`` training steps of ``model`` on the batch ``(x, y)``."""
     start = time.perf_counter()
     for _ in range(steps):
         model.train_on_batch(x, y)  # returns numpy logs: the step has finished on the device
-    seconds = time.perf_counter() - start
+    return steps * len(y) / (time.perf_counter() - start)
+
+
+def examples_per_second(mixed_precision: str, jit_compile: str, batch_size: int, steps: int,
+                        audio_frames: int = 200, filters: tuple[int, ...] = (32, 64, 128, 256),
+                        warmup_steps: int = 1) -> float:
+    """Training examples per second of the fusion model over ``steps`` steps after ``warmup_steps`` untimed ones.
+
+    Args:
+      mixed_precision, jit_compile: ``TrainConfig``'s settings (``"none"``/``"bfloat16"``/``"float16"``;
+        ``"true"``/``"false"``/``"auto"``).
+      batch_size: examples per step; steps: timed steps (>= 1).
+      audio_frames, filters: the model's M and backbone channels.
+    """
+    from tensorflow import keras
+
+    model, x, y = build(mixed_precision, jit_compile, batch_size, audio_frames, filters)
+    for _ in range(warmup_steps):
+        model.train_on_batch(x, y)
+    rate = timed_rate(model, x, y, steps)
     keras.backend.clear_session()  # free the model before the next variant
-    return steps * batch_size / seconds
+    return rate
+
+
+def schedule(variants: list[str], repeats: int) -> list[str]:
+    """The order of the timed runs: every variant once per repeat, each repeat starting one variant later
+    (``[a, b, c, b, c, a, ...]``), so a drift of the machine (clocks, other load) spreads over all variants
+    instead of falling on whichever runs last."""
+    n = len(variants)
+    return [variants[(r + k) % n] for r in range(repeats) for k in range(n)]
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """``(median, min, max)`` of ``values``."""
+    return float(np.median(values)), float(min(values)), float(max(values))
+
+
+def table_rows(rates: dict[str, list[float]], base: str = "float32") -> list[tuple]:
+    """Per variant: ``(variant, median rate, min rate, max rate, median ratio, min ratio, max ratio)``.
+
+    ``rates[v][r]``: examples/s of variant ``v`` in repeat ``r``. The ratio to ``base`` is taken within
+    each repeat (the runs next to each other in time), then summarized; None without ``base``.
+    """
+    rows = []
+    for variant, values in rates.items():
+        ratios = [v / b for v, b in zip(values, rates[base], strict=True)] if base in rates else None
+        rows.append((variant, *spread(values), *(spread(ratios) if ratios else (None, None, None))))
+    return rows
+
+
+def measure(variants: list[str], batch_size: int, steps: int, repeats: int, warmup_steps: int,
+            audio_frames: int, filters: tuple[int, ...]) -> dict[str, list[float]]:
+    """``{variant: [examples/s per repeat]}``: every variant built and warmed up once, then timed
+    ``repeats`` times in ``schedule`` order."""
+    from tensorflow import keras
+
+    built = {}
+    for variant in variants:
+        built[variant] = build(*VARIANTS[variant], batch_size, audio_frames, filters)
+        for _ in range(warmup_steps):
+            built[variant][0].train_on_batch(*built[variant][1:])
+    rates = {variant: [] for variant in variants}
+    for variant in schedule(variants, repeats):
+        rates[variant].append(timed_rate(*built[variant], steps))
+    built.clear()
+    keras.backend.clear_session()  # free this batch size's models
+    return rates
 
 
 def device_name() -> str:
@@ -102,25 +171,29 @@ def main(argv: list[str]) -> None:
     filters = tuple(int(f) for f in FLAGS.filters)
     batch_sizes = FLAGS.batch_sizes or default_batch_sizes()
     if not FLAGS.batch_sizes and batch_sizes == ["32"]:
-        print("no GPU: timing batch 32 only (--batch_sizes=32,256 adds the big batch, ~4 more minutes on 2 cores)")
-    rows = []
+        print("no GPU: timing batch 32 only (--batch_sizes=32,256 adds the big batch: 7-18 s a step on 2 cores)")
+    tables = {}
     for batch in (int(b) for b in batch_sizes):
-        for variant in FLAGS.variants:
-            rate = examples_per_second(*VARIANTS[variant], batch, FLAGS.steps, FLAGS.audio_frames, filters)
-            rows.append((batch, variant, rate))
-            print(f"batch {batch} {variant}: {rate:.1f} examples/s", flush=True)
+        tables[batch] = rates = measure(FLAGS.variants, batch, FLAGS.steps, FLAGS.repeats, FLAGS.warmup_steps,
+                                        FLAGS.audio_frames, filters)
+        for variant, median, low, high, *_ in table_rows(rates):
+            print(f"batch {batch} {variant}: {median:.1f} examples/s (median of {FLAGS.repeats}, "
+                  f"{low:.1f}-{high:.1f})", flush=True)
     print(f"\nfusion model (vgg:max, filters {','.join(FLAGS.filters)}), audio (B, 24, {FLAGS.audio_frames}, 1), "
-          f"video (B, 6, 64, 64, 3); {device_name()}; {FLAGS.steps} timed steps after 1 warm-up")
+          f"video (B, 6, 64, 64, 3); {device_name()}; {FLAGS.repeats} repeats (interleaved) of {FLAGS.steps} "
+          f"timed steps after {FLAGS.warmup_steps} warm-up steps; median (min-max)")
     print("| batch | variant | examples/s | x float32 |")
     print("| --- | --- | --- | --- |")
-    for batch, variant, rate in rows:
-        base = next((r for b, v, r in rows if b == batch and v == "float32"), None)
-        ratio = f"{rate / base:.2f}" if base else "-"
-        print(f"| {batch} | {variant} | {rate:.1f} | {ratio} |")
+    for batch, rates in tables.items():
+        for variant, median, low, high, ratio, ratio_low, ratio_high in table_rows(rates):
+            times = f"{ratio:.2f} ({ratio_low:.2f}-{ratio_high:.2f})" if ratio is not None else "-"
+            print(f"| {batch} | {variant} | {median:.1f} ({low:.1f}-{high:.1f}) | {times} |")
 
 
 if __name__ == "__main__":
     from ravdess_tfrecords import _cli
 
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
+    _cli.check_ranges({"steps": (1, None), "warmup_steps": (0, None), "repeats": (1, None),
+                       "audio_frames": (1, None)})
     _cli.run(main)

@@ -81,4 +81,5 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
+    _cli.check_ranges({"port": (0, 65535)})
     _cli.run(main)

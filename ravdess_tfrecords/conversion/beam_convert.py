@@ -159,6 +159,7 @@ def convert_with_beam(inputs: list[str], output_dir: str, *, runner: str, pipeli
     a pipeline that fails otherwise raises ``RuntimeError`` with the runner's reason.
     """
     settings = settings or Settings()
+    convert.check_run_arguments(examples_per_shard=examples_per_shard)  # before any work
     if quiet:
         beam_quiet.quiet_logging(runner)
     plan = convert.prepare(inputs, output_dir, vocal_channels, progress, cache=False, modality=modality,

@@ -7,7 +7,8 @@ The choice is made here so the imports run one way: ``beam_convert`` imports
 ``convert``, and ``convert`` imports neither; apache_beam is imported only with
 ``--runner``. An argument that is neither a flag of the converter nor (with
 ``--runner``) one of Beam's pipeline options is one ``error:`` line and exit
-status 2, before anything is written.
+status 2, before anything is written; so is a number outside its range
+(``RUN_RANGES``, ``preprocess.SETTING_RANGES``), checked when the flags are parsed.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from absl import app, flags
 from ravdess_tfrecords import _cli, conversion, schema, storage
 from ravdess_tfrecords.conversion import beam_quiet
 from ravdess_tfrecords.conversion.audio import STANDARDIZE
-from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, convert, format_summary
+from ravdess_tfrecords.conversion.convert import MODALITY_CHOICES, RUN_RANGES, convert, format_summary
 from ravdess_tfrecords.conversion.errors import MachineError
-from ravdess_tfrecords.conversion.preprocess import Settings
+from ravdess_tfrecords.conversion.preprocess import SETTING_RANGES, Settings
 
 FLAGS = flags.FLAGS
 
@@ -57,6 +58,8 @@ def _define_flags() -> None:
                               "the clip's frames) or sample (one mean and variance over all of them).")
             continue
         types[type(field.default)](field.name, field.default, f"Preprocessing: {field.name} (see Settings).")
+    # A number outside its range is one error line when the flags are parsed, before any work.
+    _cli.check_ranges({**RUN_RANGES, **SETTING_RANGES})
 
 
 def _refuse(args: list[str], what: str) -> int:
@@ -83,6 +86,9 @@ def main(argv: list[str]) -> int:
         return _refuse(argv[1:], "not a flag of the converter")
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required")
+    # Only now, the arguments checked (a bad one is refused at once, not after the seconds this takes):
+    # nothing before imports TensorFlow, whose start-up chatter would hide the summary.
+    _cli.quiet_tensorflow()
     # "--input=~/x" reaches us with its "~": the shell expands it after "=" only in assignments.
     inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
@@ -109,7 +115,6 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (``ravdess-convert``)."""
-    _cli.quiet_tensorflow()  # TensorFlow's start-up chatter would hide the summary
     _cli.define_main_flags(_define_flags)
     # Unknown flags stay in argv: with --runner they are Beam's pipeline options (main judges them).
     _cli.run(_cli.user_errors(main), known_only=True)

@@ -23,7 +23,8 @@ Clips are preprocessed in worker processes (one even with ``workers=1``), one
 clip at a time each: a worker that dies (a segfault in a native library, the
 out-of-memory killer) costs only its clip, skipped as ``crashed`` with the
 signal or exit code, and is replaced. ``OUTPUT/.cache/crashes.json`` counts
-each clip's crashes: one that crashed in two runs is not tried again.
+each clip's crashes, saved however pass 1 ends (Ctrl-C and machine errors too):
+one that crashed in two runs is not tried again.
 The machine does stop it (a full disk, no file handles, an output that cannot
 be written: ``errors.MachineError``), leaving the last published output intact.
 Zero converted clips is exit code 1, and so is a machine error.
@@ -61,7 +62,7 @@ from multiprocessing import connection, get_context
 
 import numpy as np
 
-from ravdess_tfrecords import __version__, filenames, labels, schema, storage
+from ravdess_tfrecords import __version__, _cli, filenames, labels, schema, storage
 from ravdess_tfrecords.conversion import audio, ffmpeg, sources, tfds_metadata, writer
 from ravdess_tfrecords.conversion import progress as progress_bar
 from ravdess_tfrecords.conversion.errors import MACHINE_ERRNOS, REASONS, ClipError, MachineError, is_machine_error
@@ -77,6 +78,8 @@ OK_STATUSES = ("converted", "cached")
 CRASHES_FILENAME = "crashes.json"  # in .cache/: {cache file name: {"file", "crashes", "how"}}
 MAX_CRASHES = 2  # a clip whose worker died in this many runs is not tried again
 TEST_CRASH_ENV = "RAVDESS_CONVERT_TEST_CRASH"  # test hook (module docstring)
+# The ranges of the run's numeric arguments (``_cli.range_problem``), as of the settings' (``SETTING_RANGES``).
+RUN_RANGES = {"workers": (1, None), "examples_per_shard": (1, None)}
 
 
 def library_versions() -> dict[str, str]:
@@ -298,6 +301,13 @@ def _parse_names(found: list[sources.Source]) -> list[tuple[sources.Source, file
     return out
 
 
+def check_run_arguments(**values: object) -> None:
+    """Raise ``UserError`` for the first of ``values`` (``workers``, ``examples_per_shard``) outside ``RUN_RANGES``."""
+    problem = _cli.out_of_range(values, RUN_RANGES)
+    if problem:
+        raise UserError(problem)
+
+
 def _check_modality_choice(modality: str) -> None:
     if modality not in MODALITY_CHOICES:
         raise UserError(f"unknown modality {modality!r}; choose from {', '.join(MODALITY_CHOICES)}")
@@ -413,13 +423,15 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
       whole metadata) and ``reused`` (clips taken from the cache).
 
     Raises:
-      ValueError: an unknown vocal channel; an ``output_dir`` that is not local (the pool
+      ValueError (``UserError``): ``workers`` or ``examples_per_shard`` below 1 (``RUN_RANGES``);
+        an unknown vocal channel; an ``output_dir`` that is not local (the pool
         caches on this machine's disk: a Beam runner writes to any ``tf.io.gfile`` path).
       FileNotFoundError: a missing input.
       MachineError (an OSError): the output or its cache cannot be written (full disk,
         too many open files, no permission); the published output is left as it was.
       RuntimeError: no clip could be converted (``failures.jsonl`` says why, per file).
     """
+    check_run_arguments(workers=workers, examples_per_shard=examples_per_shard)  # before any work
     inputs, output_dir = [storage.expand(path) for path in inputs], storage.expand(output_dir)
     if not storage.is_local(output_dir):
         raise UserError(f"--output={output_dir} is not on this machine's disk, where the local process pool "
@@ -474,6 +486,7 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
             record_failure(results[index], plan.failures, progress)
     # Every clip runs in a worker process, even with workers=1: a worker's native crash costs one clip.
     pool = _Pool(min(workers, len(to_run))) if to_run else None
+    finished = False
     try:
         stream = pool.run([jobs[i] for i in to_run]) if pool else iter(())
         for k, result in progress_bar.bar(stream, len(to_run), "preprocessing", progress):
@@ -486,11 +499,16 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
         if is_machine_error(e, output_dir):
             raise _machine_error("cannot start the preprocessing", e, output_dir) from e
         raise
+    else:
+        finished = True
     finally:
         if pool:
             pool.close()
         _remove_stale(cache_dir)  # a crashed worker's temporary files
-    _save_crashes(cache_dir, crashes, results, output_dir)
+        # Every way out (Ctrl-C, a machine error) keeps this run's crashes; on a failed one the failure is
+        # what is reported, not a second one of writing the record.
+        with contextlib.nullcontext() if finished else contextlib.suppress(OSError):
+            _save_crashes(cache_dir, crashes, results, output_dir)
 
     # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
     done = converted(plan, results, inputs, output_dir)
@@ -512,8 +530,9 @@ def _remove_stale(cache_dir: str) -> None:
                 os.unlink(stale)
 
 
-def _save_crashes(cache_dir: str, crashes: dict, results: list[dict], output_dir: str) -> None:
-    """Count this run's crashes into ``.cache/crashes.json``; forget the clips that converted."""
+def _save_crashes(cache_dir: str, crashes: dict, results: list[dict | None], output_dir: str) -> None:
+    """Count this run's crashes into ``.cache/crashes.json`` (atomically); forget the clips that converted.
+    ``results``: None for a clip not finished (a stopped run)."""
     updated = dict(crashes)
     for result in results:
         key = os.path.basename(result["cache"]) if result and "cache" in result else None

@@ -6,8 +6,11 @@ frames (downscaled) -> dlib face per frame -> square crop, 64x64.
 An audio-only recording (``preprocess_audio``) takes the same steps up to the MFCCs.
 
 A clip with no face in any of its frames at the working scale gets a second,
-finer search (up to ``finer_search_width``, one more upsampling) before it is
-``no_face``: the extra time goes only to the few clips that need it.
+finer search (up to ``finer_search_width``, one more upsampling), then a search
+of ``MORE_FRAMES`` other frames of the speech interval (the six frames keep their
+times and borrow the box of the nearest frame with a face), before it is
+``no_face``: the extra time goes only to the few clips that need it, and a clip
+whose face the first search finds comes out as before, byte for byte.
 
 Test hook: ``RAVDESS_PREPROCESS_TEST_RAISE=NAME[,NAME...]`` computes the MFCCs of
 a clip of that file name with ``hop_length=0``, so librosa itself raises (its
@@ -17,12 +20,13 @@ in one clip (``internal``), for the converter and ``trainers.predict`` alike.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
 import numpy as np
 
-from ravdess_tfrecords import schema
+from ravdess_tfrecords import _cli, schema
 from ravdess_tfrecords.conversion import audio, faces, video
 from ravdess_tfrecords.conversion.errors import ClipError
 from ravdess_tfrecords.errors import UserError
@@ -79,6 +83,9 @@ class Settings:
     def __post_init__(self):
         if self.standardize not in audio.STANDARDIZE:
             raise UserError(f"standardize must be one of {', '.join(audio.STANDARDIZE)}, got {self.standardize!r}")
+        problem = _cli.out_of_range({name: getattr(self, name) for name in SETTING_RANGES}, SETTING_RANGES)
+        if problem:
+            raise UserError(problem)
 
     @classmethod
     def from_dict(cls, values: dict) -> Settings:
@@ -88,6 +95,28 @@ class Settings:
         return cls(**{**LEGACY, **{k: v for k, v in values.items() if k in names}})
 
 
+# The allowed range of each numeric setting (``_cli.range_problem``: both ends included, None for no end,
+# int ends for integers); the converter's flags are checked against it before any work (``cli``), and so
+# is every ``Settings``.
+SETTING_RANGES = {
+    "sample_rate": (4000, 192000),
+    "n_fft": (16, None),
+    "hop_length": (1, None),
+    "n_mels": (schema.NUM_MFCC, None),  # the MFCCs are the first NUM_MFCC coefficients of the mel spectrum
+    "top_db": (0.0, None),
+    "silence_dbfs": (None, 0.0),  # 0 dBFS is full scale
+    "speech_contrast_db": (0.0, None),
+    "work_width": (80, None),  # dlib HOG's window is 80 px
+    "face_margin": (0.0, None),
+    "face_upsample": (0, 3),  # each pass doubles the sides; the finer search adds one (1280 px -> 20480)
+    "finer_search_width": (0, None),
+    "max_clip_seconds": (0.5, None),
+}
+
+# A clip with no face in its frames, even after the finer search, is searched in this many more frames
+# of its speech interval (at the working scale: a few ms each) before it is no_face.
+MORE_FRAMES = 4 * schema.NUM_FRAMES
+
 TEST_RAISE_ENV = "RAVDESS_PREPROCESS_TEST_RAISE"  # test hook (module docstring)
 
 
@@ -95,7 +124,9 @@ def _test_raise_hook(path: str, settings: Settings) -> Settings:
     """The test hook of the module docstring: settings that make librosa raise, for a named clip."""
     names = os.environ.get(TEST_RAISE_ENV)
     if names and os.path.basename(path) in names.split(","):
-        return dataclasses.replace(settings, hop_length=0)
+        broken = copy.copy(settings)  # not dataclasses.replace: the range check would refuse hop_length=0
+        object.__setattr__(broken, "hop_length", 0)
+        return broken
     return settings
 
 
@@ -115,7 +146,7 @@ class ProcessedClip:
         original-frame pixels (the crop is a square around each).
       duration: seconds of the source clip (its header); longer than
         ``max_clip_seconds`` means only the start was read.
-      finer_search: the faces were found only by the finer search.
+      finer_search: the faces were found only by a further search: the finer one, or in more frames.
     """
 
     audio: np.ndarray
@@ -185,13 +216,22 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
             retry = _find_faces(stream, settings.face_upsample + 1)
         if retry and any(box is not None for _, box in retry):
             decoded, finer = retry, True
+    if decoded and all(box is None for _, box in decoded):
+        # Still none: the face may show at other times of the interval (turned away, covered, blurred at
+        # these six). The six frames keep their times; each borrows the box of the nearest frame with one.
+        elsewhere = _faces_elsewhere(path, info, start, end, indices, settings, threads)
+        if elsewhere:
+            decoded = [(frame, _nearest(elsewhere, int(index)))
+                       for (frame, _), index in zip(decoded, np.unique(indices), strict=False)]
+            finer = True
     frames = np.stack([frame for frame, _ in video.expand(decoded, indices)])
     found = [box for _, box in video.expand(decoded, indices)]
     boxes = faces.fill_missing(found)
     if boxes is None:
         if not settings.allow_center_crop:
             searched = " (also by the finer search)" if settings.finer_search_width > 0 else ""
-            raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames{searched}")
+            raise ClipError("no_face", f"no face found in any of the {schema.NUM_FRAMES} frames{searched}, "
+                                       f"nor in {MORE_FRAMES} more of the speech interval")
         boxes = [faces.center_box(*frames.shape[1:3])] * len(frames)
     crops = np.stack(
         [faces.crop_resize(f, faces.square_box(b, settings.face_margin), schema.FACE_SIZE)
@@ -202,6 +242,25 @@ def preprocess_clip(path: str, settings: Settings = Settings(), *, threads: int 
         audio=mfcc, video=crops, interval=(start, end), boxes=np.asarray(boxes, dtype=np.float64) * scale,
         duration=float(info.duration), finer_search=finer,
     )
+
+
+def _faces_elsewhere(path: str, info, start: float, end: float, searched: np.ndarray, settings: Settings,
+                     threads: int) -> dict[int, faces.Box]:
+    """``{frame index: box}`` of the faces found at the working scale in ``MORE_FRAMES`` frames spread over
+    ``[start, end]`` other than the ``searched`` ones (empty if none)."""
+    times = video.frame_times(start, end, MORE_FRAMES)
+    more = np.setdiff1d(video.frame_indices(times, info.fps, min(info.duration, settings.max_clip_seconds)),
+                        searched)
+    if more.size == 0:
+        return {}
+    with video.FrameStream(path, more, info.width, info.height, settings.work_width, threads) as stream:
+        found = _find_faces(stream, settings.face_upsample)
+    return {int(index): box for index, (_, box) in zip(more, found, strict=False) if box is not None}
+
+
+def _nearest(boxes: dict[int, faces.Box], index: int) -> faces.Box:
+    """The box of the frame nearest to frame ``index`` (the earlier of two as near)."""
+    return boxes[min(boxes, key=lambda i: (abs(i - index), i))]
 
 
 def _find_faces(stream: video.FrameStream, upsample: int) -> list[tuple[np.ndarray, faces.Box | None]]:

@@ -213,13 +213,15 @@ def make_wav(path: str, name: ClipName, seed: int = 0, voice: bool = True, gain_
 def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
               fps: float = 30000 / 1001, seed: int = 0, faces: np.ndarray | None = None,
               face: bool = True, voice: bool = True, duration: float | None = None,
-              face_side: int | None = None) -> ClipTruth:
+              face_side: int | None = None, face_times: list[tuple[float, float]] | None = None) -> ClipTruth:
     """Write one synthetic clip (H.264 + AAC mp4) and return its ground truth.
 
     ``face=False`` leaves the face out and ``voice=False`` leaves only the
     -70 dBFS floor: the no-face and silent clips the converter must skip.
     ``duration`` overrides the random 3-5 s; ``face_side`` the face's size in
-    pixels (default 0.44 of the height, RAVDESS's framing).
+    pixels (default 0.44 of the height, RAVDESS's framing). ``face_times``:
+    the face shows only in the frames whose time falls in one of these
+    ``[start, end)`` seconds (None: in every frame).
     """
     if faces is None:
         faces = _lfw_faces()
@@ -257,7 +259,7 @@ def make_clip(path: str, name: ClipName, width: int = 480, height: int = 270,
         for i in range(int(round(duration * fps))):
             frame = background.copy()
             left, top, right, bottom = (int(v) for v in truth.face_box(i / fps))
-            if face:
+            if face and (face_times is None or any(a <= i / fps < b for a, b in face_times)):
                 frame[top:bottom, left:right] = face_pixels
             proc.stdin.write(frame.tobytes())
         _, err = proc.communicate()
