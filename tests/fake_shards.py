@@ -62,6 +62,7 @@ def write_shards(
     shards_per_actor: int = 2,
     schema_version: int = schema.SCHEMA_VERSION,
     seed: int = 0,
+    clips_per_actor: int | None = None,
 ) -> tuple[dict, dict[str, dict]]:
     """Write shards, ``ravdess_info.json`` and the tensorflow_datasets metadata into ``out_dir``.
 
@@ -72,7 +73,7 @@ def write_shards(
 
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
-    clips = SPEECH_CLIPS + (SONG_CLIPS if song else ())
+    clips = (SPEECH_CLIPS + (SONG_CLIPS if song else ()))[:clips_per_actor]  # None: all
     truth: dict[str, dict] = {}
     shards = []
     per_actor, per_label, per_emotion = {}, {}, {}
