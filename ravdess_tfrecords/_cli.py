@@ -180,6 +180,21 @@ def require(*names: str) -> None:
             raise UserError(f"--{name} is required ({flags.FLAGS[name].help})")
 
 
+def require_range(name: str, low: float | None = None, high: float | None = None) -> None:
+    """Raise ``UserError`` unless the absl flag ``name`` (when set) lies in ``[low, high]`` (either end open: None).
+
+    Called before TensorFlow is imported, so a bad number fails in a second, not after the import.
+    """
+    from absl import flags
+
+    value = flags.FLAGS[name].value
+    if value is None:
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"in [{low:g}, {high:g}]"
+        raise UserError(f"--{name} must be {bounds}, got {value:g}")
+
+
 def quiet_logs(level: int = logging.WARNING) -> None:
     """Drop Python log records below ``level`` (``logging.WARNING``, ``ERROR``): absl's and TensorFlow's.
 

@@ -302,3 +302,25 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_log(progress,
     from trainers import fit
 
     assert fit.progress_verbosity(progress, terminal) == verbose
+
+
+@pytest.mark.parametrize(("module", "args", "error"), [
+    ("trainers.evaluate", ["--model_dir=x", "--batch_size=0"], "error: --batch_size must be >= 1, got 0"),
+    ("trainers.evaluate", ["--model_dir=x", "--fold=-1"], "error: --fold must be >= 0, got -1"),
+    ("trainers.evaluate", ["--model_dir=x", "--split=nope"], "error: flag --split=nope: value should be one of"),
+    ("trainers.evaluate", ["--batch_size=8"], "error: --model_dir is required"),
+    ("trainers.predict", ["--model_dir=x", "--top_k=0", "clip.mp4"], "error: --top_k must be >= 1, got 0"),
+    ("trainers.predict", ["--model_dir=x"], "error: name at least one clip"),
+])
+def test_a_bad_flag_fails_before_tensorflow_is_imported(module, args, error):
+    """The flags of evaluate and predict are parsed and checked before TensorFlow loads (27-46 s on a busy
+    machine): at the error, ``sys.modules`` has no tensorflow."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
+            "try:\n"
+            f"    runpy.run_module({module!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    print('exit', e.code, 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "exit 2 False", (out.stdout, out.stderr)
+    assert out.stderr.startswith(error), out.stderr

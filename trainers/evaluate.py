@@ -12,16 +12,12 @@ trained on is refused (exit 2) unless ``--allow_train_overlap``.
 
 from __future__ import annotations
 
+# Nothing here imports TensorFlow: the flags are parsed and checked first, so a bad one fails in a second.
+from absl import app, flags
+
 from ravdess_tfrecords import _cli
-
-if __name__ == "__main__":  # the command line, not a program importing this module
-    _cli.quiet_tensorflow()  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
-
-from ravdess_tfrecords.reading import splits  # noqa: E402
-from trainers import metrics as metrics_lib  # noqa: E402
-from trainers.evaluation import evaluate_saved  # noqa: E402
+from ravdess_tfrecords.reading import splits
+from trainers import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
 
@@ -48,6 +44,11 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("model_dir")
+    _cli.require_range("batch_size", 1)
+    _cli.require_range("fold", 0)
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
+    from trainers.evaluation import evaluate_saved
+
     metrics = evaluate_saved(
         FLAGS.model_dir,
         data_dir=FLAGS.data_dir,
