@@ -130,8 +130,10 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
 
     Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` (INFO off, warnings and errors kept) unless
     it is set already; ``2`` (errors only) on a worker of ``--strategy=multi_worker``
-    other than the chief (``other_worker``): only the chief reports. Call it before
-    anything imports TensorFlow; a second call, or a call after TensorFlow is loaded, does nothing.
+    other than the chief (``other_worker``): only the chief reports. The level is set on a GPU
+    host too (only the start-up lines are left alone there: they say which GPU TensorFlow found).
+    Call it before anything imports TensorFlow; a second call, or a call after TensorFlow is loaded,
+    imports nothing.
 
     Without TensorFlow (the base or ``[grain]`` install), one ``error:`` line naming ``[tf]``, exit status 2.
 
@@ -142,9 +144,12 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is None:
         print(f"error: {tensorflow_missing('this command')}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_STATUS)
-    if wants_verbose(argv) or has_nvidia_gpu() or "tensorflow" in sys.modules:
+    if wants_verbose(argv):
         return False
+    # Before the GPU check: on a GPU host TensorFlow's C++ INFO lines (device placement, XLA) go too.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")
+    if has_nvidia_gpu() or "tensorflow" in sys.modules:
+        return False
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -234,7 +239,9 @@ def check_ranges(ranges: dict[str, Range]) -> None:
     from absl import flags
 
     for name, (low, high) in ranges.items():
-        flags.register_validator(name, lambda value, low=low, high=high: range_problem(value, low, high) is None,
+        # None: a flag left unset (a default of None means "the model's", "none").
+        flags.register_validator(name, lambda value, low=low, high=high: value is None
+                                 or range_problem(value, low, high) is None,
                                  message=f"must be {describe_range(low, high)}")
 
 
@@ -254,6 +261,30 @@ def quiet_logs(level: int = logging.WARNING) -> None:
     tf_logger.setLevel(level)
     if tf_logger.handlers and logging.root.handlers:
         tf_logger.propagate = False
+
+
+_warnings_off = False  # errors_only(): this process prints no warning (a multi-worker run's other workers)
+
+
+def errors_only() -> None:
+    """From now on this process prints errors only: no Python warnings, no ``warning:`` lines
+    (``print_warning``), Python log records below ERROR dropped (``quiet_logs``).
+
+    For the workers of a multi-worker run other than the chief: they run the same code as the chief,
+    so whatever they would say, the chief says too.
+    """
+    global _warnings_off
+    import warnings
+
+    _warnings_off = True
+    warnings.simplefilter("ignore")
+    quiet_logs(logging.ERROR)
+
+
+def print_warning(message: object) -> None:
+    """One ``warning: ...`` line on stderr (whitespace folded), unless ``errors_only`` was called."""
+    if not _warnings_off:
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
 def is_user_error(error: BaseException) -> bool:

@@ -271,3 +271,56 @@ def test_readme_lists_every_fit_flag():
     defined = _fit_flags()
     assert {"data_dir", "model_dir", "verbose", "split"} <= defined  # the parser finds them
     assert _readme_fit_flags() == defined
+
+
+def test_quiet_tensorflow_sets_the_log_level_on_a_gpu_host_too(monkeypatch):
+    """On a host with /dev/nvidia* the start-up lines are left alone, but TensorFlow's C++ INFO lines still go."""
+    monkeypatch.setattr(_cli, "has_nvidia_gpu", lambda: True)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert _cli.quiet_tensorflow(["fit"]) is False
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    _cli.quiet_tensorflow(["fit", "--verbose"])
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # --verbose: everything
+
+
+def test_errors_only_silences_warnings_and_warning_lines(capsys):
+    code = ("import warnings; from ravdess_tfrecords import _cli\n"
+            "_cli.print_warning('one\\n  line'); warnings.warn('python warning')\n"
+            "_cli.errors_only()\n"
+            "_cli.print_warning('hidden'); warnings.warn('hidden too'); _cli.print_error('still shown')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "warning: one line\n" in out.stderr and "python warning" in out.stderr
+    assert "hidden" not in out.stderr and "error: still shown" in out.stderr
+
+
+@pytest.mark.parametrize(("progress", "terminal", "verbose"),
+                         [("auto", True, 1), ("auto", False, 2), ("epoch", True, 2), ("bar", False, 1),
+                          ("none", True, 0)])
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_log(progress, terminal, verbose):
+    from trainers import fit
+
+    assert fit.progress_verbosity(progress, terminal) == verbose
+
+
+@pytest.mark.parametrize(("module", "args", "error"), [
+    ("trainers.evaluate", ["--model_dir=x", "--batch_size=0"], "error: flag --batch_size=0: must be an integer >= 1"),
+    ("trainers.evaluate", ["--model_dir=x", "--fold=-1"], "error: flag --fold=-1: must be an integer >= 0"),
+    ("trainers.evaluate", ["--model_dir=x", "--split=nope"], "error: flag --split=nope: value should be one of"),
+    ("trainers.evaluate", ["--batch_size=8"], "error: --model_dir is required"),
+    ("trainers.predict", ["--model_dir=x", "--top_k=0", "clip.mp4"], "error: flag --top_k=0: must be an integer >= 1"),
+    ("trainers.predict", ["--model_dir=x"], "error: name at least one clip"),
+])
+def test_a_bad_flag_fails_before_tensorflow_is_imported(module, args, error):
+    """The flags of evaluate and predict are parsed and checked before TensorFlow loads (27-46 s on a busy
+    machine): at the error, ``sys.modules`` has no tensorflow."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
+            "try:\n"
+            f"    runpy.run_module({module!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    print('exit', e.code, 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "exit 2 False", (out.stdout, out.stderr)
+    assert out.stderr.startswith(error), out.stderr

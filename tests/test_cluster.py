@@ -232,3 +232,38 @@ def test_a_lost_peer_is_named_with_its_reason(text, lost):
     message = cluster.lost_peer_message(RuntimeError(text))
     assert message == (f"the multi-worker run lost {lost}; start every worker again with the same command: "
                        "the run resumes from the chief's last backup")
+
+
+def test_a_signal_removes_the_scratch_folders_before_it_ends_the_process(tmp_path):
+    """A non-chief worker's scratch model dir (``loop._write_dir``) is registered with ``remove_on_stop``:
+    the signal's ``os._exit`` runs no ``finally``, so the watcher thread removes it first."""
+    code = ("import os, signal, sys, time\n"
+            "from trainers import cluster\n"
+            "cluster.stop_on_signals(': bye')\n"
+            "scratch, kept = sys.argv[1], sys.argv[2]\n"
+            "for path in (scratch, kept): os.makedirs(os.path.join(path, 'backup'))\n"
+            "cluster.remove_on_stop(scratch)\n"
+            "cluster.remove_on_stop(kept)()  # cancelled: removed otherwise\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(30)\n")
+    scratch, kept = tmp_path / "scratch", tmp_path / "kept"
+    proc = subprocess.run([sys.executable, "-c", code, str(scratch), str(kept)], cwd=REPO, env=helpers.repo_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "stopped by SIGTERM: bye" in proc.stderr
+    assert not scratch.exists() and kept.is_dir()
+
+
+def test_the_chief_waits_for_the_other_tasks_to_leave():
+    """``wait_for_peers_to_leave``: True once no peer answers; False after the timeout while one does."""
+    import socket
+
+    own, peer = _free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]}, "task": {"type": "worker", "index": 0}}
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", peer))
+        listener.listen(8)
+        start = time.monotonic()
+        assert cluster.wait_for_peers_to_leave(config, timeout=0.5) is False
+        assert time.monotonic() - start >= 0.5
+    assert cluster.wait_for_peers_to_leave(config, timeout=5) is True

@@ -99,7 +99,7 @@ def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
     flags = [f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--train_actors=1,2,3,4",
              "--validation_actors=5", "--test_actors=6", "--filters=4,4,4,4", "--batch_size=8", "--epochs=2",
              "--strategy=multi_worker", "--noexport", "--seed=3", f"--visual_weights={backbone_file}",
-             "--freeze_epochs=1", "--patience=10"]
+             "--freeze_epochs=1", "--patience=0", "--lr_patience=0"]  # the callbacks speak at epoch 2
     results = _run_workers(lambda i: ["fit", str(tmp_path / f"weights_{i}.npy"), "--", *flags], tmp_path)
     for index, (code, log) in enumerate(results):
         assert code == 0, f"worker {index} failed:\n{log[-3000:]}"
@@ -133,6 +133,11 @@ def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
     # No INFO lines (MultiWorkerMirroredStrategy logs dozens); the other worker prints nothing at all.
     assert "INFO" not in results[0][1] and "] Collective" not in results[0][1], results[0][1][-3000:]
     assert results[1][1].strip() == "", results[1][1][-3000:]
+    # The callbacks spoke (on the chief only: the other worker printed nothing, above), and the end of the
+    # run is no race: the chief waits for the other worker to leave, so neither prints an error line.
+    assert re.search(r"early stopping|ReduceLROnPlateau reducing", results[0][1]), results[0][1][-3000:]
+    for _, log in results:
+        assert not re.search(r"^(E\d{4} |error:|Traceback)", log, re.MULTILINE), log[-3000:]
 
 
 def test_a_lost_worker_stops_the_chief_with_one_line_and_the_job_resumes_from_its_backup(tmp_path):

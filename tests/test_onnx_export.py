@@ -131,3 +131,38 @@ def test_without_the_extra_the_export_says_so_once_and_the_run_goes_on(data_dir,
     assert export.export_onnx(model, str(tmp_path / "again.onnx"), labels.CLASS_NAMES) is False
     err = [line for line in capsys.readouterr().err.splitlines() if "ONNX" in line]
     assert err == ['warning: ONNX export skipped: pip install "ravdess-tfrecords[onnx]" (missing: tf2onnx)']
+
+
+@pytest.mark.skipif(NO_ONNX is not None, reason=f"ONNX export test needs the [onnx] extra: {NO_ONNX}")
+def test_a_bfloat16_model_exports_from_its_float32_clone_and_a_bad_export_is_not_left(data_dir, tmp_path, capfd):
+    """--mixed_precision=bfloat16: the BLSTM's bfloat16 Loop input is invalid ONNX (onnxruntime refuses it).
+    The export runs from a float32 clone with the same weights, checked in onnxruntime against Keras; the
+    16-bit graph itself fails that check: one warning line, and no file left as if good."""
+    import onnxruntime
+
+    from trainers.model import precision_policy
+
+    keras.utils.set_random_seed(7)
+    with precision_policy("bfloat16"):
+        model = models.build_model("audio", audio_frames=20)
+    serving = export.float32_clone(model)
+    assert serving is not model and {layer.dtype_policy.name for layer in serving._flatten_layers()} == {"float32"}
+    for ours, theirs in zip(serving.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert export.float32_clone(serving) is serving  # float32 already: itself
+
+    probe = export.probe_inputs(serving)
+    want = serving.predict(probe[0], verbose=0)
+    path = str(tmp_path / "model.onnx")
+    assert export.export_onnx(serving, path, labels.CLASS_NAMES, check=(probe, want)) is True
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    audio, _ = _test_batch(data_dir)
+    got, = session.run(["probabilities"], {"audio": audio})
+    assert np.abs(got - serving.predict(audio, verbose=0)).max() <= 1e-4
+
+    capfd.readouterr()
+    bad = str(tmp_path / "bad.onnx")
+    assert export.export_onnx(model, bad, labels.CLASS_NAMES, check=(probe, want)) is False
+    err = capfd.readouterr().err
+    assert not os.path.exists(bad)
+    assert err.count("warning: ONNX export failed its check, not written") == 1, err

@@ -289,7 +289,8 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
     mode = "min" if "loss" in config.monitor else "max"
     storage.makedirs(os.path.dirname(os.path.join(model_dir, BEST_WEIGHTS)))
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor=config.monitor, mode=mode, patience=config.early_stopping_patience, verbose=1
+        monitor=config.monitor, mode=mode, patience=config.early_stopping_patience,
+        verbose=int(bool(config.verbose)),  # a multi-worker run's other workers: 0, only the chief reports
     )
     if config.lr_schedule == "cosine":
         schedule = CosineSchedule(config.learning_rate, config.epochs, config.warmup_epochs,
@@ -301,7 +302,7 @@ def make_callbacks(config: TrainConfig, model_dir: str) -> list[keras.callbacks.
             factor=config.lr_factor,
             patience=config.lr_patience,
             min_lr=config.min_learning_rate,
-            verbose=1,
+            verbose=int(bool(config.verbose)),
         )
         counted = [early_stopping, schedule]
     callbacks = [

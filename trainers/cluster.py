@@ -55,6 +55,7 @@ import math
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -182,6 +183,28 @@ def wait_for_peers(tf_config: dict, timeout: float, out: TextIO | None = None) -
             time.sleep(POLL_S)
     finally:
         listener.close()
+
+
+def wait_for_peers_to_leave(tf_config: dict, timeout: float) -> bool:
+    """The chief's last step of a multi-worker run: return once no other task answers on its port.
+
+    A task's gRPC server holds its port until the process ends. The chief leads TensorFlow's
+    coordination service; had it exited first, a worker still shutting down would fail its last RPCs
+    to it (``StartAbort UNAVAILABLE: Failed to send RPC to coordination service``) after a run that
+    finished. ``timeout`` 0: wait for ever.
+
+    Returns:
+      Whether every other task left in time.
+    """
+    _, others = peers(tf_config)
+    deadline = time.monotonic() + timeout if timeout else None
+    while others:
+        others = [t for t in others if _answers(t[2], timeout=POLL_S)]
+        if others and deadline is not None and time.monotonic() >= deadline:
+            return False
+        if others:
+            time.sleep(POLL_S)
+    return True
 
 
 @contextlib.contextmanager
@@ -326,6 +349,24 @@ def wait_for_service_workers(address: str, timeout: float) -> int:
 
 _stop_pipe: tuple[int, int] | None = None
 _stop_message = ""
+_remove_at_stop: list[str] = []  # remove_on_stop's folders: deleted before a signal's os._exit
+
+
+def remove_on_stop(path: str):
+    """Have a signal's stop (``stop_on_signals``) remove the folder ``path`` before the process ends.
+
+    ``os._exit`` runs no ``finally`` and no ``atexit``: a scratch folder would be left behind.
+
+    Returns:
+      A function that cancels it (call it once the folder is removed otherwise).
+    """
+    _remove_at_stop.append(path)
+
+    def cancel() -> None:
+        if path in _remove_at_stop:
+            _remove_at_stop.remove(path)
+
+    return cancel
 
 
 def _ignore(signum, frame) -> None:
@@ -340,6 +381,8 @@ def _stop_on_wakeup(read_fd: int) -> None:
             if signum in STOP_SIGNALS:
                 name = signal.Signals(signum).name
                 try:  # best effort: what the run printed so far, then one line
+                    for path in list(_remove_at_stop):
+                        shutil.rmtree(path, ignore_errors=True)
                     sys.stdout.flush()
                     print(f"\nstopped by {name}{_stop_message}", file=sys.stderr, flush=True)
                 finally:

@@ -12,16 +12,12 @@ trained on is refused (exit 2) unless ``--allow_train_overlap``.
 
 from __future__ import annotations
 
+# Nothing here imports TensorFlow: the flags are parsed and checked first, so a bad one fails in a second.
+from absl import app, flags
+
 from ravdess_tfrecords import _cli
-
-if __name__ == "__main__":  # the command line, not a program importing this module
-    _cli.quiet_tensorflow()  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
-
-from ravdess_tfrecords.reading import splits  # noqa: E402
-from trainers import metrics as metrics_lib  # noqa: E402
-from trainers.evaluation import evaluate_saved  # noqa: E402
+from ravdess_tfrecords.reading import splits
+from trainers import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +37,7 @@ flags.DEFINE_boolean("allow_train_overlap", False, "Evaluate on another split ev
                      "the model was trained on (speaker leakage: not a test of unseen speakers).")
 
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
+_cli.check_ranges({"batch_size": (1, None), "fold": (0, None), "folds": (2, None)})
 
 
 @_cli.user_errors
@@ -48,6 +45,9 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("model_dir")
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
+    from trainers.evaluation import evaluate_saved
+
     metrics = evaluate_saved(
         FLAGS.model_dir,
         data_dir=FLAGS.data_dir,

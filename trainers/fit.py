@@ -19,6 +19,7 @@ if __name__ == "__main__":  # the command line, not a program importing this mod
     _cli.quiet_tensorflow()  # before TensorFlow is imported
 
 import logging  # noqa: E402
+import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -32,8 +33,8 @@ from trainers.config import TrainConfig  # noqa: E402
 FLAGS = flags.FLAGS
 
 RESUME_HINT = ": run the same command again to resume from the last finished epoch"
-# --progress -> Keras verbosity.
-PROGRESS = {"epoch": 2, "bar": 1, "none": 0}
+# --progress -> Keras verbosity; auto: "bar" when stdout is a terminal, else "epoch" (progress_verbosity).
+PROGRESS = {"auto": None, "epoch": 2, "bar": 1, "none": 0}
 
 flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
@@ -123,8 +124,9 @@ flags.DEFINE_string("visual_weights", "none",
                     "the weights once), or the path of a Keras weights file of the backbone (.weights.h5, .h5).")
 flags.DEFINE_integer("freeze_epochs", 0,
                      "Keep the pretrained visual backbone frozen for the first N epochs, then train all layers.")
-flags.DEFINE_enum("progress", "epoch", list(PROGRESS),
-                  "What model.fit prints: one line per epoch, a progress bar, or nothing.")
+flags.DEFINE_enum("progress", "auto", list(PROGRESS),
+                  "What model.fit prints: one line per epoch, a progress bar, or nothing; auto: a bar when "
+                  "stdout is a terminal, else one line per epoch.")
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
 
 
@@ -136,6 +138,15 @@ def _actor_ids(name: str) -> tuple[int, ...]:
         except ValueError:
             raise UserError(f"--{name}: {value!r} is not an actor number (1-24)") from None
     return tuple(ids)
+
+
+def progress_verbosity(progress: str, terminal: bool) -> int:
+    """Keras' ``verbose`` for ``--progress`` (``PROGRESS``); ``auto``: the bar on a terminal (``terminal``),
+    one line per epoch in a log file (a bar's redraws would fill it)."""
+    verbosity = PROGRESS[progress]
+    if verbosity is None:
+        return PROGRESS["bar"] if terminal else PROGRESS["epoch"]
+    return verbosity
 
 
 def _strategy() -> str:
@@ -200,7 +211,7 @@ def config_from_flags() -> TrainConfig:
         data_service=FLAGS.data_service,
         worker_timeout=FLAGS.worker_timeout,
         data_service_timeout=FLAGS.data_service_timeout,
-        verbose=PROGRESS[FLAGS.progress],
+        verbose=progress_verbosity(FLAGS.progress, sys.stdout.isatty()),
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
@@ -225,9 +236,15 @@ def main(argv: list[str]) -> int:
     cluster.stop_on_signals(RESUME_HINT)
     if not FLAGS.verbose:  # INFO lines off; on a worker other than the chief, warnings too (only the chief reports)
         chief = config.strategy != "multi_worker" or _cli.is_chief_task(strategy_lib.tf_config())
-        _cli.quiet_logs(logging.WARNING if chief else logging.ERROR)
+        if chief:
+            _cli.quiet_logs(logging.WARNING)
+        else:
+            _cli.errors_only()
     try:
         cv.run(config)
+        if config.strategy == "multi_worker" and _cli.is_chief_task(strategy_lib.tf_config()):
+            # The other workers leave first: the chief's coordination service must outlive their shutdown.
+            cluster.wait_for_peers_to_leave(strategy_lib.tf_config(), config.worker_timeout)
     except KeyboardInterrupt:  # stop_on_signals did not install (not the main thread)
         print(f"\ninterrupted{RESUME_HINT}", flush=True)
         return 130

@@ -20,7 +20,7 @@ from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import LAST_WEIGHTS, ExactValidation, backup_epochs, make_callbacks, repair_backup
-from trainers.cluster import stop_for_test
+from trainers.cluster import remove_on_stop, stop_for_test
 from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
 from trainers.data import check_inputs, class_weights, make_datasets, scale_out
 from trainers.data import steps_per_epoch as epoch_steps
@@ -198,6 +198,7 @@ def _write_dir(config: TrainConfig, strategy: tf.distribute.Strategy, extend: bo
         return
     barrier(strategy)  # the chief has prepared model_dir
     scratch = tempfile.mkdtemp(prefix=f"ravdess-{task_name(strategy)}-")
+    stop_cleanup = remove_on_stop(scratch)  # a signal ends the process through os._exit: no finally runs
     try:
         source = BACKUP_DIR if backup_epochs(os.path.join(model_dir, BACKUP_DIR)) else None
         target = BACKUP_DIR
@@ -213,6 +214,7 @@ def _write_dir(config: TrainConfig, strategy: tf.distribute.Strategy, extend: bo
         _prepare_model_dir(local, scratch, extend, finished)
         yield local
     finally:
+        stop_cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -330,6 +332,7 @@ def _fit_evaluate_save(config, model, fingerprint, split_map, class_names, info,
         average_unsynced_variables(model, strategy)  # batch-norm statistics differ per worker
     best = _best(history, config.monitor)
     stop_for_test("evaluate")
+    _log(config, f"evaluating on test (actors {list(split_map['test'])}) and validation...")
     test_metrics = evaluate_model(model, test_ds, class_names)
     val_metrics = evaluate_model(model, val_ds, class_names)
     # Saved models take video in [0, 1] and hold no training-time augmentation, however they were trained.

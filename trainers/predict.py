@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 
+# Nothing here imports TensorFlow: the flags are parsed and checked first, so a bad one fails in a second.
+from absl import app, flags
+
 from ravdess_tfrecords import _cli, conversion
-
-if __name__ == "__main__":  # the command line, not a program importing this module
-    _cli.quiet_tensorflow()  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +28,7 @@ flags.DEFINE_boolean("json", False, "Print one JSON document (a list, one object
 flags.DEFINE_integer("top_k", 3, "Emotions shown per clip in the text output.")
 
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
+_cli.check_ranges({"top_k": (1, None)})
 
 
 @_cli.user_errors
@@ -39,6 +38,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError("name at least one clip: python -m trainers.predict --model_dir=DIR clip.mp4 ...")
     _cli.require("model_dir")
     conversion.require_extra("trainers.predict")  # the converter's preprocessing, before importing it
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     from trainers import predict_lib
 
     predictor = predict_lib.load(FLAGS.model_dir)
