@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import helpers
 import pytest
@@ -63,7 +64,8 @@ def snippets(page: str) -> list[Snippet]:
             match = SKIP.fullmatch(above.strip())
             skip = match.group(1) if match else None
         elif start is not None and line.strip() == "```":
-            found.append(Snippet(page, start, "\n".join(lines[start:number - 1]) + "\n", skip))
+            # A block inside a list item is indented with it.
+            found.append(Snippet(page, start, textwrap.dedent("\n".join(lines[start:number - 1]) + "\n"), skip))
             start = None
     assert start is None, f"{page}:{start}: a ```python block that never closes"
     return found
