@@ -23,9 +23,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# Two test processes (pytest-xdist), a test file each at a time: most tests wait on a subprocess
-# (a TensorFlow import, a conversion, a training run) for much of their time.
-TEST_PROCESSES ?= 2
+# Three test processes (pytest-xdist) on 2 cores, a test file each at a time: most tests wait on a
+# subprocess (a TensorFlow import, a conversion, a training run) for much of their time, which two
+# processes left idle (153% of 200% CPU).
+TEST_PROCESSES ?= 3
 
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile --durations=15

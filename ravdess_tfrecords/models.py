@@ -188,7 +188,7 @@ def application_backbone(backbone: str, *, imagenet: bool = False) -> keras.Mode
     """
     constructor = getattr(keras.applications, APPLICATIONS[backbone])
     with warnings.catch_warnings():
-        # Keras warns that its weights were trained at 224x224; the README says what 64x64 means for them.
+        # Keras warns that its weights were trained at 224x224; docs/training.md says what 64x64 means for them.
         warnings.filterwarnings("ignore", message=".*Weights for input shape")
         try:
             return constructor(input_shape=VIDEO_SHAPE[1:], include_top=False, pooling="avg",

@@ -3,7 +3,7 @@
     python -m ravdess_tfrecords.reformat --data_dir=/data/ravdess-tfrecords --output=/data/ravdess-array-record
 
 The command line itself is ``ravdess_tfrecords.conversion.reformat``. This entry point first checks
-that ``array-record`` (the ``[convert]`` extra) is installed: without it, one ``error:`` line and exit 2.
+that ``array-record`` (in the base install) is importable: without it, one ``error:`` line and exit 2.
 """
 
 from ravdess_tfrecords import conversion

@@ -243,7 +243,7 @@ def test_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
     assert "oneDNN" in loud.stderr or "InitializeLog" in loud.stderr, loud.stderr[-3000:]  # TensorFlow not silenced
 
 
-# ------------------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------------------------ docs
 
 
 def _fit_flags() -> set[str]:
@@ -259,10 +259,10 @@ def _fit_flags() -> set[str]:
 
 
 def _readme_fit_flags() -> set[str]:
-    """Flags named in the first column of the README's ``trainers.fit`` flags table."""
-    with open(os.path.join(REPO, "README.md")) as f:
+    """Flags named in the first column of docs/training.md's ``trainers.fit`` flags table."""
+    with open(os.path.join(REPO, "docs", "training.md")) as f:
         text = f.read()
-    section = text.split("### `trainers.fit` flags", 1)[1].split("\n\n", 2)[1]
+    section = text.split("## `trainers.fit` flags", 1)[1].split("\n\n", 2)[1]
     rows = [line for line in section.splitlines() if line.startswith("| `--")]
     return {name for row in rows for name in re.findall(r"`--(\w+)`", row.split("|")[1])}
 

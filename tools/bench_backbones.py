@@ -8,7 +8,7 @@ fusion model (default filters), the seconds per training step of that fusion
 model at batch ``--batch_size`` on random inputs of the real shapes, the ratio
 to the first combination, and, with ``--data_dir``, the validation and test
 accuracy of the video-only baseline (``--train_filters``, ``--epochs``): the
-visual branch alone, which is what the choice changes. The README's choice of
+visual branch alone, which is what the choice changes. docs/training.md's choice of
 default (``--visual_backbone``, ``--temporal``) cites this output.
 """
 

@@ -18,7 +18,7 @@ runs on whatever TensorFlow places the model on: the first GPU when it sees
 one, else the CPU. By default it times batches of 32 and 256 on a GPU, and 32
 only on a CPU, where a batch-256 step of the full model takes 7-18 s on 2 cores
 (``--batch_sizes=32,256`` times both there too; ``--steps`` and ``--repeats``
-trade time for steadiness). The README's "Training recipe" table cites this output.
+trade time for steadiness). docs/training.md's "Training recipe" table cites this output.
 """
 
 from __future__ import annotations

@@ -6,11 +6,16 @@ Runs, each as the command a user would type (printed before it runs):
 
 1. ``tools.make_synthetic_corpus``: all 24 actors, ``--clips_per_actor`` speech clips each;
 2. ``ravdess_tfrecords.convert``: per-speaker TFRecord shards + ``ravdess_info.json`` (and tfds metadata);
-3. ``tools.dataset_stats``: the size of each set of the speaker split, per class;
-4. ``tools.plot_samples``: 3 samples (frames, MFCCs, emotion) as a PNG;
-5. ``trainers.fit``: the fusion model on actors 1-17, validated on 18-22, tested on 23-24;
-6. ``trainers.evaluate``: the saved model re-evaluated on the test actors;
-7. ``trainers.predict``: one raw clip of a test actor, through the same preprocessing.
+3. ``ravdess_tfrecords.reformat``: the same examples as ArrayRecord shards, for readers without TensorFlow
+   (``rt.data_source``: PyTorch, JAX, Grain);
+4. ``tools.dataset_stats``: the size of each set of the speaker split, per class;
+5. ``tools.plot_samples``: 3 samples (frames, MFCCs, emotion) as a PNG;
+6. ``trainers.fit``: the fusion model on actors 1-17, validated on 18-22, tested on 23-24;
+7. ``trainers.evaluate``: the saved model re-evaluated on the test actors;
+8. ``trainers.predict``: one raw clip of a test actor, through the same preprocessing.
+
+The Python snippets of ``docs/`` read these outputs (``demo_output/tfrecords``, ``demo_output/array_record``,
+``demo_output/model``) and run as written from the directory that holds ``demo_output``.
 
 Then it prints where every output went and how long each step took.
 Everything goes under ``--output`` (replaced on each run). It needs the
@@ -71,11 +76,12 @@ def _test_clip(corpus: str) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # Steps 1, 2, 4 and 7 run the converter's stack: say so now, not after minutes.
+    # Steps 1, 2, 5 and 8 run the converter's stack: say so now, not after minutes.
     conversion.require_synthetic_extras("tools.demo")
     out = os.path.abspath(os.path.expanduser(FLAGS.output))
     corpus = os.path.join(out, "corpus")
     shards = os.path.join(out, "tfrecords")
+    array_records = os.path.join(out, "array_record")
     model_dir = os.path.join(out, "model")
     samples = os.path.join(out, "samples.png")
     keep = {"corpus", "tfrecords"} if FLAGS.reuse_corpus and os.path.isdir(shards) else set()
@@ -94,26 +100,29 @@ def main(argv: list[str]) -> None:
                                      f"--clips_per_actor={FLAGS.clips_per_actor}", workers], timings)
         _run("2. convert to TFRecords", ["ravdess_tfrecords.convert", f"--input={corpus}", f"--output={shards}",
                                          workers], timings)
-    _run("3. dataset statistics", ["tools.dataset_stats", f"--data_dir={shards}"], timings)
-    _run("4. plot 3 samples", ["tools.plot_samples", f"--data_dir={shards}", f"--output={samples}"], timings)
-    _run("5. train the fusion model", [
+    _run("3. ArrayRecord copy (readers without TensorFlow)",
+         ["ravdess_tfrecords.reformat", f"--data_dir={shards}", f"--output={array_records}"], timings)
+    _run("4. dataset statistics", ["tools.dataset_stats", f"--data_dir={shards}"], timings)
+    _run("5. plot 3 samples", ["tools.plot_samples", f"--data_dir={shards}", f"--output={samples}"], timings)
+    _run("6. train the fusion model", [
         "trainers.fit", f"--data_dir={shards}", f"--model_dir={model_dir}", "--split=speaker", "--model=fusion",
         f"--visual_backbone={FLAGS.visual_backbone}", f"--temporal={FLAGS.temporal}",
         f"--filters={','.join(FLAGS.filters)}", f"--epochs={FLAGS.epochs}", f"--batch_size={FLAGS.batch_size}",
         "--seed=0",
     ], timings)
-    _run("6. evaluate the saved model", ["trainers.evaluate", f"--model_dir={model_dir}"], timings)
+    _run("7. evaluate the saved model", ["trainers.evaluate", f"--model_dir={model_dir}"], timings)
     clip = _test_clip(corpus)
     name = filenames.parse(clip)
     print(f"\n(the clip's true emotion, from its file name: {name.emotion_name}, "
           f"class {labels.CLASS_NAMES[name.label()]})", flush=True)
-    _run("7. predict a raw clip of a test actor", ["trainers.predict", f"--model_dir={model_dir}", clip], timings)
+    _run("8. predict a raw clip of a test actor", ["trainers.predict", f"--model_dir={model_dir}", clip], timings)
     total = time.perf_counter() - start
 
     print("\n=== where everything went")
     rows = [
         ("synthetic corpus (mp4 + truth.json)", corpus),
         ("TFRecord shards + ravdess_info.json + tfds metadata", shards),
+        ("the same as ArrayRecord shards (rt.data_source)", array_records),
         ("3 samples: frames, MFCCs, emotions", samples),
         ("model directory", model_dir),
         ("  test metrics (accuracy, UAR, macro F1, per class)", os.path.join(model_dir, "metrics.json")),

@@ -41,7 +41,7 @@ def tf_config() -> dict:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
-                         "(cluster and task; see the README, 'Scaling out')")
+                         "(cluster and task; see docs/scaling.md)")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as e:

@@ -462,7 +462,7 @@ def augment_batch(features: dict, seed: tf.Tensor, config: AugmentConfig = Augme
 
 
 def default_augment_on() -> str:
-    """``"device"`` when TensorFlow sees a GPU, else ``"host"`` (see the README's pipeline section).
+    """``"device"`` when TensorFlow sees a GPU, else ``"host"`` (see docs/reading.md, "On the accelerator").
 
     On a CPU-only machine the layer would run inside the training step, on the
     cores the step needs, and after it; on the host, tf.data overlaps it with the step.

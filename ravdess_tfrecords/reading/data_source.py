@@ -84,7 +84,7 @@ class _WholeShard:
 
     Given the lengths (``ravdess_info.json``'s, whose shard sizes ``DatasetInfo.read`` checks),
     ``ArrayRecordDataSource`` opens no reader until the first read: once a process has opened one, a
-    process forked from it crashes opening its own (a DataLoader worker; see the README).
+    process forked from it crashes opening its own (a DataLoader worker; see docs/reading.md).
     """
 
     filename: str
