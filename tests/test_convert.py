@@ -113,7 +113,7 @@ def test_zero_converted_is_an_error_exit_naming_the_file(tmp_path):
     assert proc.returncode == 1
     assert "skipped 01-01-06-01-01-01-01.mp4: ffmpeg cannot read it" in proc.stderr
     assert "error: no clip converted" in proc.stderr
-    # What docs/converting.md says a failed run leaves: failures.jsonl with every file's reason, the cache, nothing else.
+    # What docs/converting.md says a failed run leaves: failures.jsonl (every file's reason), the cache, nothing else.
     assert sorted(os.listdir(tmp_path / "out")) == [".cache", schema.FAILURES_FILENAME]
     (failure,) = [json.loads(line) for line in (tmp_path / "out" / schema.FAILURES_FILENAME).read_text().splitlines()]
     assert failure["file"] == "01-01-06-01-01-01-01.mp4" and failure["code"] == "unreadable"

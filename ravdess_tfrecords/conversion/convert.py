@@ -636,7 +636,7 @@ def converted(plan: Plan, results: list[dict], inputs: list[str], output_dir: st
     if not plan.found:  # nothing to give a reason for: say what was searched, write no empty failures.jsonl
         raise _nothing_to_convert(inputs)
     if not done:
-        with machine_errors(output_dir):  # every file's reason, as docs/converting.md promises, even when nothing converted
+        with machine_errors(output_dir):  # every file's reason (docs/converting.md), even when nothing converted
             writer.write_text(os.path.join(output_dir, schema.FAILURES_FILENAME), _failures_text(plan.failures))
         raise RuntimeError(f"no clip converted from {', '.join(inputs)} ({plan.found} media files found); "
                            f"every file's reason is in {os.path.join(output_dir, schema.FAILURES_FILENAME)}")
