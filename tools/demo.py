@@ -100,7 +100,7 @@ def main(argv: list[str]) -> None:
                                      f"--clips_per_actor={FLAGS.clips_per_actor}", workers], timings)
         _run("2. convert to TFRecords", ["ravdess_tfrecords.convert", f"--input={corpus}", f"--output={shards}",
                                          workers], timings)
-    _run("3. ArrayRecord copy (readers without TensorFlow)",
+    _run("3. ArrayRecord copy for rt.data_source",
          ["ravdess_tfrecords.reformat", f"--data_dir={shards}", f"--output={array_records}"], timings)
     _run("4. dataset statistics", ["tools.dataset_stats", f"--data_dir={shards}"], timings)
     _run("5. plot 3 samples", ["tools.plot_samples", f"--data_dir={shards}", f"--output={samples}"], timings)
