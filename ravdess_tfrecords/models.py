@@ -36,31 +36,23 @@ import keras
 from ravdess_tfrecords import storage
 from ravdess_tfrecords.errors import UserError, UserOSError
 from ravdess_tfrecords.labels import NUM_CLASSES
+from ravdess_tfrecords.model_choices import (
+    APPLICATIONS,
+    AUDIO_INPUT_NORMS,
+    AUDIO_POOLINGS,
+    BACKBONES,
+    MODELS,
+    NAMED_WEIGHTS,
+    TEMPORALS,
+)
 from ravdess_tfrecords.schema import INPUT_NAMES, NUM_MFCC, VIDEO_SHAPE
 
 layers = keras.layers
 
 AUDIO_INPUT, VIDEO_INPUT = INPUT_NAMES
-MODELS = ("fusion", "audio", "video")
 # What each model takes, in its inputs' order.
 MODEL_INPUTS = {"fusion": (AUDIO_INPUT, VIDEO_INPUT), "audio": (AUDIO_INPUT,), "video": (VIDEO_INPUT,)}
-# Frame backbones from keras.applications, which have ImageNet weights: --visual_backbone -> constructor.
-# Both take RGB in [0, 255] and rescale it themselves (include_preprocessing); they accept 64x64 frames
-# (at least 32x32), on which the ImageNet weights (trained at 224x224) still give useful features.
-APPLICATIONS = {"mobilenet_v3_small": "MobileNetV3Small", "mobilenet_v3_large": "MobileNetV3Large"}
-# The specification's own backbones (MISSION.md "Models"), trained from scratch.
-OWN_BACKBONES = ("vgg", "resnet", "c3d")
-BACKBONES = (*OWN_BACKBONES, *APPLICATIONS)
-# --visual_weights: random initialization, ImageNet (keras.applications backbones only); anything else is the
-# path of a weights file of the backbone (``load_backbone_weights``).
-NAMED_WEIGHTS = ("none", "imagenet")
 VISUAL_BRANCH = "visual_branch"
-TEMPORALS = ("max", "gru", "lstm")
-# How the audio branch reads the second BLSTM: its final states (the seed's), or the mean of its outputs.
-AUDIO_POOLINGS = ("last", "mean")
-# A normalization of the MFCC vectors in front of the audio BLSTMs: none (the seed's), or batch
-# normalization per coefficient (statistics over the training batches, the real frames only with a mask).
-AUDIO_INPUT_NORMS = ("none", "batch")
 
 # The seed notebook's sizes (MISSION.md, "Models").
 AUDIO_UNITS = 64

@@ -103,7 +103,8 @@ CASES = {
     "bad label smoothing": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--label_smoothing=1"],
                             "label_smoothing must be in [0, 1), got 1.0"),
     "bad steps per execution": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run",
-                                                 "--steps_per_execution=0"], "steps_per_execution must be >= 1, got 0"),
+                                                 "--steps_per_execution=0"],
+                                "flag --steps_per_execution=0: must be an integer >= 1"),
     "evaluate: no model": ("trainers.evaluate", ["--model_dir={tmp}/run"], "model.keras not found"),
     "predict: no model": ("trainers.predict", ["--model_dir={tmp}/run", "clip.mp4"], "model.keras not found"),
     # absl's flag errors: one line and 2, not "FATAL Flags parsing error" + a usage dump and 1 (_cli.run).
@@ -311,9 +312,28 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_log(progress,
     ("trainers.evaluate", ["--batch_size=8"], "error: --model_dir is required"),
     ("trainers.predict", ["--model_dir=x", "--top_k=0", "clip.mp4"], "error: flag --top_k=0: must be an integer >= 1"),
     ("trainers.predict", ["--model_dir=x"], "error: name at least one clip"),
+    # fit: its flags' ranges (config.RANGES), then TrainConfig's checks, the split's included.
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--batch_size=0"],
+     "error: flag --batch_size=0: must be an integer >= 1"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--patience=-1"],
+     "error: flag --patience=-1: must be an integer >= 0"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--worker_timeout=-1"],
+     "error: flag --worker_timeout=-1.0: must be a finite number >= 0"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--model=bogus"], "error: flag --model=bogus: value should be"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--learning_rate=0"], "error: learning_rate must be > 0"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--filters=32,x"], "error: --filters: 'x' is not an integer"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--label_smoothing=1"],
+     "error: label_smoothing must be in [0, 1), got 1.0"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--split=kfold", "--fold=6"],
+     "error: fold must be in 0..5 for 6 folds, got 6"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--split=speaker", "--fold=1"],
+     "error: fold applies to kfold, luna5, sixfold only, not 'speaker'"),
+    ("trainers.fit", ["--data_dir=x", "--model_dir=y", "--train_actors=1,2", "--validation_actors=2",
+                      "--test_actors=3"], "error: a speaker-independent split puts each actor in one set only"),
+    ("trainers.fit", ["--model_dir=y"], "error: --data_dir is required"),
 ])
 def test_a_bad_flag_fails_before_tensorflow_is_imported(module, args, error):
-    """The flags of evaluate and predict are parsed and checked before TensorFlow loads (27-46 s on a busy
+    """The flags of fit, evaluate and predict are parsed and checked before TensorFlow loads (27-46 s on a busy
     machine): at the error, ``sys.modules`` has no tensorflow."""
     code = ("import runpy, sys\n"
             f"sys.argv = [{module!r}, *sys.argv[1:]]\n"

@@ -21,9 +21,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ravdess_tfrecords")
 READING = os.path.join(PACKAGE, "reading")
 READING_HALF = ("splits", "augment", "augment_ops", "augment_layer", "pipeline", "builder", "verify", "info",
-                "selection", "data_source", "example_proto")
+                "selection", "data_source", "example_proto", "augment_choices")
 # The TF-free reader (rt.data_source, the [grain] install): imports no TensorFlow, directly or through another.
-TF_FREE = ("splits", "info", "selection", "data_source", "example_proto")
+TF_FREE = ("splits", "info", "selection", "data_source", "example_proto", "augment_choices")
 # The contract: what both halves may import (errors and storage are standard-library modules of the contract).
 ALLOWED_OWN = {"ravdess_tfrecords", "ravdess_tfrecords.schema", "ravdess_tfrecords.labels", "ravdess_tfrecords._cli",
                "ravdess_tfrecords.errors", "ravdess_tfrecords.storage", "ravdess_tfrecords.reading",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from ravdess_tfrecords import models
+from ravdess_tfrecords import model_choices, models
 
 M = 20  # a short MFCC sequence keeps the LSTMs cheap; the code path is the same as M=97
 layers = keras.layers
@@ -90,7 +90,7 @@ def _check_head(model: keras.Model, num_classes: int) -> None:
     assert tuple(model.output.shape) == (None, num_classes)
 
 
-@pytest.mark.parametrize("backbone,temporal", list(itertools.product(models.OWN_BACKBONES, models.TEMPORALS)))
+@pytest.mark.parametrize("backbone,temporal", list(itertools.product(model_choices.OWN_BACKBONES, models.TEMPORALS)))
 def test_fusion_model_matches_spec(backbone, temporal):
     model = models.build_model("fusion", audio_frames=M, visual_backbone=backbone, temporal=temporal)
     assert models.input_names(model) == ("audio", "video")
@@ -107,7 +107,7 @@ def test_fusion_model_matches_spec(backbone, temporal):
     _check_head(model, 7)
 
 
-@pytest.mark.parametrize("backbone", models.OWN_BACKBONES)  # the applications: test_backbone.py
+@pytest.mark.parametrize("backbone", model_choices.OWN_BACKBONES)  # the applications: test_backbone.py
 def test_forward_pass_gives_probabilities(backbone):
     model = models.build_model("fusion", audio_frames=M, visual_backbone=backbone, filters=(8, 16))
     rng = np.random.default_rng(0)

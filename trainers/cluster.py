@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import math
 import os
 import re
@@ -75,6 +76,26 @@ ANNOUNCE_AFTER_S = 1.0
 COLLECTIVE_JOBS = ("chief", "worker")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TEST_STOP_ENV = "RAVDESS_FIT_TEST_STOP"  # test hook (stop_for_test)
+
+
+def tf_config() -> dict:
+    """The ``TF_CONFIG`` environment variable, parsed.
+
+    Raises:
+      ValueError: unset, not JSON, or without ``cluster`` and ``task``.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                         "(cluster and task; see docs/scaling.md)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not isinstance(value, dict) or "cluster" not in value or "task" not in value:
+        raise UserError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:12345", '
+                         '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    return value
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -9,14 +9,13 @@ import os
 from typing import Any
 
 import ravdess_tfrecords
-from ravdess_tfrecords import labels, models, schema, storage
+from ravdess_tfrecords import _cli, labels, model_choices, schema, storage
 from ravdess_tfrecords.errors import UserError
-from ravdess_tfrecords.reading import pipeline, splits
+from ravdess_tfrecords.reading import splits
+from ravdess_tfrecords.reading.augment_choices import AUGMENT_ON, AUGMENTATIONS
 from trainers.cluster import DEFAULT_DATA_SERVICE_TIMEOUT_S, DEFAULT_WORKER_TIMEOUT_S
 from trainers.model_dir import CONFIG_FILE, _read_json
-from trainers.strategy import canonical
 
-AUGMENTATIONS = ("flip", "crop", "color", "time_mask", "freq_mask")
 # --cache -> the pipeline's cache argument: None lets it decide (pipeline.autocache), True caches in memory, False not.
 CACHE_MODES = {"auto": None, "always": True, "never": False}
 DEFAULT_FILTERS = (32, 64, 128, 256)
@@ -28,6 +27,31 @@ CLASS_WEIGHTS = ("none", "balanced")
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("plateau", "cosine")
 DEFAULT_WEIGHT_DECAY = 1e-4
+# The numeric settings' ranges (both ends included, _cli.range_problem; None of folds/fold: unset). TrainConfig
+# checks them; trainers.fit registers them as flag validators, so a bad value fails before TensorFlow loads.
+# learning_rate (> 0) and label_smoothing ([0, 1)) have an open end: checked on their own.
+RANGES = {"epochs": (1, None), "batch_size": (1, None), "folds": (2, None), "fold": (0, None),
+          "early_stopping_patience": (0, None), "lr_patience": (0, None), "steps_per_execution": (1, None),
+          "warmup_epochs": (0, None), "freeze_epochs": (0, None), "weight_decay": (0.0, None), "mixup": (0.0, None),
+          "worker_timeout": (0.0, None), "data_service_timeout": (0.0, None)}
+
+# --strategy (trainers.strategy builds them).
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+# Values of the old --distribution_strategy flag that are not STRATEGIES.
+ALIASES = {"default": "one_device"}
+
+
+def canonical(name: str) -> str:
+    """``name`` as one of ``STRATEGIES`` (aliases resolved).
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    name = ALIASES.get(name, name)
+    if name not in STRATEGIES:
+        raise UserError(f"strategy must be one of {STRATEGIES} (or {', '.join(ALIASES)}), got {name!r}")
+    return name
+
 
 # Settings that may differ when a run is started again on the same model_dir (runtime, not the experiment):
 # where it runs, what it prints, whether the input is cached, and how long it goes on: more epochs continue
@@ -144,21 +168,25 @@ class TrainConfig:
     freeze_epochs: int = 0
 
     def __post_init__(self):
-        if self.model not in models.MODELS:
-            raise UserError(f"model must be one of {models.MODELS}, got {self.model!r}")
-        if self.visual_backbone not in models.BACKBONES:
-            raise UserError(f"visual_backbone must be one of {models.BACKBONES}, got {self.visual_backbone!r}")
-        if self.temporal not in models.TEMPORALS:
-            raise UserError(f"temporal must be one of {models.TEMPORALS}, got {self.temporal!r}")
+        if self.model not in model_choices.MODELS:
+            raise UserError(f"model must be one of {model_choices.MODELS}, got {self.model!r}")
+        if self.visual_backbone not in model_choices.BACKBONES:
+            raise UserError(f"visual_backbone must be one of {model_choices.BACKBONES}, got {self.visual_backbone!r}")
+        if self.temporal not in model_choices.TEMPORALS:
+            raise UserError(f"temporal must be one of {model_choices.TEMPORALS}, got {self.temporal!r}")
         if self.split not in splits.SCHEMES:
             raise UserError(f"split must be one of {splits.SCHEMES}, got {self.split!r}")
         if (self.split == "actors") != (self.actors is not None):
             raise UserError("explicit actor lists go with split='actors' (and only with it)")
+        if self.folds is not None and self.split != "kfold":
+            raise UserError(f"folds applies to split 'kfold' only, not {self.split!r}")
+        if self.fold is not None and self.split not in splits.FOLD_SCHEMES:
+            raise UserError(f"fold applies to {', '.join(splits.FOLD_SCHEMES)} only, not {self.split!r}")
         bad = set(self.augment) - set(AUGMENTATIONS)
         if bad:
             raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
-        if self.augment_on not in pipeline.AUGMENT_ON:
-            raise UserError(f"augment_on must be one of {pipeline.AUGMENT_ON}, got {self.augment_on!r}")
+        if self.augment_on not in AUGMENT_ON:
+            raise UserError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
         if self.num_classes not in (7, 8):
             raise UserError(f"num_classes must be 7 or 8, got {self.num_classes}")
         object.__setattr__(self, "strategy", canonical(self.strategy))
@@ -174,30 +202,29 @@ class TrainConfig:
             if not host or not port.isdigit():
                 raise UserError(f"data_service must be grpc://HOST:PORT, got {self.data_service!r}")
             object.__setattr__(self, "data_service", f"grpc://{address}")
-        for name in ("worker_timeout", "data_service_timeout"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0 seconds (0: wait for ever), got {getattr(self, name)}")
         if isinstance(self.jit_compile, bool):  # TrainConfig(jit_compile=True) from Python
             object.__setattr__(self, "jit_compile", str(self.jit_compile).lower())
-        for name, choices in (("mixed_precision", tuple(PRECISION_POLICIES)), ("jit_compile", JIT_COMPILE),
+        for name, choices in (("audio_pooling", model_choices.AUDIO_POOLINGS),
+                              ("audio_input_norm", model_choices.AUDIO_INPUT_NORMS),
+                              ("mixed_precision", tuple(PRECISION_POLICIES)), ("jit_compile", JIT_COMPILE),
                               ("class_weight", CLASS_WEIGHTS), ("optimizer", OPTIMIZERS),
                               ("lr_schedule", LR_SCHEDULES)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        if self.steps_per_execution < 1:
-            raise UserError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
-        if self.weight_decay < 0:
-            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.warmup_epochs < 0:
-            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.mixup < 0:
-            raise UserError(f"mixup must be >= 0 (the Beta distribution's alpha; 0: off), got {self.mixup}")
+        problem = _cli.out_of_range({name: getattr(self, name) for name in RANGES
+                                     if getattr(self, name) is not None}, RANGES)
+        if problem:
+            raise UserError(problem)
+        if not self.learning_rate > 0:  # NaN too
+            raise UserError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.filters or any(_cli.range_problem(f, 1, None) for f in self.filters):
+            raise UserError(f"filters must be one or more integers >= 1, got {list(self.filters)}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.visual_weights not in models.NAMED_WEIGHTS:
+        # Unknown actors, a fold past the last, an actor in two sets: said now, not after TensorFlow has loaded.
+        splits.split_actors(**self.split_kwargs())
+        if self.visual_weights not in model_choices.NAMED_WEIGHTS:
             object.__setattr__(self, "visual_weights", storage.expand(self.visual_weights))
-        if self.freeze_epochs < 0:
-            raise UserError(f"freeze_epochs must be >= 0, got {self.freeze_epochs}")
         if self.model == "audio" and (self.visual_weights != "none" or self.freeze_epochs):
             raise UserError("--visual_weights and --freeze_epochs set up the visual branch; the audio model has none")
         if self.freeze_epochs and self.visual_weights == "none":

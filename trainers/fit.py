@@ -12,23 +12,20 @@ Everything it writes is listed in ``trainers/model_dir.py``.
 
 from __future__ import annotations
 
-from ravdess_tfrecords import _cli
+import dataclasses
+import logging
+import sys
+
+# Nothing here imports TensorFlow: the flags are parsed and checked first (TrainConfig included), so a bad one
+# fails in a second; main imports the training code once they are good.
+from absl import app, flags
+
+from ravdess_tfrecords import _cli, model_choices
 from ravdess_tfrecords.errors import UserError
-
-if __name__ == "__main__":  # the command line, not a program importing this module
-    _cli.quiet_tensorflow()  # before TensorFlow is imported
-
-import logging  # noqa: E402
-import sys  # noqa: E402
-
-from absl import app, flags  # noqa: E402
-
-from ravdess_tfrecords import models  # noqa: E402
-from ravdess_tfrecords.reading import augment, pipeline, splits  # noqa: E402
-from trainers import cluster, cv  # noqa: E402
-from trainers import config as config_lib  # noqa: E402
-from trainers import strategy as strategy_lib  # noqa: E402
-from trainers.config import TrainConfig  # noqa: E402
+from ravdess_tfrecords.reading import augment_choices, splits
+from trainers import cluster
+from trainers import config as config_lib
+from trainers.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
@@ -47,17 +44,17 @@ flags.DEFINE_list("train_actors", None, "Explicit actor lists (all three togethe
 flags.DEFINE_list("validation_actors", None, "Validation actors for explicit lists.")
 flags.DEFINE_list("test_actors", None, "Test actors for explicit lists.")
 flags.DEFINE_enum("num_classes", "7", ["7", "8"], "7: neutral and calm merged; 8: kept apart.")
-flags.DEFINE_enum("model", "fusion", list(models.MODELS), "Fusion model or a unimodal baseline.")
-flags.DEFINE_enum("visual_backbone", "vgg", list(models.BACKBONES),
+flags.DEFINE_enum("model", "fusion", list(model_choices.MODELS), "Fusion model or a unimodal baseline.")
+flags.DEFINE_enum("visual_backbone", "vgg", list(model_choices.BACKBONES),
                   "Visual backbone: vgg, resnet (frame-wise), c3d (3D convolutions), or a keras.applications "
                   "net that can start from ImageNet (mobilenet_v3_small, mobilenet_v3_large; --filters unused).")
-flags.DEFINE_enum("temporal", "max", list(models.TEMPORALS), "Temporal pooling of the frame features.")
-flags.DEFINE_enum("audio_pooling", "last", list(models.AUDIO_POOLINGS),
+flags.DEFINE_enum("temporal", "max", list(model_choices.TEMPORALS), "Temporal pooling of the frame features.")
+flags.DEFINE_enum("audio_pooling", "last", list(model_choices.AUDIO_POOLINGS),
                   "How the audio branch reads its second BLSTM: last (its final states, the seed's) or mean "
                   "(the mean of its outputs over time).")
 flags.DEFINE_boolean("mask_padding", False,
                      "The audio BLSTMs skip all-zero frames (the converter's pre-padding, time-masked frames).")
-flags.DEFINE_enum("audio_input_norm", "none", list(models.AUDIO_INPUT_NORMS),
+flags.DEFINE_enum("audio_input_norm", "none", list(model_choices.AUDIO_INPUT_NORMS),
                   "Normalization of the MFCC vectors in front of the audio BLSTMs: none, or batch (each "
                   "coefficient batch-normalized over the batch's frames).")
 flags.DEFINE_list("filters", ["32", "64", "128", "256"], "Channels per block of the visual backbone.")
@@ -65,9 +62,9 @@ flags.DEFINE_integer("epochs", 60, "Maximum epochs (early stopping may end soone
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "keras.utils.set_random_seed and the input pipeline's seed.")
-flags.DEFINE_list("augment", ["flip", "crop", "color", "time_mask", "freq_mask"],
+flags.DEFINE_list("augment", list(augment_choices.AUGMENTATIONS),
                   "Training augmentations switched on; --augment= turns all off.")
-flags.DEFINE_enum("augment_on", "auto", ["auto", *pipeline.AUGMENT_ON],
+flags.DEFINE_enum("augment_on", "auto", ["auto", *augment_choices.AUGMENT_ON],
                   "Where training augmentation runs: host (the tf.data pipeline), device (a layer in front of "
                   "the model, in the training step; the pipeline ships uint8 video) or auto (device when "
                   "TensorFlow sees a GPU, else host).")
@@ -82,12 +79,12 @@ flags.DEFINE_enum("cache", "auto", list(config_lib.CACHE_MODES),
                   "under the autocache budget, 256 MiB, and the shuffle buffer holds the whole split), always, never.")
 flags.DEFINE_boolean("export", True,
                      "Also export the model for serving: a SavedModel, and model.onnx with the [onnx] extra.")
-flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
                   "one_device: the first GPU, else the CPU; mirrored: tf.distribute.MirroredStrategy over every "
                   "local GPU (--batch_size is the global batch, split over the replicas); multi_worker: "
                   "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (every worker runs the same command; "
                   "only the chief writes --model_dir); auto: mirrored with two or more GPUs, else one_device.")
-flags.DEFINE_enum("distribution_strategy", None, [*strategy_lib.ALIASES, *strategy_lib.STRATEGIES],
+flags.DEFINE_enum("distribution_strategy", None, [*config_lib.ALIASES, *config_lib.STRATEGIES],
                   "Old name of --strategy; its values default (= one_device) and mirrored still work.")
 flags.DEFINE_string("data_service", None,
                     "grpc://HOST:PORT of a tf.data service dispatcher (python -m tools.data_service): the training "
@@ -128,16 +125,23 @@ flags.DEFINE_enum("progress", "auto", list(PROGRESS),
                   "What model.fit prints: one line per epoch, a progress bar, or nothing; auto: a bar when "
                   "stdout is a terminal, else one line per epoch.")
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
+# TrainConfig's field -> the flag that sets it, where the names differ.
+FIELD_FLAGS = {"early_stopping_patience": "patience"}
+_cli.check_ranges({FIELD_FLAGS.get(name, name): limits for name, limits in config_lib.RANGES.items()})
 
 
-def _actor_ids(name: str) -> tuple[int, ...]:
+def _integers(name: str, what: str = "an integer") -> tuple[int, ...]:
     ids = []
     for value in FLAGS[name].value:
         try:
             ids.append(int(value))
         except ValueError:
-            raise UserError(f"--{name}: {value!r} is not an actor number (1-24)") from None
+            raise UserError(f"--{name}: {value!r} is not {what}") from None
     return tuple(ids)
+
+
+def _actor_ids(name: str) -> tuple[int, ...]:
+    return _integers(name, "an actor number (1-24)")
 
 
 def progress_verbosity(progress: str, terminal: bool) -> int:
@@ -153,15 +157,15 @@ def _strategy() -> str:
     """--strategy, or its old name --distribution_strategy; both given must agree."""
     if FLAGS.distribution_strategy is None:
         return FLAGS.strategy
-    old = strategy_lib.canonical(FLAGS.distribution_strategy)
-    if FLAGS["strategy"].present and strategy_lib.canonical(FLAGS.strategy) != old:
+    old = config_lib.canonical(FLAGS.distribution_strategy)
+    if FLAGS["strategy"].present and config_lib.canonical(FLAGS.strategy) != old:
         raise UserError(f"--strategy={FLAGS.strategy} and --distribution_strategy={FLAGS.distribution_strategy} "
                          "disagree; pass --strategy only")
     return old
 
 
 def config_from_flags() -> TrainConfig:
-    """The flags as a ``TrainConfig``.
+    """The flags as a ``TrainConfig``, without TensorFlow: ``--augment_on=auto`` is left to ``resolve_augment_on``.
 
     Raises:
       ValueError: a missing directory flag, incomplete or conflicting actor lists, a bad setting.
@@ -192,13 +196,13 @@ def config_from_flags() -> TrainConfig:
         audio_pooling=FLAGS.audio_pooling,
         mask_padding=FLAGS.mask_padding,
         audio_input_norm=FLAGS.audio_input_norm,
-        filters=tuple(int(f) for f in FLAGS.filters),
+        filters=_integers("filters"),
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
         augment=tuple(FLAGS.augment),
-        augment_on=augment.default_augment_on() if FLAGS.augment_on == "auto" else FLAGS.augment_on,
+        augment_on="host" if FLAGS.augment_on == "auto" else FLAGS.augment_on,  # auto: see resolve_augment_on
         one_hot=FLAGS.one_hot,
         monitor=FLAGS.monitor,
         early_stopping_patience=FLAGS.patience,
@@ -227,24 +231,38 @@ def config_from_flags() -> TrainConfig:
     )
 
 
+def resolve_augment_on(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``--augment_on=auto`` decided: device when TensorFlow sees a GPU, else host
+    (``augment.default_augment_on``; imports TensorFlow)."""
+    if FLAGS.augment_on != "auto":
+        return config
+    from ravdess_tfrecords.reading import augment
+
+    return dataclasses.replace(config, augment_on=augment.default_augment_on())
+
+
 @_cli.user_errors
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
+    from trainers import cv
+
+    config = resolve_augment_on(config)
     # Ctrl-C and SIGTERM stop the run at once, also while TensorFlow blocks (a collective, the tf.data service).
     cluster.stop_on_signals(RESUME_HINT)
     if not FLAGS.verbose:  # INFO lines off; on a worker other than the chief, warnings too (only the chief reports)
-        chief = config.strategy != "multi_worker" or _cli.is_chief_task(strategy_lib.tf_config())
+        chief = config.strategy != "multi_worker" or _cli.is_chief_task(cluster.tf_config())
         if chief:
             _cli.quiet_logs(logging.WARNING)
         else:
             _cli.errors_only()
     try:
         cv.run(config)
-        if config.strategy == "multi_worker" and _cli.is_chief_task(strategy_lib.tf_config()):
+        if config.strategy == "multi_worker" and _cli.is_chief_task(cluster.tf_config()):
             # The other workers leave first: the chief's coordination service must outlive their shutdown.
-            cluster.wait_for_peers_to_leave(strategy_lib.tf_config(), config.worker_timeout)
+            cluster.wait_for_peers_to_leave(cluster.tf_config(), config.worker_timeout)
     except KeyboardInterrupt:  # stop_on_signals did not install (not the main thread)
         print(f"\ninterrupted{RESUME_HINT}", flush=True)
         return 130

@@ -7,49 +7,11 @@ its model under ``strategy.scope()``; the loop never picks one.
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
 
-from ravdess_tfrecords.errors import UserError
 from trainers import cluster
-
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-# Values of the old --distribution_strategy flag that are not STRATEGIES.
-ALIASES = {"default": "one_device"}
-
-
-def canonical(name: str) -> str:
-    """``name`` as one of ``STRATEGIES`` (aliases resolved).
-
-    Raises:
-      ValueError: an unknown name.
-    """
-    name = ALIASES.get(name, name)
-    if name not in STRATEGIES:
-        raise UserError(f"strategy must be one of {STRATEGIES} (or {', '.join(ALIASES)}), got {name!r}")
-    return name
-
-
-def tf_config() -> dict:
-    """The ``TF_CONFIG`` environment variable, parsed.
-
-    Raises:
-      ValueError: unset, not JSON, or without ``cluster`` and ``task``.
-    """
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
-                         "(cluster and task; see docs/scaling.md)")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
-    if not isinstance(value, dict) or "cluster" not in value or "task" not in value:
-        raise UserError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:12345", '
-                         '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
-    return value
+from trainers.cluster import tf_config
+from trainers.config import canonical
 
 
 def distribution_strategy(name: str, *, worker_timeout: float = cluster.DEFAULT_WORKER_TIMEOUT_S

@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from ravdess_tfrecords.errors import UserError
+from ravdess_tfrecords.reading.augment_choices import AUGMENTATIONS
 
 # ITU-R BT.601 luma weights (sum to 1, so grey pixels stay put).
 LUMA = (0.299, 0.587, 0.114)
@@ -81,10 +82,9 @@ class AugmentConfig:
     @classmethod
     def only(cls, *names: str) -> AugmentConfig:
         """Only the named switches on, e.g. ``AugmentConfig.only("flip", "time_mask")``."""
-        switches = ("flip", "crop", "color", "time_mask", "freq_mask")
-        bad = set(names) - set(switches)
+        bad = set(names) - set(AUGMENTATIONS)
         if bad:
-            raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(switches)}")
+            raise UserError(f"unknown augmentations {sorted(bad)}; choose from {', '.join(AUGMENTATIONS)}")
         return dataclasses.replace(cls.none(), **{n: True for n in names})
 
     @property

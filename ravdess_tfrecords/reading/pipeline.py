@@ -47,13 +47,12 @@ from ravdess_tfrecords import labels, schema
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 from ravdess_tfrecords.reading import selection
+from ravdess_tfrecords.reading.augment_choices import AUGMENT_ON
 from ravdess_tfrecords.reading.selection import normalize_filters as _normalize_filters
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 AUDIO_INPUT, VIDEO_INPUT = schema.INPUT_NAMES
-
-AUGMENT_ON = ("host", "device")
 
 DEFAULT_SHUFFLE_BUFFER = 2048  # ~85 kB per record: at most ~170 MB of serialized examples
 # Shards up to this size are cached in memory unless ``cache=False``: the whole
