@@ -83,7 +83,7 @@ def test_config_checks_the_fine_tuning_settings():
         train_lib.TrainConfig("d", "m", freeze_epochs=2)
     with pytest.raises(UserError, match="audio model has none"):
         train_lib.TrainConfig("d", "m", model="audio", visual_weights="imagenet")
-    with pytest.raises(UserError, match="freeze_epochs must be"):
+    with pytest.raises(UserError, match="freeze_epochs=-1: must be an integer >= 0"):
         train_lib.TrainConfig("d", "m", visual_weights="imagenet", freeze_epochs=-1)
     assert train_lib.TrainConfig("d", "m", visual_weights="~/w.weights.h5").visual_weights.startswith("/")
 
