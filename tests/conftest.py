@@ -15,11 +15,17 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A suite started in the background of a shell without job control (``make test &``, ``nohup``, some CI
+# runners) inherits SIGINT ignored, and so would every converter and trainer it starts: their Ctrl-C tests
+# would send a signal nobody hears. A Python handler here gives those children the terminal's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 CLIPS_PER_ACTOR = 3
 

@@ -22,12 +22,14 @@ def test_bench_pipeline_without_data_dir_writes_random_shards_and_measures():
 
 def test_bench_train_interleaves_its_repeats_and_reports_median_and_spread():
     """The ratio comes from repeats interleaved in time (each repeat starts one variant later), as the
-    median and the min-max of the per-repeat ratios: 2 steps once gave bfloat16 0.16x and 1.24x float32."""
-    from tools import bench_train
+    median and the min-max of the per-repeat ratios: 2 steps once gave bfloat16 0.16x and 1.24x float32.
+    (``tools.bench_repeats``: ``tools.bench_train`` defines flags, which another entry point imported in this
+    process may own too.)"""
+    from tools import bench_repeats
 
-    assert bench_train.schedule(["a", "b", "c"], 2) == ["a", "b", "c", "b", "c", "a"]
+    assert bench_repeats.schedule(["a", "b", "c"], 2) == ["a", "b", "c", "b", "c", "a"]
     rates = {"float32": [100.0, 50.0, 100.0], "bfloat16": [150.0, 75.0, 90.0]}  # repeat 2: the machine was busy
-    rows = {row[0]: row[1:] for row in bench_train.table_rows(rates)}
+    rows = {row[0]: row[1:] for row in bench_repeats.table_rows(rates)}
     assert rows["float32"] == (100.0, 50.0, 100.0, 1.0, 1.0, 1.0)
     assert rows["bfloat16"] == (90.0, 75.0, 150.0, 1.5, 0.9, 1.5)  # ratios 1.5, 1.5, 0.9: median 1.5
-    assert bench_train.table_rows({"xla": [1.0]})[0][4:] == (None, None, None)  # no float32 to compare with
+    assert bench_repeats.table_rows({"xla": [1.0]})[0][4:] == (None, None, None)  # no float32 to compare with

@@ -29,6 +29,8 @@ import time
 import numpy as np
 from absl import flags
 
+from tools.bench_repeats import schedule, table_rows
+
 FLAGS = flags.FLAGS
 # variant -> (--mixed_precision, --jit_compile)
 VARIANTS = {"float32": ("none", "false"), "xla": ("none", "true"),
@@ -93,32 +95,6 @@ def examples_per_second(mixed_precision: str, jit_compile: str, batch_size: int,
     rate = timed_rate(model, x, y, steps)
     keras.backend.clear_session()  # free the model before the next variant
     return rate
-
-
-def schedule(variants: list[str], repeats: int) -> list[str]:
-    """The order of the timed runs: every variant once per repeat, each repeat starting one variant later
-    (``[a, b, c, b, c, a, ...]``), so a drift of the machine (clocks, other load) spreads over all variants
-    instead of falling on whichever runs last."""
-    n = len(variants)
-    return [variants[(r + k) % n] for r in range(repeats) for k in range(n)]
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """``(median, min, max)`` of ``values``."""
-    return float(np.median(values)), float(min(values)), float(max(values))
-
-
-def table_rows(rates: dict[str, list[float]], base: str = "float32") -> list[tuple]:
-    """Per variant: ``(variant, median rate, min rate, max rate, median ratio, min ratio, max ratio)``.
-
-    ``rates[v][r]``: examples/s of variant ``v`` in repeat ``r``. The ratio to ``base`` is taken within
-    each repeat (the runs next to each other in time), then summarized; None without ``base``.
-    """
-    rows = []
-    for variant, values in rates.items():
-        ratios = [v / b for v, b in zip(values, rates[base], strict=True)] if base in rates else None
-        rows.append((variant, *spread(values), *(spread(ratios) if ratios else (None, None, None))))
-    return rows
 
 
 def measure(variants: list[str], batch_size: int, steps: int, repeats: int, warmup_steps: int,
