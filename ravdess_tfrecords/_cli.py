@@ -125,7 +125,7 @@ def filter_noise(text: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not any(n in line for n in NOISE))
 
 
-def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
+def quiet_tensorflow(argv: Sequence[str] | None = None, now: bool = True) -> bool:
     """Import TensorFlow without its start-up lines, unless ``--verbose`` or a GPU.
 
     Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` (INFO off, warnings and errors kept) unless
@@ -136,6 +136,9 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
     imports nothing.
 
     Without TensorFlow (the base or ``[grain]`` install), one ``error:`` line naming ``[tf]``, exit status 2.
+
+    ``now=False``: only the check and the level; a later call imports (the converter's pass 1 needs no
+    TensorFlow, so a run that ends there never pays its ~5 s of CPU).
 
     Returns:
       True if it imported TensorFlow quietly.
@@ -148,7 +151,7 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
         return False
     # Before the GPU check: on a GPU host TensorFlow's C++ INFO lines (device placement, XLA) go too.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")
-    if has_nvidia_gpu() or "tensorflow" in sys.modules:
+    if not now or has_nvidia_gpu() or "tensorflow" in sys.modules:
         return False
     sys.stderr.flush()
     saved = os.dup(2)

@@ -25,6 +25,15 @@ def repo_env(**extra: str) -> dict[str, str]:
                 **extra)
 
 
+def python_m_telling_tensorflow(module: str) -> list[str]:
+    """The argv of ``python -m MODULE`` whose last line on stdout, at its exit, is ``tensorflow imported: BOOL``
+    (append the module's arguments)."""
+    program = ("import atexit, runpy, sys\n"
+               "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules, flush=True))\n"
+               f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    return [sys.executable, "-c", program]
+
+
 def fit_env() -> dict[str, str]:
     """The environment of a ``python -m trainers.fit`` run from outside the repository (it imports the repo)."""
     return repo_env(TF_CPP_MIN_LOG_LEVEL="2")

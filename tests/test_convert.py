@@ -5,9 +5,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 
+import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -108,9 +108,11 @@ def test_zero_converted_is_an_error_exit_naming_the_file(tmp_path):
     corpus.mkdir()
     (corpus / "01-01-06-01-01-01-01.mp4").write_bytes(b"garbage")
     proc = subprocess.run(
-        [sys.executable, "-m", "ravdess_tfrecords.convert", f"--input={corpus}", f"--output={tmp_path / 'out'}",
-         "--workers=1", "--noprogress"], capture_output=True, text=True, timeout=300)
+        [*helpers.python_m_telling_tensorflow("ravdess_tfrecords.convert"), f"--input={corpus}",
+         f"--output={tmp_path / 'out'}", "--workers=1", "--noprogress"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
+    # Pass 1 needs no TensorFlow: a run that ends there never pays its start-up (~5 s of CPU).
+    assert proc.stdout.splitlines()[-1] == "tensorflow imported: False", proc.stdout
     assert "skipped 01-01-06-01-01-01-01.mp4: ffmpeg cannot read it" in proc.stderr
     assert "error: no clip converted" in proc.stderr
     # What docs/converting.md says a failed run leaves: failures.jsonl (every file's reason), the cache, nothing else.

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+import helpers
 import pytest
 from fake_shards import write_shards
 
@@ -78,21 +79,24 @@ def test_scale_out_repeats_with_a_fixed_epoch_only_when_needed(tmp_path):
         data_lib.scale_out(train, validation, config, num_examples=7, num_workers=2)
 
 
-def _tool(*args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
-    """``python -m tools.data_service ARGS`` from the repository, TensorFlow's INFO lines off."""
+def _tool(*args: str, stdout=subprocess.PIPE, telling_tensorflow: bool = False) -> subprocess.Popen:
+    """``python -m tools.data_service ARGS`` from the repository, TensorFlow's INFO lines off
+    (``telling_tensorflow``: ``helpers.python_m_telling_tensorflow``'s)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, "-m", "tools.data_service", *args], cwd=REPO, env=env,
-                            stdout=stdout, stderr=subprocess.PIPE, text=True)
+    python_m = (helpers.python_m_telling_tensorflow("tools.data_service") if telling_tensorflow
+                else [sys.executable, "-m", "tools.data_service"])
+    return subprocess.Popen([*python_m, *args], cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
 def test_cli_refuses_bad_flags_and_a_port_in_use_and_stops_on_sigint_and_sigterm():
     # Both refusals run side by side; each is one error line and exit status 2 (no absl usage dump, no FATAL).
-    refused = {args: _tool(*args) for args in (("--role=worker",), ())}
+    refused = {args: _tool(*args, telling_tensorflow=True) for args in (("--role=worker",), ())}
     for args, expected in ((("--role=worker",), "error: --role=worker needs --dispatcher=HOST:PORT"),
                            ((), "error: --role is required")):
-        _, stderr = refused[args].communicate(timeout=120)
+        stdout, stderr = refused[args].communicate(timeout=120)
         assert refused[args].returncode == 2, stderr
         assert len(stderr.splitlines()) == 1 and stderr.startswith(expected), stderr
+        assert stdout == "tensorflow imported: False\n", stdout  # refused before TensorFlow's ~5 s start-up
     proc = _tool("--role=dispatcher", "--port=0")
     servers = [proc]
     try:

@@ -117,7 +117,9 @@ def _read(path: str) -> str | None:
 
 
 def _pip(python: str, *args: str) -> None:
-    proc = subprocess.run([python, "-m", "pip", "install", "-q", *args], capture_output=True, text=True,
+    # --no-compile: no .pyc for the thousands of modules nothing here imports (a third of pip's CPU for
+    # TensorFlow); what the tests import is compiled when first imported.
+    proc = subprocess.run([python, "-m", "pip", "install", "-q", "--no-compile", *args], capture_output=True, text=True,
                           timeout=BUILD_TIMEOUT_S, cwd="/")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

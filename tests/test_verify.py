@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import helpers
 import pytest
 
 from ravdess_tfrecords import schema
@@ -98,11 +99,12 @@ def test_truncated_shard_is_caught_by_its_size(copy_dir):
 
 
 def test_cli_user_error_is_one_quiet_line():
-    proc = subprocess.run([sys.executable, "-m", "ravdess_tfrecords.verify"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(helpers.python_m_telling_tensorflow("ravdess_tfrecords.verify"), capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line: no traceback, no TF start-up log
     assert proc.stderr.startswith("error: --data_dir is required")
+    assert proc.stdout == "tensorflow imported: False\n", proc.stdout  # refused before TensorFlow's start-up
 
 
 def test_a_uri_data_dir_is_read_through_storage(copy_dir, tmp_path, monkeypatch):

@@ -61,6 +61,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.role == "worker" and not FLAGS.dispatcher:
         raise app.UsageError("--role=worker needs --dispatcher=HOST:PORT")
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     try:
         if FLAGS.role == "dispatcher":
             server = start_dispatcher(FLAGS.port, FLAGS.work_dir)
@@ -80,6 +81,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _cli.quiet_tensorflow()  # TensorFlow's start-up lines on a machine without a GPU
     _cli.check_ranges({"port": (0, 65535)})
     _cli.run(main)

@@ -87,8 +87,10 @@ def main(argv: list[str]) -> int:
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required")
     # Only now, the arguments checked (a bad one is refused at once, not after the seconds this takes):
-    # nothing before imports TensorFlow, whose start-up chatter would hide the summary.
-    _cli.quiet_tensorflow()
+    # nothing before imports TensorFlow, whose start-up chatter would hide the summary. A local run
+    # imports it where pass 2 first needs it: one that ends in pass 1 (nothing converted, Ctrl-C, a
+    # machine error) never pays its start-up; Beam's pipeline needs it at once.
+    _cli.quiet_tensorflow(now=bool(beam))
     # "--input=~/x" reaches us with its "~": the shell expands it after "=" only in assignments.
     inputs, output = [storage.expand(path) for path in FLAGS.input], storage.expand(FLAGS.output)
     settings = Settings(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Settings)})
@@ -100,7 +102,8 @@ def main(argv: list[str]) -> int:
             summary = beam.convert_with_beam(inputs, output, runner=FLAGS.runner,
                                              pipeline_args=argv[1:], quiet=not FLAGS.verbose, **kwargs)
         else:
-            summary = convert(inputs, output, workers=FLAGS.workers, **kwargs)
+            summary = convert(inputs, output, workers=FLAGS.workers, before_tensorflow=_cli.quiet_tensorflow,
+                              **kwargs)
     except (MachineError, RuntimeError) as e:  # the run failed: exit 1 (user errors propagate to _cli.run: 2)
         _cli.print_error(e)
         return 1

@@ -58,6 +58,7 @@ import tempfile
 import traceback
 import zipfile
 import zlib
+from collections.abc import Callable
 from multiprocessing import connection, get_context
 
 import numpy as np
@@ -410,12 +411,15 @@ def _failures_text(failures: list[dict]) -> str:
 
 def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = None, workers: int = 1,
             vocal_channels=("speech",), examples_per_shard: int = 32, progress: bool = True,
-            modality: str = "auto", file_format: str = schema.DEFAULT_FILE_FORMAT) -> dict:
+            modality: str = "auto", file_format: str = schema.DEFAULT_FILE_FORMAT,
+            before_tensorflow: Callable[[], object] | None = None) -> dict:
     """Convert every clip of one modality under ``inputs`` into shards under ``output_dir``.
 
     ``modality``: ``audio_video`` (modality-01 clips), ``audio`` (modality-03 recordings) or
     ``auto`` (``choose_modality``: audio-video when the input holds any).
     ``file_format``: ``tfrecord`` or ``array_record`` (``schema.FILE_FORMATS``): the same examples either way.
+    ``before_tensorflow``: called once where pass 2 first needs TensorFlow, after pass 1 converted a clip
+    (the command line imports it there without its start-up lines).
 
     Returns:
       The ``summary`` of ``ravdess_info.json`` (found, converted, skipped by reason, cut,
@@ -439,7 +443,7 @@ def convert(inputs: list[str], output_dir: str, *, settings: Settings | None = N
                          "(--runner=DirectRunner, or a cluster's runner), which writes to any tf.io.gfile path")
     with _machine_stops(output_dir):
         return _convert(inputs, output_dir, settings or Settings(), workers, vocal_channels, examples_per_shard,
-                        progress, modality, file_format)
+                        progress, modality, file_format, before_tensorflow or (lambda: None))
 
 
 @contextlib.contextmanager
@@ -457,7 +461,8 @@ def _machine_stops(output_dir: str):
 
 
 def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: int, vocal_channels,
-             examples_per_shard: int, progress: bool, modality: str, file_format: str) -> dict:
+             examples_per_shard: int, progress: bool, modality: str, file_format: str,
+             before_tensorflow: Callable[[], object]) -> dict:
     plan = prepare(inputs, output_dir, vocal_channels, progress, modality=modality, file_format=file_format)
     cache_dir = os.path.join(output_dir, CACHE_DIRNAME)
     _remove_stale(cache_dir)  # left by a killed run
@@ -513,6 +518,7 @@ def _convert(inputs: list[str], output_dir: str, settings: Settings, workers: in
     # Pass 2: pad to the corpus mean, write one shard set per actor into staging, publish.
     done = converted(plan, results, inputs, output_dir)
     frames = audio_frames([r["frames"] for _, _, r in done])
+    before_tensorflow()  # the examples are tf.train.Example
     with machine_errors(output_dir), writer.staging(output_dir) as staged:
         shards = write_shards(staged, done, frames, examples_per_shard, progress, plan.file_format)
         info = publish(staged, output_dir, plan, done, shards, frames, settings, vocal_channels, versions)

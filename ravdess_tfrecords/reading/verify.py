@@ -175,6 +175,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("data_dir")
+    _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     data_dir = storage.expand(FLAGS.data_dir)
     problems, records = verify(data_dir)
     for problem in problems:
@@ -188,7 +189,6 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (``ravdess-verify``)."""
-    _cli.quiet_tensorflow()  # before TensorFlow is imported
     _cli.define_main_flags(_define_flags)
     _cli.run(main)
 
