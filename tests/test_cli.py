@@ -300,9 +300,9 @@ def test_errors_only_silences_warnings_and_warning_lines(capsys):
                          [("auto", True, 1), ("auto", False, 2), ("epoch", True, 2), ("bar", False, 1),
                           ("none", True, 0)])
 def test_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_in_a_log(progress, terminal, verbose):
-    from trainers import fit
+    from trainers import config  # not trainers.fit: an entry point's flags would clash with a tool's here
 
-    assert fit.progress_verbosity(progress, terminal) == verbose
+    assert config.progress_verbosity(progress, terminal) == verbose
 
 
 @pytest.mark.parametrize(("module", "args", "error"), [

@@ -39,6 +39,17 @@ RANGES = {"epochs": (1, None), "batch_size": (1, None), "folds": (2, None), "fol
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # Values of the old --distribution_strategy flag that are not STRATEGIES.
 ALIASES = {"default": "one_device"}
+# --progress -> Keras verbosity; auto: "bar" when stdout is a terminal, else "epoch" (progress_verbosity).
+PROGRESS = {"auto": None, "epoch": 2, "bar": 1, "none": 0}
+
+
+def progress_verbosity(progress: str, terminal: bool) -> int:
+    """Keras' ``verbose`` for ``--progress`` (``PROGRESS``); ``auto``: the bar on a terminal (``terminal``),
+    one line per epoch in a log file (a bar's redraws would fill it)."""
+    verbosity = PROGRESS[progress]
+    if verbosity is None:
+        return PROGRESS["bar"] if terminal else PROGRESS["epoch"]
+    return verbosity
 
 
 def canonical(name: str) -> str:

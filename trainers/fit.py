@@ -30,8 +30,6 @@ from trainers.config import TrainConfig
 FLAGS = flags.FLAGS
 
 RESUME_HINT = ": run the same command again to resume from the last finished epoch"
-# --progress -> Keras verbosity; auto: "bar" when stdout is a terminal, else "epoch" (progress_verbosity).
-PROGRESS = {"auto": None, "epoch": 2, "bar": 1, "none": 0}
 
 flags.DEFINE_string("data_dir", None, "Converted shards: the converter's --output.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, metrics and the exported model go.")
@@ -121,7 +119,7 @@ flags.DEFINE_string("visual_weights", "none",
                     "the weights once), or the path of a Keras weights file of the backbone (.weights.h5, .h5).")
 flags.DEFINE_integer("freeze_epochs", 0,
                      "Keep the pretrained visual backbone frozen for the first N epochs, then train all layers.")
-flags.DEFINE_enum("progress", "auto", list(PROGRESS),
+flags.DEFINE_enum("progress", "auto", list(config_lib.PROGRESS),
                   "What model.fit prints: one line per epoch, a progress bar, or nothing; auto: a bar when "
                   "stdout is a terminal, else one line per epoch.")
 flags.DEFINE_boolean("verbose", False, _cli.VERBOSE_HELP)
@@ -142,15 +140,6 @@ def _integers(name: str, what: str = "an integer") -> tuple[int, ...]:
 
 def _actor_ids(name: str) -> tuple[int, ...]:
     return _integers(name, "an actor number (1-24)")
-
-
-def progress_verbosity(progress: str, terminal: bool) -> int:
-    """Keras' ``verbose`` for ``--progress`` (``PROGRESS``); ``auto``: the bar on a terminal (``terminal``),
-    one line per epoch in a log file (a bar's redraws would fill it)."""
-    verbosity = PROGRESS[progress]
-    if verbosity is None:
-        return PROGRESS["bar"] if terminal else PROGRESS["epoch"]
-    return verbosity
 
 
 def _strategy() -> str:
@@ -215,7 +204,7 @@ def config_from_flags() -> TrainConfig:
         data_service=FLAGS.data_service,
         worker_timeout=FLAGS.worker_timeout,
         data_service_timeout=FLAGS.data_service_timeout,
-        verbose=progress_verbosity(FLAGS.progress, sys.stdout.isatty()),
+        verbose=config_lib.progress_verbosity(FLAGS.progress, sys.stdout.isatty()),
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
