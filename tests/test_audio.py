@@ -108,3 +108,20 @@ def test_settings_of_an_older_writer_keep_what_it_did():
     old = Settings.from_dict({"sample_rate": 16000, "silence_dbfs": -50.0})  # schema 3 stored no standardize
     assert old.standardize == "sample" and old.speech_contrast_db == 0.0 and old.silence_dbfs == -50.0
     assert Settings.from_dict(Settings().to_dict()) == Settings()
+
+
+def test_mfccs_do_not_depend_on_the_machines_blas_threads(tmp_path):
+    """OpenBLAS splits the mel projection by its thread count (the machine's cores by default), and the float32
+    sums changed with the split: every clip's features differed between 1 and 2 threads. ``mfcc`` uses one."""
+    from threadpoolctl import threadpool_limits
+
+    from ravdess_tfrecords.conversion import preprocess
+
+    path = str(tmp_path / "03-01-05-01-01-01-01.wav")
+    synthetic.make_wav(path, filenames.parse("03-01-05-01-01-01-01"))
+    features = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            features.append(preprocess.preprocess_audio(path).audio)
+    assert features[0].dtype == np.float32 and features[0].shape[0] == 24
+    assert features[0].tobytes() == features[1].tobytes()

@@ -157,13 +157,3 @@ def test_the_local_pool_refuses_a_remote_output_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--runner"):
         convert.convert([str(tmp_path / "nowhere")], "gs://bucket/ravdess-tfrecords")
 
-
-def test_workers_start_with_one_blas_thread_unless_the_user_chose(monkeypatch):
-    """OpenBLAS' threads only spin in a worker (small matrix products): each starts with one, unless the
-    environment says otherwise; the converter's own environment is left as it was."""
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    monkeypatch.setenv("MKL_NUM_THREADS", "3")
-    with convert._worker_environment():
-        assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "3"
-    assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "3"
-    assert set(convert.WORKER_ENVIRONMENT) == {"OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}

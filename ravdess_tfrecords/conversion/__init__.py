@@ -29,6 +29,7 @@ NEEDS: Mapping[str, str] = {
     "imageio_ffmpeg": "imageio-ffmpeg",
     "PIL": "pillow",
     "tqdm": "tqdm",
+    "threadpoolctl": "threadpoolctl",  # one BLAS thread for the MFCCs: the same bytes on any machine
 }
 EXTRA = "convert"
 # What the [synthetic] extra adds for ``synthetic`` (tools.make_synthetic_corpus, tools.demo): real face crops.

@@ -1,6 +1,6 @@
 """Audio: decode with ffmpeg, find the speech interval, MFCCs, standardize, pad.
 
-Everything but ``probe_and_decode`` and ``mfcc`` is pure numpy, so tests call it directly.
+Everything but ``probe_and_decode`` and ``mfcc`` (librosa, threadpoolctl) is pure numpy, so tests call it directly.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from ravdess_tfrecords.conversion.errors import ClipError
 SILENCE_FLOOR_PERCENTILE = 5.0
 # How MFCCs are standardized per sample (``standardize``).
 STANDARDIZE = ("coefficient", "sample")
+
+# The BLAS threads of the MFCCs' matrix products (``mfcc``): the float32 sums change with the count.
+MFCC_BLAS_THREADS = 1
 
 # Decoded audio may fall this far short of the header's duration (codec priming, rounding).
 TRUNCATION_SLACK = 0.25
@@ -121,16 +124,24 @@ def speech_interval(
 
 
 def mfcc(y: np.ndarray, sample_rate: int, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int) -> np.ndarray:
-    """librosa MFCCs.
+    """librosa MFCCs, computed with one BLAS thread.
+
+    OpenBLAS splits the mel projection's matrix product by its thread count (by default, the machine's
+    cores), and the float32 sums change with the split: without the limit, every clip's features differed
+    between 1 and 2 threads, so the shards' bytes depended on the machine. One thread is also the fast choice:
+    for products this small the other threads only spin (the test corpus, 2 workers on 2 cores:
+    21.2 -> 15.7 CPU-s).
 
     Returns:
       float32 ``(n_mfcc, frames)``.
     """
     import librosa  # writing half only: the reader never needs librosa
+    from threadpoolctl import threadpool_limits
 
-    return librosa.feature.mfcc(
-        y=y, sr=sample_rate, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
-    ).astype(np.float32)
+    with threadpool_limits(limits=MFCC_BLAS_THREADS, user_api="blas"):
+        return librosa.feature.mfcc(
+            y=y, sr=sample_rate, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+        ).astype(np.float32)
 
 
 def standardize(features: np.ndarray, mode: str = "sample") -> np.ndarray:

@@ -58,7 +58,7 @@ import tempfile
 import traceback
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing import connection, get_context
 
 import numpy as np
@@ -93,10 +93,10 @@ def library_versions() -> dict[str, str]:
 
 def cache_key(source: sources.Source, settings: Settings, versions: dict[str, str],
               modality: str = schema.DEFAULT_MODALITY) -> str:
-    """Changes whenever the settings, the modality, the source's content, the schema or a library's version may
-    have."""
+    """Changes whenever the settings, the modality, the source's content, the schema, a library's version or the
+    MFCCs' BLAS threads (a cache of a version that left them to the machine is recomputed) may have."""
     blob = json.dumps([schema.SCHEMA_VERSION, source.basename, source.fingerprint, settings.to_dict(), versions,
-                       modality], sort_keys=True)
+                       modality, audio.MFCC_BLAS_THREADS], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -193,24 +193,6 @@ def _death(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-# One BLAS thread per worker process, unless the user's environment says otherwise: the MFCCs' small matrix
-# products gain nothing from OpenBLAS' (or MKL's) threads, which spin while they wait for work. Measured on the
-# 72 clips of the test corpus, 2 cores: 2 workers 21.2 -> 15.7 CPU-s (13.4 -> 10.7 s), 1 worker 22.0 -> 15.0.
-WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@contextlib.contextmanager
-def _worker_environment() -> Iterator[None]:
-    """``WORKER_ENVIRONMENT``'s variables that are unset, set while a worker process starts (it inherits them)."""
-    added = {k: v for k, v in WORKER_ENVIRONMENT.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
 class _Pool:
     """Worker processes (spawned), one clip at a time each.
 
@@ -227,8 +209,7 @@ class _Pool:
         mine, theirs = self.context.Pipe()
         process = self.context.Process(target=_worker_main, args=(theirs, os.getpid()), daemon=True,
                                        name="ravdess-convert-worker")
-        with _worker_environment():
-            process.start()
+        process.start()
         theirs.close()
         self.workers.append((process, mine))
         return process, mine
