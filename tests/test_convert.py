@@ -156,4 +156,3 @@ def test_the_local_pool_refuses_a_remote_output_before_any_work(tmp_path):
     # The pool caches on local disk; a bucket is Beam's job. Refused before anything is read or written.
     with pytest.raises(ValueError, match="--runner"):
         convert.convert([str(tmp_path / "nowhere")], "gs://bucket/ravdess-tfrecords")
-
