@@ -5,6 +5,8 @@
   (cuInit errors, "All log messages before absl::InitializeLog()", oneDNN,
   cudart, CPU-instruction notes) and passes every other line through, so a real
   warning still shows. ``--verbose`` (or a GPU) leaves TensorFlow's output alone.
+  Either way the import is ``import_tensorflow()``'s: without the packages TensorFlow
+  and Keras load at import only because they are installed (``HELD_BACK``).
 * ``require(*names)``: a flag left unset or empty is a user error, as below.
 * ``user_errors(main)``: a user error out of ``main`` (a ``UserError`` raised by the
   code's own checks: a bad split, a model directory used with other settings; a
@@ -48,7 +50,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from ravdess_tfrecords.errors import UserError, UserOSError, tensorflow_missing
 
@@ -71,6 +73,41 @@ VERBOSE_HELP = "Show TensorFlow's start-up log and the traceback of an error."
 USER_ERRORS = (UserError, UserOSError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
 USER_ERROR_STATUS = 2  # a usage or user error
 RUNTIME_ERROR_STATUS = 1  # anything else: a traceback
+
+
+# What ``import tensorflow`` loads only because it is installed, for features no command of the project uses:
+# Keras' scikit-learn wrappers (sklearn, ~0.5 CPU-s, there with librosa), ``keras.visualization``
+# (matplotlib.pyplot, ~0.5) and TFLite's JAX converter (jax, ~0.4): 1.9 of the 4.8 CPU-s of the import here.
+HELD_BACK = ("sklearn", "matplotlib", "jax")
+
+
+def held_back(imported: Collection[str], keras_backend: str) -> list[str]:
+    """The ``HELD_BACK`` packages ``import_tensorflow`` hides: those not ``imported`` yet, never the backend."""
+    return [name for name in HELD_BACK if name not in imported and name != keras_backend]
+
+
+def import_tensorflow():
+    """``import tensorflow`` (and with it Keras) without the ``HELD_BACK`` packages; returns the module.
+
+    Each package not imported yet is hidden while TensorFlow imports (``sys.modules[name] = None``: Keras and
+    TFLite then take it for absent, as where it is not installed) and importable again as usual afterwards
+    (the metrics' plots import matplotlib). The package that is the Keras backend (``KERAS_BACKEND=jax``) is
+    never held back. After TensorFlow, Keras' sklearn wrappers, ``keras.visualization`` and TFLite's JAX
+    conversion are unavailable in this process: an entry point's, which uses none of them.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    held = held_back(sys.modules, os.environ.get("KERAS_BACKEND", "tensorflow"))
+    for name in held:
+        sys.modules[name] = None
+    try:
+        import keras  # noqa: F401  (TensorFlow imports it already; here for sure while the packages are held back)
+        import tensorflow as tf
+    finally:
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return tf
 
 
 def wants_verbose(argv: Sequence[str]) -> bool:
@@ -147,20 +184,20 @@ def quiet_tensorflow(argv: Sequence[str] | None = None, now: bool = True) -> boo
     if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is None:
         print(f"error: {tensorflow_missing('this command')}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_STATUS)
-    if wants_verbose(argv):
+    verbose = wants_verbose(argv)
+    if not verbose:  # before the GPU check: on a GPU host TensorFlow's C++ INFO lines (placement, XLA) go too
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")
+    if not now or "tensorflow" in sys.modules:
         return False
-    # Before the GPU check: on a GPU host TensorFlow's C++ INFO lines (device placement, XLA) go too.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if other_worker(argv) else "1")
-    if not now or has_nvidia_gpu() or "tensorflow" in sys.modules:
+    if verbose or has_nvidia_gpu():  # its output left alone
+        import_tensorflow()
         return False
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # device discovery: where cuInit complains
+            import_tensorflow().config.list_physical_devices()  # device discovery: where cuInit complains
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -1,8 +1,13 @@
 """The named choices of ``ravdess_tfrecords.models`` (model, backbone, temporal pooling, audio read-out).
 
-Only names, no Keras: an entry point defines and checks its flags with them before
-TensorFlow loads (``trainers.fit``); ``models`` builds what they name and re-exports them.
+Only names (and the check of a weights file's path), no Keras: an entry point defines and checks its flags
+with them before TensorFlow loads (``trainers.fit``); ``models`` builds what they name and re-exports them.
 """
+
+from __future__ import annotations
+
+from ravdess_tfrecords import storage
+from ravdess_tfrecords.errors import UserError
 
 MODELS = ("fusion", "audio", "video")
 # Frame backbones from keras.applications, which have ImageNet weights: --visual_backbone -> constructor.
@@ -21,3 +26,22 @@ AUDIO_POOLINGS = ("last", "mean")
 # A normalization of the MFCC vectors in front of the audio BLSTMs: none (the seed's), or batch
 # normalization per coefficient (statistics over the training batches, the real frames only with a mask).
 AUDIO_INPUT_NORMS = ("none", "batch")
+
+
+def check_weights_file(path: str) -> str:
+    """``path`` (``~`` expanded) if it names an existing Keras weights file (``.weights.h5``, ``.h5``).
+
+    Any ``tf.io.gfile`` path; a local one is checked without TensorFlow (``trainers.fit`` does so before it
+    loads).
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      UserError: a file of another kind.
+    """
+    path = storage.expand(path)
+    if not storage.exists(path):
+        raise FileNotFoundError(f"--visual_weights: no such file: {path}")
+    if not path.endswith(".h5"):
+        raise UserError(f"{path}: --visual_weights takes a Keras weights file (.weights.h5 or .h5), "
+                        "or none, or imagenet")
+    return path

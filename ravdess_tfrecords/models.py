@@ -44,6 +44,7 @@ from ravdess_tfrecords.model_choices import (
     MODELS,
     NAMED_WEIGHTS,
     TEMPORALS,
+    check_weights_file,
 )
 from ravdess_tfrecords.schema import INPUT_NAMES, NUM_MFCC, VIDEO_SHAPE
 
@@ -206,12 +207,7 @@ def load_backbone_weights(net: keras.Model, path: str, backbone: str) -> None:
       FileNotFoundError: no file at ``path``.
       UserError: the file is not weights of this backbone (one line naming it).
     """
-    path = storage.expand(path)
-    if not storage.exists(path):
-        raise FileNotFoundError(f"--visual_weights: no such file: {path}")
-    if not path.endswith(".h5"):
-        raise UserError(f"{path}: --visual_weights takes a Keras weights file (.weights.h5 or .h5), "
-                        "or none, or imagenet")
+    path = check_weights_file(path)
     with tempfile.TemporaryDirectory(prefix="ravdess-weights-") as scratch:
         local = path
         if not storage.is_local(path):

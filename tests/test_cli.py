@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import helpers
 import pytest
 
 from ravdess_tfrecords import _cli
@@ -23,9 +24,10 @@ NO_GPU = not _cli.has_nvidia_gpu()
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS``, whose last stdout line says whether it imported TensorFlow."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([*helpers.python_m_telling_tensorflow(module), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 # ------------------------------------------------------------------------------------------ the module
@@ -125,6 +127,8 @@ CASES = {
     "freeze without weights": ("trainers.fit", ["--data_dir={data}", "--model_dir={tmp}/run", "--freeze_epochs=3"],
                                "a frozen random backbone learns nothing"),
 }
+# The one user error found only with TensorFlow loaded; every other is found before it loads (~4 CPU-s).
+NEEDS_TENSORFLOW = {"no dispatcher"}
 # Started together, a few at a time: each is a process that imports TensorFlow (~4 s of CPU), and one after
 # the other they took over a minute of the suite.
 CONCURRENT_RUNS = 4
@@ -152,6 +156,7 @@ def test_user_errors_are_one_line_and_exit_2(case, user_error_runs):
     lines = proc.stderr.splitlines()
     assert lines[-1].startswith("error: ") and expected.format(**fill) in lines[-1], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"tensorflow imported: {case in NEEDS_TENSORFLOW}", proc.stdout
     if NO_GPU:  # nothing else: TensorFlow's start-up lines are held back too
         assert len(lines) == 1, proc.stderr
     if module == "trainers.fit" and case != "other settings":
@@ -231,16 +236,34 @@ def test_user_errors_are_narrow():
         assert not _cli.is_user_error(error), error
 
 
+def test_tensorflow_imports_without_what_it_loads_only_because_it_is_installed():
+    """sklearn, matplotlib and jax (installed here) stay out of an entry point's TensorFlow import, ~40% of its
+    CPU, and import as usual afterwards; Keras works."""
+    code = ("import sys; from ravdess_tfrecords import _cli\n"
+            "_cli.quiet_tensorflow(['fit'])\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', *_cli.HELD_BACK) if m in sys.modules))\n"
+            "import jax, matplotlib.pyplot, sklearn.base, keras, numpy as np\n"
+            "model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+            "print(model.predict(np.ones((1, 3)), verbose=0).shape, matplotlib.pyplot.figure is not None)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines() == ["['keras', 'tensorflow']", "(1, 2) True"], out.stdout + out.stderr[-3000:]
+    assert _cli.held_back({"sys", "matplotlib"}, "tensorflow") == ["sklearn", "jax"]
+    assert _cli.held_back(set(), "jax") == ["sklearn", "matplotlib"]  # Keras on JAX imports it: never held back
+
+
 @pytest.mark.skipif(not NO_GPU, reason="with a GPU, TensorFlow's start-up log is left alone")
-def test_no_tensorflow_start_up_noise_unless_verbose(tmp_path):
+def test_no_tensorflow_start_up_noise_unless_verbose(tmp_path, tfrecords_dir):
+    # A user error found only once TensorFlow is loaded: no tf.data service dispatcher answers.
+    args = [f"--data_dir={tfrecords_dir}", f"--model_dir={tmp_path}/run", "--data_service=grpc://localhost:1",
+            "--data_service_timeout=1"]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:  # side by side: each imports TensorFlow
-        quiet, loud = pool.map(lambda extra: _run("trainers.evaluate", f"--model_dir={tmp_path}", *extra),
-                               [(), ("--verbose",)])
+        quiet, loud = pool.map(lambda extra: _run("trainers.fit", *args, *extra), [(), ("--verbose",)])
+    assert quiet.stdout.splitlines()[-1] == loud.stdout.splitlines()[-1] == "tensorflow imported: True"
     for noise in ("cuInit", "oneDNN", "InitializeLog", "cuda drivers"):
         assert noise not in quiet.stderr, quiet.stderr
-    assert quiet.stderr.startswith("error: ")
+    assert quiet.stderr.startswith("error: no tf.data service dispatcher answered"), quiet.stderr
     assert loud.returncode != 0
-    assert "Traceback" in loud.stderr and "FileNotFoundError" in loud.stderr  # the traceback, with --verbose
+    assert "Traceback" in loud.stderr and "UserTimeoutError" in loud.stderr  # the traceback, with --verbose
     assert "oneDNN" in loud.stderr or "InitializeLog" in loud.stderr, loud.stderr[-3000:]  # TensorFlow not silenced
 
 

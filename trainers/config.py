@@ -13,6 +13,7 @@ from ravdess_tfrecords import _cli, labels, model_choices, schema, storage
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import splits
 from ravdess_tfrecords.reading.augment_choices import AUGMENT_ON, AUGMENTATIONS
+from ravdess_tfrecords.reading.info import DatasetInfo
 from trainers.cluster import DEFAULT_DATA_SERVICE_TIMEOUT_S, DEFAULT_WORKER_TIMEOUT_S
 from trainers.model_dir import CONFIG_FILE, _read_json
 
@@ -311,8 +312,11 @@ def run_record(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
     return dict(config.to_json(), **{FINGERPRINT_KEY: fingerprint})
 
 
-def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None = None) -> None:
+def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None = None,
+                  unchecked: tuple[str, ...] = ()) -> None:
     """A model_dir already used must have been used with the same settings and, if given, the same data.
+
+    ``unchecked``: settings left out of the comparison (one not known yet).
 
     Raises:
       ValueError: naming the settings that differ, or saying that the data changed.
@@ -324,7 +328,7 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
     # A config.json of an older version lacks the settings added since: they had their default then.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     old = dict(defaults, **old)
-    differ = sorted(k for k in new if k not in _RESTART_FREE and old.get(k) != new[k])
+    differ = sorted(k for k in new if k not in (*_RESTART_FREE, *unchecked) and old.get(k) != new[k])
     if differ:
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in differ)
         raise UserError(
@@ -338,3 +342,25 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
             f"it was trained on (data fingerprint {trained_on[:12]} -> {fingerprint[:12]}; re-converted?); "
             "use a new --model_dir, or delete this one to retrain"
         )
+
+
+def preflight(config: TrainConfig, augment_on_known: bool = True) -> None:
+    """``train``'s checks that need no TensorFlow, made before it loads (``trainers.fit``): a user error then
+    costs a second, not TensorFlow's import. The data directory and its info, the ``--visual_weights`` file,
+    and a model directory's earlier settings and data (one split: a cross-validation's folds are checked by
+    ``train``). Local paths only: a URI is read through ``tf.io.gfile``, and ``train`` makes every check again.
+
+    ``augment_on_known``: False while ``--augment_on=auto`` is unresolved (that takes TensorFlow): the
+    earlier run's ``augment_on`` is then left to ``train``.
+
+    Raises:
+      FileNotFoundError, ValueError: what ``train`` would raise for the same paths.
+    """
+    if config.visual_weights not in model_choices.NAMED_WEIGHTS and storage.is_local(config.visual_weights):
+        model_choices.check_weights_file(config.visual_weights)
+    if not storage.is_local(config.data_dir):
+        return
+    info = DatasetInfo.read(config.data_dir)
+    if not config.is_cross_validation and storage.is_local(config.model_dir):
+        check_restart(config, config.model_dir, data_fingerprint(info),
+                      unchecked=() if augment_on_known else ("augment_on",))

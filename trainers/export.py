@@ -28,7 +28,15 @@ import ravdess_tfrecords
 from ravdess_tfrecords import _cli, labels, models, schema, storage
 from trainers.cluster import stop_for_test
 from trainers.config import TrainConfig
-from trainers.model_dir import KERAS_FILE, MODEL_INFO_FILE, ONNX_FILE, SAVED_MODEL_DIR, _read_json, _write_json
+from trainers.model_dir import (
+    KERAS_FILE,
+    MODEL_INFO_FILE,
+    ONNX_FILE,
+    SAVED_MODEL_DIR,
+    _read_json,
+    _write_json,
+    require_saved,
+)
 
 OUTPUT_NAME = "probabilities"  # the one output of both serving exports
 CLASS_NAMES_KEY = "class_names"  # the ONNX metadata_props key: a JSON list
@@ -104,11 +112,7 @@ def save_model(
 
 def load_saved(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
     """``(model.keras, model_info.json)`` of a trained model directory."""
-    keras_path = os.path.join(model_dir, KERAS_FILE)
-    info_path = os.path.join(model_dir, MODEL_INFO_FILE)
-    for path in (keras_path, info_path):
-        if not storage.exists(path):
-            raise FileNotFoundError(f"{path} not found: is {model_dir!r} a model_dir written by trainers.fit?")
+    keras_path, info_path = require_saved(model_dir)
     return keras.models.load_model(keras_path, compile=False), _read_json(info_path)
 
 

@@ -235,6 +235,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = config_from_flags()
+    config_lib.preflight(config, augment_on_known=FLAGS.augment_on != "auto")
     _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     from trainers import cv
 

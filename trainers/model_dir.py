@@ -55,6 +55,19 @@ CV_JSON = "cv_results.json"
 CV_TABLE = "cv_results.md"
 
 
+def require_saved(model_dir: str) -> tuple[str, str]:
+    """The paths of ``model_dir``'s ``model.keras`` and ``model_info.json``, both there.
+
+    Raises:
+      FileNotFoundError: one is missing (naming it: not a model directory written by ``trainers.fit``).
+    """
+    paths = (os.path.join(model_dir, KERAS_FILE), os.path.join(model_dir, MODEL_INFO_FILE))
+    for path in paths:
+        if not storage.exists(path):
+            raise FileNotFoundError(f"{path} not found: is {model_dir!r} a model_dir written by trainers.fit?")
+    return paths
+
+
 def _write_json(path: str, value: Any) -> None:
     """Write ``value`` as indented JSON, whole or not at all (``storage.write_text``)."""
     storage.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
