@@ -85,12 +85,22 @@ def _run_workers(args_of, tmp_path, kill_when=None, run: str = "", victims=None)
             log.close()
 
 
-def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
-    """Also staged fine-tuning under the strategy: the backbone starts from a weights file, frozen for epoch 1,
-    then every worker rebuilds its train function with it trainable for epoch 2."""
+def test_two_workers_train_alike_a_lost_worker_stops_the_chief_and_the_job_resumes_from_its_backup(tmp_path):
+    """One job, two starts (one scenario: each start of two workers costs ~20 CPU-s).
+
+    First start: SIGKILL worker 1 once the chief's first backup exists. The chief's collective fails at once,
+    and it says in one line which worker it lost and how to resume (not TensorFlow's traceback), exit status 1.
+    Second start, the same command on both workers: the job finishes from the chief's backup, both workers on
+    the same weights, only the chief writing and reporting. Also staged fine-tuning under the strategy: the
+    backbone starts from a weights file, frozen for epoch 1 (the first start), then every worker rebuilds its
+    train function with it trainable for epoch 2 (the resumed start).
+    """
     import keras
 
     from ravdess_tfrecords import models
+    from trainers import export
+    from trainers.callbacks import backup_epochs
+    from trainers.model_dir import read_history
 
     data_dir = tmp_path / "data"
     fake_shards.write_shards(str(data_dir), actors=range(1, 7))  # 8 clips per actor, 2 shards each
@@ -100,71 +110,20 @@ def test_two_workers_train_the_same_model_and_only_the_chief_writes(tmp_path):
     models.visual_backbone(models.build_model("video", audio_frames=20, filters=(4, 4, 4, 4))).save_weights(
         backbone_file)
     # The callbacks speak at epoch 2: with a learning rate that small its weights hardly move, so its
-    # val_accuracy does not beat epoch 1's (patience 0: "early stopping").
+    # val_accuracy does not beat epoch 1's (patience 0: "early stopping"; their counters come with the backup).
+    epochs = 3  # the chief cannot finish epoch 2 without worker 1: the first start stops after 1
     flags = [f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--train_actors=1,2,3,4",
-             "--validation_actors=5", "--test_actors=6", "--filters=4,4,4,4", "--batch_size=8", "--epochs=2",
-             "--strategy=multi_worker", "--noexport", "--seed=3", f"--visual_weights={backbone_file}",
-             "--freeze_epochs=1", "--patience=0", "--lr_patience=0", "--learning_rate=1e-6"]
-    results = _run_workers(lambda i: ["fit", str(tmp_path / f"weights_{i}.npy"), "--", *flags], tmp_path)
-    for index, (code, log) in enumerate(results):
-        assert code == 0, f"worker {index} failed:\n{log[-3000:]}"
-
-    # Synchronous training: the same weights on both workers (batch-norm statistics averaged at the end).
-    chief, other = (np.load(tmp_path / f"weights_{i}.npy") for i in range(WORKERS))
-    assert chief.shape == other.shape and chief.size > 1000
-    np.testing.assert_array_equal(chief, other)
-
-    # The chief's directory is complete and loads; the other worker left nothing behind.
-    from trainers import export
-    from trainers.model_dir import read_history
-
-    assert (model_dir / "metrics.json").exists()
-    assert len(read_history(str(model_dir / "history.csv"))) == 2
-    assert not (model_dir / "backup").exists()  # deleted by the chief at the end of training
-    model, info = export.load_saved(str(model_dir))
-    saved = np.concatenate([np.ravel(w) for w in model.get_weights()])
-    np.testing.assert_array_equal(saved, chief)
-    assert info["inputs"] == ["audio", "video"]
-    start = models.visual_backbone(models.build_model("video", audio_frames=20, filters=(4, 4, 4, 4),
-                                                      visual_weights=backbone_file))
-    assert models.visual_backbone(model).trainable  # unfrozen for epoch 2, and saved so
-    # The saved model holds the best epoch, which may be the frozen one; the last epoch's state has the
-    # backbone trained in epoch 2.
-    model.load_weights(str(model_dir / "checkpoints" / "last" / "latest.weights.h5"))
-    assert not np.array_equal(models.visual_backbone(model).get_weights()[0], start.get_weights()[0])
-    assert "epoch 2: the visual backbone trains from now on" in results[0][1]
-    assert os.listdir(tmp_path / "tmp_1") == []  # the non-chief's scratch model dir was removed
-    assert "test: accuracy" in results[0][1] and "test: accuracy" not in results[1][1]  # only the chief reports
-    # No INFO lines (MultiWorkerMirroredStrategy logs dozens); the other worker prints nothing at all.
-    assert "INFO" not in results[0][1] and "] Collective" not in results[0][1], results[0][1][-3000:]
-    assert results[1][1].strip() == "", results[1][1][-3000:]
-    # The callbacks spoke (on the chief only: the other worker printed nothing, above), and the end of the
-    # run is no race: the chief waits for the other worker to leave, so neither prints an error line.
-    assert re.search(r"early stopping|ReduceLROnPlateau reducing", results[0][1]), results[0][1][-3000:]
-    for _, log in results:
-        assert not re.search(r"^(E\d{4} |error:|Traceback)", log, re.MULTILINE), log[-3000:]
-
-
-def test_a_lost_worker_stops_the_chief_with_one_line_and_the_job_resumes_from_its_backup(tmp_path):
-    """SIGKILL worker 1 once the chief's first backup exists: the chief's collective fails at once, and it says
-    in one line which worker it lost and how to resume (not TensorFlow's traceback), exit status 1. The same
-    command again on both workers finishes the job from the chief's backup."""
-    from trainers.callbacks import backup_epochs
-    from trainers.model_dir import read_history
-
-    data_dir = tmp_path / "data"
-    fake_shards.write_shards(str(data_dir), actors=range(1, 7))
-    model_dir = tmp_path / "run"
-    epochs = 3  # the chief cannot finish epoch 2 without worker 1: the job stops after 1, resumes for 2 more
-    flags = [f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--train_actors=1,2,3,4",
-             "--validation_actors=5", "--test_actors=6", "--model=video", "--filters=4,4", "--batch_size=8",
-             f"--epochs={epochs}", "--patience=50", "--strategy=multi_worker", "--noexport", "--seed=3"]
+             "--validation_actors=5", "--test_actors=6", "--filters=4,4,4,4", "--batch_size=8",
+             f"--epochs={epochs}", "--strategy=multi_worker", "--noexport", "--seed=3",
+             f"--visual_weights={backbone_file}", "--freeze_epochs=1", "--patience=0", "--lr_patience=0",
+             "--learning_rate=1e-6"]
     backup = str(model_dir / "backup")
     killed = _run_workers(lambda i: ["fit", str(tmp_path / f"first_{i}.npy"), "--", *flags], tmp_path,
                           kill_when=lambda: backup_epochs(backup) >= 1, victims=[1])
     (chief_code, chief_log), (worker_code, _) = killed
     assert worker_code == -signal.SIGKILL and chief_code == 1, chief_log[-3000:]
     assert "Traceback" not in chief_log, chief_log[-3000:]
+    assert "the visual backbone is frozen through epoch 1" in chief_log, chief_log[-3000:]
     # TensorFlow notices either way first: the collective's connection resets, or the heartbeats stop.
     assert re.fullmatch(r"error: the multi-worker run lost worker 1 during training \((connection reset by peer|"
                         r"it stopped sending heartbeats)\); start every worker again with the same command: the run "
@@ -177,8 +136,39 @@ def test_a_lost_worker_stops_the_chief_with_one_line_and_the_job_resumes_from_it
     for index, (code, log) in enumerate(results):
         assert code == 0, f"worker {index} failed:\n{log[-3000:]}"
     assert f"after epoch {done}" in results[0][1]  # the chief resumed where its backup ended
-    assert [int(row["epoch"]) for row in read_history(str(model_dir / "history.csv"))] == list(range(epochs))
-    np.testing.assert_array_equal(np.load(tmp_path / "weights_0.npy"), np.load(tmp_path / "weights_1.npy"))
+    # Early stopping ends the job after epoch 2, as it would have ended unbroken.
+    assert "Epoch 2: early stopping" in results[0][1], results[0][1][-3000:]
+    assert [int(row["epoch"]) for row in read_history(str(model_dir / "history.csv"))] == [0, 1]
+
+    # Synchronous training: the same weights on both workers (batch-norm statistics averaged at the end).
+    chief, other = (np.load(tmp_path / f"weights_{i}.npy") for i in range(WORKERS))
+    assert chief.shape == other.shape and chief.size > 1000
+    np.testing.assert_array_equal(chief, other)
+
+    # The chief's directory is complete and loads; the other worker left nothing behind.
+    assert (model_dir / "metrics.json").exists()
+    assert not (model_dir / "backup").exists()  # deleted by the chief at the end of training
+    model, info = export.load_saved(str(model_dir))
+    saved = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    np.testing.assert_array_equal(saved, chief)
+    assert info["inputs"] == ["audio", "video"]
+    start = models.visual_backbone(models.build_model("video", audio_frames=20, filters=(4, 4, 4, 4),
+                                                      visual_weights=backbone_file))
+    assert models.visual_backbone(model).trainable  # unfrozen for epoch 2, and saved so
+    # The saved model holds the best epoch, which may be the frozen one; the last epoch's state has the
+    # backbone trained in epoch 2, after the resume.
+    model.load_weights(str(model_dir / "checkpoints" / "last" / "latest.weights.h5"))
+    assert not np.array_equal(models.visual_backbone(model).get_weights()[0], start.get_weights()[0])
+    assert os.listdir(tmp_path / "tmp_1_again") == []  # the non-chief's scratch model dir was removed
+    assert "test: accuracy" in results[0][1] and "test: accuracy" not in results[1][1]  # only the chief reports
+    # No INFO lines (MultiWorkerMirroredStrategy logs dozens); the other worker prints nothing at all.
+    assert "INFO" not in results[0][1] and "] Collective" not in results[0][1], results[0][1][-3000:]
+    assert results[1][1].strip() == "", results[1][1][-3000:]
+    # The callbacks spoke (on the chief only: the other worker printed nothing, above), and the end of the
+    # run is no race: the chief waits for the other worker to leave, so neither prints an error line.
+    assert re.search(r"early stopping|ReduceLROnPlateau reducing", results[0][1]), results[0][1][-3000:]
+    for _, log in results:
+        assert not re.search(r"^(E\d{4} |error:|Traceback)", log, re.MULTILINE), log[-3000:]
 
 
 @pytest.mark.parametrize(

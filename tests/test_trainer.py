@@ -545,15 +545,15 @@ def test_a_resumed_run_sees_the_epochs_an_unbroken_run_sees_and_ends_on_the_same
 
     def config(name: str):
         return train_lib.TrainConfig(tfrecords_dir, str(tmp_path / name), model="video", filters=(8, 16),
-                                     batch_size=8, seed=1, epochs=3, mixup=0.2, export=False, verbose=0)
+                                     batch_size=8, seed=1, epochs=2, mixup=0.2, export=False, verbose=0)
 
     unbroken = train_lib.train(config("unbroken"))
     make_callbacks = loop.make_callbacks
-    monkeypatch.setattr(loop, "make_callbacks", lambda *a: [*make_callbacks(*a), helpers.kill_after(2)])
+    monkeypatch.setattr(loop, "make_callbacks", lambda *a: [*make_callbacks(*a), helpers.kill_after(1)])
     with pytest.raises(helpers.Killed):
         train_lib.train(config("resumed"))
     monkeypatch.setattr(loop, "make_callbacks", make_callbacks)
-    assert callbacks_lib.backup_epochs(str(tmp_path / "resumed" / "backup")) == 2
+    assert callbacks_lib.backup_epochs(str(tmp_path / "resumed" / "backup")) == 1
     resumed = train_lib.train(config("resumed"))
     # Every epoch's training loss and validation, to the last digit CSVLogger writes (float32 repr).
     assert _history_rows(str(tmp_path / "resumed")) == _history_rows(str(tmp_path / "unbroken"))
