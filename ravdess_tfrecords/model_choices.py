@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from ravdess_tfrecords import storage
 from ravdess_tfrecords.errors import UserError
+from ravdess_tfrecords.schema import INPUT_NAMES
 
 MODELS = ("fusion", "audio", "video")
+AUDIO_INPUT, VIDEO_INPUT = INPUT_NAMES
+# What each model takes, in its inputs' order.
+MODEL_INPUTS = {"fusion": (AUDIO_INPUT, VIDEO_INPUT), "audio": (AUDIO_INPUT,), "video": (VIDEO_INPUT,)}
 # Frame backbones from keras.applications, which have ImageNet weights: --visual_backbone -> constructor.
 # Both take RGB in [0, 255] and rescale it themselves (include_preprocessing); they accept 64x64 frames
 # (at least 32x32), on which the ImageNet weights (trained at 224x224) still give useful features.

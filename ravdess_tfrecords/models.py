@@ -38,21 +38,23 @@ from ravdess_tfrecords.errors import UserError, UserOSError
 from ravdess_tfrecords.labels import NUM_CLASSES
 from ravdess_tfrecords.model_choices import (
     APPLICATIONS,
+    AUDIO_INPUT,
     AUDIO_INPUT_NORMS,
     AUDIO_POOLINGS,
     BACKBONES,
     MODELS,
     NAMED_WEIGHTS,
     TEMPORALS,
+    VIDEO_INPUT,
     check_weights_file,
 )
-from ravdess_tfrecords.schema import INPUT_NAMES, NUM_MFCC, VIDEO_SHAPE
+from ravdess_tfrecords.model_choices import (
+    MODEL_INPUTS as MODEL_INPUTS,  # re-exported: what each model takes
+)
+from ravdess_tfrecords.schema import NUM_MFCC, VIDEO_SHAPE
 
 layers = keras.layers
 
-AUDIO_INPUT, VIDEO_INPUT = INPUT_NAMES
-# What each model takes, in its inputs' order.
-MODEL_INPUTS = {"fusion": (AUDIO_INPUT, VIDEO_INPUT), "audio": (AUDIO_INPUT,), "video": (VIDEO_INPUT,)}
 VISUAL_BRANCH = "visual_branch"
 
 # The seed notebook's sizes (MISSION.md, "Models").

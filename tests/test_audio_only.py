@@ -177,9 +177,12 @@ def test_audio_model_trains_evaluates_and_predicts_a_wav(wav_dataset, wav_corpus
 @pytest.mark.parametrize("model", ["fusion", "video"])
 def test_a_model_with_video_on_audio_only_data_is_one_error_line(wav_dataset, tmp_path, model):
     run = tmp_path / "run"
-    proc = helpers.fit(tmp_path, f"--data_dir={wav_dataset}", f"--model_dir={run}", f"--model={model}",
-                       "--train_actors=1,2", "--validation_actors=3", "--test_actors=4")
+    proc = subprocess.run([*helpers.python_m_telling_tensorflow("trainers.fit"), f"--data_dir={wav_dataset}",
+                           f"--model_dir={run}", f"--model={model}", "--train_actors=1,2", "--validation_actors=3",
+                           "--test_actors=4"], cwd=tmp_path, env=helpers.fit_env(), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 2
+    assert proc.stdout.splitlines()[-1] == "tensorflow imported: False"  # refused before TensorFlow loads
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and f"--model={model} needs" in lines[-1]
     assert "audio-only dataset" in lines[-1] and "--model=audio" in lines[-1]

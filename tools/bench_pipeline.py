@@ -56,6 +56,8 @@ flags.DEFINE_integer("actors", 24, "Random shards: actors.")
 flags.DEFINE_integer("clips_per_actor", 60, "Random shards: examples per actor (RAVDESS speech has 60).")
 flags.DEFINE_integer("audio_frames", 97, "Random shards: M, the padded MFCC frame count.")
 flags.DEFINE_string("visual_backbone", "vgg", "Backbone of the fusion model timed.")
+flags.DEFINE_list("filters", None, "Filters of the timed model's VGG blocks (e.g. 8,16: a quick run); unset: the "
+                  "model's own.")
 flags.DEFINE_float("feed_rate", 8000.0, "Examples/s one H100 trains the fusion model on (batch 256, Keras fp32).")
 flags.DEFINE_float("host_baseline", 1700.0, "The previous round's (c), examples/s: the 1.5x target's base.")
 
@@ -194,7 +196,9 @@ def fusion_model(audio_frames: int):
     except ImportError:
         models = None
     if models is not None:
-        return models.build_model("fusion", audio_frames=audio_frames, visual_backbone=FLAGS.visual_backbone)
+        sizes = {"filters": tuple(int(f) for f in FLAGS.filters)} if FLAGS.filters else {}
+        return models.build_model("fusion", audio_frames=audio_frames, visual_backbone=FLAGS.visual_backbone,
+                                  **sizes)
     from tensorflow import keras  # a small stand-in until ravdess_tfrecords.models exists
 
     layers = keras.layers
@@ -318,7 +322,8 @@ def main(argv: list[str]) -> None:
         tag = f"({key})" if len(key) <= 2 else ""
         print(f"{tag:<4} {what:<57} {rate:>10.0f} {rate / results['a'][0]:>6.2f}x {cpu * 1e6:>9.0f} "
               f"{feed * cpu:>15.1f}")
-    print(f"\nfusion model ({FLAGS.visual_backbone}) training step on this CPU, batch {b}: {steps['step']:.0f} ms; "
+    model = FLAGS.visual_backbone + (f", filters {','.join(FLAGS.filters)}" if FLAGS.filters else "")
+    print(f"\nfusion model ({model}) training step on this CPU, batch {b}: {steps['step']:.0f} ms; "
           f"behind the AugmentLayer (device mode): {steps['step+layer']:.0f} ms; "
           f"the layer alone (training=True): {steps['layer']:.1f} ms")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import ravdess_tfrecords
@@ -312,6 +313,19 @@ def run_record(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
     return dict(config.to_json(), **{FINGERPRINT_KEY: fingerprint})
 
 
+def check_inputs(input_names: Sequence[str], info: DatasetInfo, what: str) -> None:
+    """A ``UserError`` unless ``info``'s dataset holds every input of a model taking ``input_names``.
+
+    ``what`` names the model in the message (``--model=fusion``, ``the model in runs/x``).
+    """
+    missing = [name for name in input_names if name not in info.input_names]
+    if missing:
+        raise UserError(
+            f"{what} needs {' and '.join(input_names)}, but {info.data_dir} is an {info.modality}-only dataset "
+            f"(no {', '.join(missing)}; converted from RAVDESS's audio-only recordings): train --model=audio on "
+            "it, or convert the audio-video clips (Video_Speech_Actor_NN.zip) for a model with video")
+
+
 def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None = None,
                   unchecked: tuple[str, ...] = ()) -> None:
     """A model_dir already used must have been used with the same settings and, if given, the same data.
@@ -346,7 +360,8 @@ def check_restart(config: TrainConfig, model_dir: str, fingerprint: str | None =
 
 def preflight(config: TrainConfig, augment_on_known: bool = True) -> None:
     """``train``'s checks that need no TensorFlow, made before it loads (``trainers.fit``): a user error then
-    costs a second, not TensorFlow's import. The data directory and its info, the ``--visual_weights`` file,
+    costs a second, not TensorFlow's import. The data directory and its info, the inputs ``--model`` takes
+    (``check_inputs``), the ``--visual_weights`` file,
     and a model directory's earlier settings and data (one split: a cross-validation's folds are checked by
     ``train``). Local paths only: a URI is read through ``tf.io.gfile``, and ``train`` makes every check again.
 
@@ -361,6 +376,7 @@ def preflight(config: TrainConfig, augment_on_known: bool = True) -> None:
     if not storage.is_local(config.data_dir):
         return
     info = DatasetInfo.read(config.data_dir)
+    check_inputs(model_choices.MODEL_INPUTS[config.model], info, f"--model={config.model}")
     if not config.is_cross_validation and storage.is_local(config.model_dir):
         check_restart(config, config.model_dir, data_fingerprint(info),
                       unchecked=() if augment_on_known else ("augment_on",))

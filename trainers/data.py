@@ -14,7 +14,7 @@ from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import augment as augment_lib
 from ravdess_tfrecords.reading import pipeline
 from trainers import cluster
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, check_inputs
 
 AutoShardPolicy = tf.data.experimental.AutoShardPolicy
 
@@ -22,19 +22,6 @@ AutoShardPolicy = tf.data.experimental.AutoShardPolicy
 def augment_config(names: Sequence[str]) -> augment_lib.AugmentConfig | bool:
     """The pipeline's ``AugmentConfig`` with only ``names`` on (False when none)."""
     return augment_lib.AugmentConfig.only(*names) if names else False
-
-
-def check_inputs(input_names: Sequence[str], info: ravdess_tfrecords.DatasetInfo, what: str) -> None:
-    """A ``UserError`` unless ``info``'s dataset holds every input of a model taking ``input_names``.
-
-    ``what`` names the model in the message (``--model=fusion``, ``the model in runs/x``).
-    """
-    missing = [name for name in input_names if name not in info.input_names]
-    if missing:
-        raise UserError(
-            f"{what} needs {' and '.join(input_names)}, but {info.data_dir} is an {info.modality}-only dataset "
-            f"(no {', '.join(missing)}; converted from RAVDESS's audio-only recordings): train --model=audio on "
-            "it, or convert the audio-video clips (Video_Speech_Actor_NN.zip) for a model with video")
 
 
 def adapt_inputs(ds: tf.data.Dataset, input_names: Sequence[str],

@@ -16,8 +16,8 @@ from ravdess_tfrecords import storage
 from ravdess_tfrecords.errors import UserError
 from ravdess_tfrecords.reading import splits
 from trainers import metrics as metrics_lib
-from trainers.config import TrainConfig
-from trainers.data import adapt_inputs, check_inputs
+from trainers.config import TrainConfig, check_inputs
+from trainers.data import adapt_inputs
 from trainers.export import load_saved
 from trainers.model_dir import CONFIG_FILE, CONFUSION_PNG, METRICS_FILE, _read_json, _write_json
 

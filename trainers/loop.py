@@ -21,8 +21,8 @@ from ravdess_tfrecords.reading import augment
 from trainers import metrics as metrics_lib
 from trainers.callbacks import LAST_WEIGHTS, ExactValidation, backup_epochs, make_callbacks, repair_backup
 from trainers.cluster import remove_on_stop, stop_for_test
-from trainers.config import TrainConfig, check_restart, data_fingerprint, run_record
-from trainers.data import check_inputs, class_weights, make_datasets, scale_out
+from trainers.config import TrainConfig, check_inputs, check_restart, data_fingerprint, run_record
+from trainers.data import class_weights, make_datasets, scale_out
 from trainers.data import steps_per_epoch as epoch_steps
 from trainers.evaluation import evaluate_model
 from trainers.export import save_model
