@@ -58,6 +58,8 @@ flags.DEFINE_integer("audio_frames", 97, "Random shards: M, the padded MFCC fram
 flags.DEFINE_string("visual_backbone", "vgg", "Backbone of the fusion model timed.")
 flags.DEFINE_list("filters", None, "Filters of the timed model's VGG blocks (e.g. 8,16: a quick run); unset: the "
                   "model's own.")
+flags.register_validator("filters", lambda v: v is None or all(f.isdigit() and int(f) > 0 for f in v),
+                         message="--filters takes positive integers, e.g. 8,16")
 flags.DEFINE_float("feed_rate", 8000.0, "Examples/s one H100 trains the fusion model on (batch 256, Keras fp32).")
 flags.DEFINE_float("host_baseline", 1700.0, "The previous round's (c), examples/s: the 1.5x target's base.")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 # Nothing here imports TensorFlow: the flags are parsed and checked first, so a bad one fails in a second.
 from absl import app, flags
 
-from ravdess_tfrecords import _cli, storage
+from ravdess_tfrecords import _cli
 from ravdess_tfrecords.reading import splits
 from trainers import metrics as metrics_lib
 from trainers import model_dir as model_dir_lib
@@ -46,8 +46,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _cli.require("model_dir")
-    if storage.is_local(FLAGS.model_dir):  # before TensorFlow loads (a URI is read through it)
-        model_dir_lib.require_saved(storage.expand(FLAGS.model_dir))
+    model_dir_lib.require_saved_if_local(FLAGS.model_dir)  # before TensorFlow loads
     _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     from trainers.evaluation import evaluate_saved
 

@@ -68,6 +68,13 @@ def require_saved(model_dir: str) -> tuple[str, str]:
     return paths
 
 
+def require_saved_if_local(model_dir: str) -> None:
+    """``require_saved`` for a local ``model_dir`` (``~`` expanded): the check needs no TensorFlow there, so an
+    entry point makes it before the import. A URI is checked where the model loads (through ``tf.io.gfile``)."""
+    if storage.is_local(model_dir):
+        require_saved(storage.expand(model_dir))
+
+
 def _write_json(path: str, value: Any) -> None:
     """Write ``value`` as indented JSON, whole or not at all (``storage.write_text``)."""
     storage.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")

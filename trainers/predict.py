@@ -19,7 +19,7 @@ import json
 # Nothing here imports TensorFlow: the flags are parsed and checked first, so a bad one fails in a second.
 from absl import app, flags
 
-from ravdess_tfrecords import _cli, conversion, storage
+from ravdess_tfrecords import _cli, conversion
 from trainers import model_dir as model_dir_lib
 
 FLAGS = flags.FLAGS
@@ -38,8 +38,7 @@ def main(argv: list[str]) -> int:
     if not clips:
         raise app.UsageError("name at least one clip: python -m trainers.predict --model_dir=DIR clip.mp4 ...")
     _cli.require("model_dir")
-    if storage.is_local(FLAGS.model_dir):  # before TensorFlow loads (a URI is read through it)
-        model_dir_lib.require_saved(storage.expand(FLAGS.model_dir))
+    model_dir_lib.require_saved_if_local(FLAGS.model_dir)  # before TensorFlow loads
     conversion.require_extra("trainers.predict")  # the converter's preprocessing, before importing it
     _cli.quiet_tensorflow()  # the flags are good: now TensorFlow (without its start-up lines)
     from trainers import predict_lib
