@@ -138,6 +138,22 @@ def test_mixed_precision_builds_under_the_policy_and_restores_it():
         train_lib.TrainConfig("d", "m", mixed_precision="fp8")
 
 
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_a_fit_traces_its_train_step_once(one_hot):
+    """The compiled ``accuracy`` exists before the first step (``make_metrics``): Keras builds a metric named by a
+    string inside that step, and ``tf.function`` traces a step that made variables a second time."""
+    config = train_lib.TrainConfig("d", "m", model="audio", filters=(4,), label_smoothing=0.1 if one_hot else 0.0,
+                                   jit_compile="false")
+    model = model_lib.build_and_compile(config, audio_frames=6)
+    x = np.random.default_rng(0).standard_normal((8, 24, 6, 1)).astype("float32")
+    y = np.arange(8) % 7
+    traces, step = [], model.train_step
+    model.train_step = lambda data: traces.append(1) or step(data)  # Python runs it only while tracing
+    history = model.fit(x, keras.utils.to_categorical(y, 7) if one_hot else y, batch_size=4, epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert set(history.history) == {"loss", "accuracy"}
+
+
 def test_blstm_and_device_augmentation_compile_under_xla():
     """--jit_compile=true with --augment_on=device: the AugmentLayer (uint8 video in) and the BLSTMs of the
     fusion model train one XLA-compiled step on CPU, in bfloat16."""
