@@ -318,8 +318,8 @@ def _children_of(pid):
 
 
 def _pool_workers(pid):
-    """The converter's pool workers: its direct children that run multiprocessing's spawn_main."""
-    workers = []
+    """The converter's pool workers: the children of its forkserver (``convert.worker_context``)."""
+    processes = {}
     for pid_dir in glob.glob("/proc/[0-9]*"):
         try:
             with open(f"{pid_dir}/stat") as f:
@@ -328,9 +328,10 @@ def _pool_workers(pid):
                 cmdline = f.read()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
-            workers.append(int(pid_dir.rsplit("/", 1)[1]))
-    return workers
+        if fields[0] != "Z":
+            processes[int(pid_dir.rsplit("/", 1)[1])] = (int(fields[1]), cmdline)
+    servers = [p for p, (parent, cmdline) in processes.items() if parent == pid and b"forkserver" in cmdline]
+    return [p for p, (parent, _) in processes.items() if parent in servers]
 
 
 def _alive(pid):
@@ -365,6 +366,30 @@ def _killed_converter_run(tmp_path, target):
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     return workers, pool, survivors
+
+
+# Run in a fresh interpreter: the modules a worker imports for its first clip after the forkserver's preload.
+_AFTER_PRELOAD = """
+import importlib, sys
+importlib.import_module(sys.argv[1])
+before = set(sys.modules)
+from ravdess_tfrecords.conversion import preprocess
+preprocess.preprocess_clip(sys.argv[2])
+print(sorted({m.split(".")[0] for m in set(sys.modules) - before}))
+"""
+
+
+def test_workers_fork_from_a_forkserver_that_loaded_what_a_clip_needs(tmp_path):
+    """A worker costs a fork, not an interpreter's start: the forkserver has imported librosa's MFCC (scipy.signal,
+    numba's cache), built dlib's detector and found ffmpeg, so a worker's first clip imports none of its libraries."""
+    context = convert.worker_context()
+    assert context.get_start_method() == "forkserver"
+    clip = _clip(str(tmp_path), "01-01-03-01-01-01-01")
+    proc = subprocess.run([sys.executable, "-c", _AFTER_PRELOAD, convert.WORKER_PRELOAD, clip],
+                          capture_output=True, text=True, timeout=120, env=helpers.repo_env())
+    assert proc.returncode == 0, proc.stderr
+    imported = set(json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"')))
+    assert not imported & {"librosa", "scipy", "numba", "llvmlite", "dlib", "soundfile", "soxr", "imageio_ffmpeg", "PIL"}, imported
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -128,17 +128,30 @@ def _run(corpus, out, **popen):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
+def _wait_until_gone(group: int, timeout: float = 30.0) -> None:
+    """Until no process of process group ``group`` is left (the converter's workers stay in its group)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process group {group} still has processes after {timeout} s")
+
+
 def test_sigkill_then_resume_gives_identical_output(tmp_path):
     corpus = tmp_path / "in"
     for k in range(6):
         _clip(str(corpus), f"01-01-0{3 + k % 5}-01-0{1 + k // 5}-01-0{1 + k % 2}")
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = _run(corpus, killed)
+    proc = _run(corpus, killed, start_new_session=True)
     deadline = time.time() + 240
     while len(glob.glob(str(killed / ".cache" / "*.npz"))) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # the converter alone; its worker follows it (its parent, the forkserver, ends)
     proc.wait()
+    _wait_until_gone(proc.pid)  # a clip the worker was finishing may still land in the cache
     cached = len(glob.glob(str(killed / ".cache" / "*.npz")))
     assert 2 <= cached < 6 and not (killed / schema.INFO_FILENAME).exists()
     out, err = _run(corpus, killed).communicate(timeout=300)

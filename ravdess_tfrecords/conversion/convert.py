@@ -59,7 +59,7 @@ import traceback
 import zipfile
 import zlib
 from collections.abc import Callable
-from multiprocessing import connection, get_context
+from multiprocessing import connection, get_all_start_methods, get_context
 
 import numpy as np
 
@@ -81,6 +81,7 @@ MAX_CRASHES = 2  # a clip whose worker died in this many runs is not tried again
 TEST_CRASH_ENV = "RAVDESS_CONVERT_TEST_CRASH"  # test hook (module docstring)
 # The ranges of the run's numeric arguments (``_cli.range_problem``), as of the settings' (``SETTING_RANGES``).
 RUN_RANGES = {"workers": (1, None), "examples_per_shard": (1, None)}
+WORKER_PRELOAD = "ravdess_tfrecords.conversion.worker_preload"  # what the forkserver loads for every worker
 
 
 def library_versions() -> dict[str, str]:
@@ -100,12 +101,29 @@ def cache_key(source: sources.Source, settings: Settings, versions: dict[str, st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(converter_pid: int) -> None:
     """Workers stay in the converter's process group, so a signal to the group (``timeout -s KILL``,
     a job scheduler) reaches them, but ignore SIGINT: Ctrl-C stops only the main process, which
-    lets each worker finish (and cache) its clip. And a worker dies with the converter."""
+    lets each worker finish (and cache) its clip. And a worker dies with the converter: with its parent,
+    which is the converter (spawned) or the forkserver, which exits when the converter ends however it ends
+    (its pipe from the converter closes)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ffmpeg.die_with_parent(parent_pid)
+    ffmpeg.die_with_parent(os.getppid())
+    try:
+        os.kill(converter_pid, 0)
+    except ProcessLookupError:  # it ended before this worker started
+        os._exit(1)
+
+
+def worker_context():
+    """The pool's ``multiprocessing`` context: a forkserver that imports ``WORKER_PRELOAD`` where the platform
+    has one (a single-threaded server: forking from it is safe even inside a process that runs TensorFlow's
+    threads), else spawn. Both start workers without the converter's state."""
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([WORKER_PRELOAD])  # once per process: a running forkserver keeps its own
+    return context
 
 
 def preprocess_source(source: sources.Source, settings: Settings, cache_path: str | None = None,
@@ -170,11 +188,11 @@ def _preprocess_job(job: tuple) -> dict:
     return preprocess_source(*job)
 
 
-def _worker_main(conn, parent_pid: int) -> None:
+def _worker_main(conn, converter_pid: int) -> None:
     """A pool worker: say it started, then preprocess the jobs that come through ``conn`` one at a
     time, until ``None`` or EOF."""
     with contextlib.suppress(EOFError, OSError):  # the converter closed its end: it is stopping
-        _init_worker(parent_pid)
+        _init_worker(converter_pid)
         conn.send(_READY)
         while (job := conn.recv()) is not None:
             conn.send(_preprocess_job(job))
@@ -194,7 +212,7 @@ def _death(exitcode: int | None) -> str:
 
 
 class _Pool:
-    """Worker processes (spawned), one clip at a time each.
+    """Worker processes (``worker_context``), one clip at a time each.
 
     ``run`` yields ``(index, result)`` as clips finish. A worker that dies with its clip (a native
     crash, the out-of-memory killer) gives that clip a ``crashed`` result naming the signal or exit
@@ -203,7 +221,7 @@ class _Pool:
     """
 
     def __init__(self, size: int):
-        self.size, self.context, self.workers = size, get_context("spawn"), []
+        self.size, self.context, self.workers = size, worker_context(), []
 
     def _start(self) -> tuple:
         mine, theirs = self.context.Pipe()
