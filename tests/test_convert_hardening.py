@@ -370,12 +370,12 @@ def _killed_converter_run(tmp_path, target):
 
 # Run in a fresh interpreter: the modules a worker imports for its first clip after the forkserver's preload.
 _AFTER_PRELOAD = """
-import importlib, sys
+import importlib, json, sys
 importlib.import_module(sys.argv[1])
 before = set(sys.modules)
 from ravdess_tfrecords.conversion import preprocess
 preprocess.preprocess_clip(sys.argv[2])
-print(sorted({m.split(".")[0] for m in set(sys.modules) - before}))
+print(json.dumps(sorted({m.split(".")[0] for m in set(sys.modules) - before})))
 """
 
 
@@ -388,8 +388,9 @@ def test_workers_fork_from_a_forkserver_that_loaded_what_a_clip_needs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _AFTER_PRELOAD, convert.WORKER_PRELOAD, clip],
                           capture_output=True, text=True, timeout=120, env=helpers.repo_env())
     assert proc.returncode == 0, proc.stderr
-    imported = set(json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"')))
-    assert not imported & {"librosa", "scipy", "numba", "llvmlite", "dlib", "soundfile", "soxr", "imageio_ffmpeg", "PIL"}, imported
+    imported = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    libraries = {"librosa", "scipy", "numba", "llvmlite", "dlib", "soundfile", "soxr", "imageio_ffmpeg", "PIL"}
+    assert not imported & libraries, imported
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
