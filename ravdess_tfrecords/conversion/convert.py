@@ -108,11 +108,7 @@ def _init_worker(converter_pid: int) -> None:
     which is the converter (spawned) or the forkserver, which exits when the converter ends however it ends
     (its pipe from the converter closes)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ffmpeg.die_with_parent(os.getppid())
-    try:
-        os.kill(converter_pid, 0)
-    except ProcessLookupError:  # it ended before this worker started
-        os._exit(1)
+    ffmpeg.die_with_parent(converter_pid)
 
 
 def worker_context():

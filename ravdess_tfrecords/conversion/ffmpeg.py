@@ -61,21 +61,27 @@ def _prctl():
         return None
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Make the calling process exit when ``parent_pid`` (its parent) dies, however it dies.
+def die_with_parent(owner_pid: int) -> None:
+    """Make the calling process exit when its parent dies, however it dies, and now if ``owner_pid`` is gone.
 
-    Linux: ``PR_SET_PDEATHSIG`` (the kernel sends SIGKILL); elsewhere a daemon
-    thread watches the parent PID. A parent already gone: exit now.
+    ``owner_pid``: the process it works for, which its parent outlives by nothing: the parent itself, or the
+    process whose forkserver forked it (a forkserver exits when that process ends). Linux:
+    ``PR_SET_PDEATHSIG`` (the kernel sends SIGKILL); elsewhere a daemon thread watches the parent PID.
     """
+    parent = os.getppid()
     prctl = _prctl()
     if prctl is None or prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         def watch() -> None:
-            while os.getppid() == parent_pid:
+            while os.getppid() == parent:
                 time.sleep(1.0)
             os._exit(1)
 
         threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    if os.getppid() != parent_pid:  # it died before the signal was armed
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    try:
+        os.kill(owner_pid, 0)
+    except ProcessLookupError:  # it ended before this process started
         os._exit(1)
 
 
